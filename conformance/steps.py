@@ -1,0 +1,144 @@
+"""The step registry: what binds a sheet row to code, and what a step gives back.
+
+A suite (``testcases/kfr_steps.py`` for KFR) registers steps with :func:`StepRegistry.step`.
+Each step declares the case ids it answers to in the bundled sheet and a *signature* —
+the operation, the kind of identifier, the status and error code it is about, plus
+words its description will use — so that a row of another sheet (other ids, order or
+wording) can still be bound to it by what the row says (see ``conformance.binding``).
+
+A step does the work and reports what the environment answered as an :class:`Actual`.
+It does not decide pass or fail against its own idea of the answer: the engine compares
+the ``Actual`` with the row's ``Expectation`` read from the sheet. Extra conditions that a
+status code cannot express (e.g. "visible after ingestion") are :class:`Check` entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Check:
+    """A condition beyond status and error code, e.g. "the relationship is found for a period
+    before its end". ``ok=False`` makes the case fail."""
+
+    description: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Actual:
+    """What the environment answered for the row's main request."""
+
+    status: int | None
+    error_code: str | None = None
+    summary: str = ""                    # Norwegian prose for the sheet's "Faktisk resultat"
+    checks: list[Check] = field(default_factory=list)
+
+    def check(self, description: str, ok: bool, detail: str = "") -> Actual:
+        self.checks.append(Check(description, bool(ok), detail))
+        return self
+
+
+@dataclass(frozen=True)
+class StepSignature:
+    """What a row that this step can run talks about.
+
+    ``operation``: token | add | end | lookup | history | batch | manual.
+    ``subject``: fodselsnummer | d-nummer | orgnr | None (any).
+    ``status`` / ``error_code``: the expectation this step is designed to provoke.
+    ``keywords``: groups of alternative words (Norwegian/English); each group must have a
+    word in the row's text, e.g. (("grense", "boundary"),).
+    """
+
+    operation: str
+    subject: str | None = None
+    status: int | None = None
+    error_code: str | None = None
+    keywords: tuple[tuple[str, ...], ...] = ()
+
+
+class StepFunc(Protocol):
+    def __call__(self, ctx: Any) -> Actual: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    func: Callable[[Any], Actual]
+    signature: StepSignature
+    case_ids: tuple[str, ...] = ()
+    manual: bool = False
+    title: str = ""
+
+
+class StepRegistry:
+    """An ordered set of steps with unique names."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, Step] = {}
+
+    def add(self, step: Step) -> Step:
+        if step.name in self._steps:
+            raise ValueError(f"step {step.name!r} registered twice")
+        self._steps[step.name] = step
+        return step
+
+    def step(
+        self,
+        name: str,
+        *,
+        operation: str,
+        case_ids: Iterable[str] = (),
+        subject: str | None = None,
+        status: int | None = None,
+        error_code: str | None = None,
+        keywords: Iterable[Iterable[str]] = (),
+        manual: bool = False,
+        title: str = "",
+    ) -> Callable[[Callable[[Any], Actual]], Callable[[Any], Actual]]:
+        def decorator(func: Callable[[Any], Actual]) -> Callable[[Any], Actual]:
+            self.add(
+                Step(
+                    name=name,
+                    func=func,
+                    signature=StepSignature(
+                        operation=operation,
+                        subject=subject,
+                        status=status,
+                        error_code=error_code,
+                        keywords=tuple(tuple(k.lower() for k in group) for group in keywords),
+                    ),
+                    case_ids=tuple(case_ids),
+                    manual=manual,
+                    title=title or name,
+                )
+            )
+            return func
+
+        return decorator
+
+    def manual_step(self, name: str, **kwargs: Any) -> Step:
+        """Register a row that a person must carry out and confirm (no code runs)."""
+
+        def _manual(ctx: Any) -> Actual:  # never called: the engine handles manual rows
+            raise RuntimeError("manual steps are not run")
+
+        kwargs.setdefault("operation", "manual")
+        self.step(name, manual=True, **kwargs)(_manual)
+        return self._steps[name]
+
+    def get(self, name: str) -> Step | None:
+        return self._steps.get(name)
+
+    def __iter__(self):
+        return iter(self._steps.values())
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._steps
