@@ -22,6 +22,7 @@ class Outcome(StrEnum):
     ERROR = "error"              # the environment misbehaved (5xx, timeout, connection)
     NOT_AUTOMATED = "not_automated"  # no step binds to the row: never passed, never dropped
     PENDING = "pending"          # a manual row that nobody has confirmed yet
+    NOT_RUN = "not_run"          # in the sheet but not run this time (-k, --lf, interrupted)
 
     @property
     def label_nb(self) -> str:
@@ -34,6 +35,7 @@ OUTCOME_LABELS_NB: dict[Outcome, str] = {
     Outcome.ERROR: "Feil i miljø",
     Outcome.NOT_AUTOMATED: "Ikke automatisert",
     Outcome.PENDING: "Manuell – venter på bekreftelse",
+    Outcome.NOT_RUN: "Ikke kjørt",
 }
 
 
