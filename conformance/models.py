@@ -104,6 +104,7 @@ class CaseResult:
     comment: str = ""
     row: int = 0
     binding: str | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)  # {"description","ok","detail"}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
