@@ -1,3 +1,602 @@
-"""pytest plugin: ``pytest --bank=<orgnr>`` runs the integration-test sheet (stub; see issue 3)."""
+"""pytest plugin: ``pytest --bank=<orgnr>`` runs the KFR integration-test sheet.
+
+Each sheet row becomes one pytest item named by its case id, so ``-k``, ``-x``, ``--lf``,
+``--junitxml`` and ``-n 4`` work. Without ``--bank`` the plugin stays inert (the project's
+own tests run as usual) unless KFR options or the sheet are named, which is a usage error.
+
+Where things happen:
+- ``pytest_configure`` (controller): options + profile → ``RunConfig``; start the embedded
+  sandbox and issue the bank's credentials when needed; create the results folder.
+- workers (xdist) receive the environment through ``workerinput`` and build their own
+  clients; every process journals its own exchanges and writes each case's evidence file.
+- outcomes travel to the controller in ``report.user_properties``; only the controller
+  (no ``workerinput``) writes run.json, the filled sheet, the report and the pack.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import __version__
+from conformance.errors import ConformanceError
+from conformance.models import CaseResult, CaseSpec, Outcome, RunRecord
+
+RESULT_PROPERTY = "kfr_case_result"
+WORKERINPUT_KEY = "kfr_conformance"
+PROFILE_FILE = "kfr-conformance.toml"
+USAGE = "kfr-conformance: --bank=<organisasjonsnummer> mangler (f.eks. pytest --bank=311000004)"
+
+_KFR_OPTIONS = (
+    "sheet", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id", "cert",
+    "manual", "tester", "tester_role",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kfr", "KFR integrasjonstest (kfr-conformance)")
+    add = group.addoption
+    add("--bank", metavar="ORGNR", help="bankens organisasjonsnummer: kjører integrasjonstest-arket som denne banken")
+    add("--sheet", metavar="PATH", help="et annet integrasjonstest-ark enn det medfølgende")
+    add("--suite", metavar="DIR", help="mappe med testtrinnene (standard: testcases/)")
+    add("--bindings", metavar="FILE", help="TOML/JSON som binder rader til testtrinn: {bindings = {\"<id>\" = \"<trinn>\"}}")
+    add("--kfr-env", choices=["sandbox", "test"], help="sandbox (innebygd, standard) eller test (Bits' testmiljø)")
+    add("--kfr-base-url", metavar="URL", help="KFR base-URL (standard: Bits' testmiljø for --kfr-env=test)")
+    add("--maskinporten-url", metavar="URL", help="Maskinporten-utsteder (issuer), med avsluttende /")
+    add("--client-id", metavar="ID", help="klient-ID i Maskinporten")
+    add("--cert", metavar="PATH", help="virksomhetssertifikat: PKCS#12 (.p12/.pfx) eller PEM")
+    add("--key", metavar="PATH", help="privat nøkkel (PEM) når --cert er et PEM-sertifikat uten nøkkel")
+    add("--cert-password-env", metavar="VAR", help="miljøvariabel som holder passordet til --cert")
+    add("--signing-cert", metavar="PATH", help="eget signeringssertifikat for resultatpakken")
+    add("--signing-cert-password-env", metavar="VAR", help="miljøvariabel med passordet til --signing-cert")
+    add("--ca-bundle", metavar="PEM", help="CA-bundle for TLS (f.eks. bak TLS-inspiserende proxy)")
+    add("--alt-scope", metavar="SCOPE", help="et scope klienten har som IKKE er skrivescope (for KFR-002-testen)")
+    add("--reports-dir", metavar="DIR", help="hvor resultatene skrives (standard: reports/)")
+    add("--manual", metavar="FILE", help="resultater for manuelle rader (TOML/JSON: status, comment, by)")
+    add("--tester", metavar="NAME", help="hvem som utfører testen (attestasjon)")
+    add("--tester-role", metavar="ROLE", help="rollen til den som utfører testen")
+    add("--contact", metavar="ADDR", help="kontaktperson (e-post) i C-3-e-posten")
+    add("--bank-name", metavar="NAME", help="bankens navn (standard: fra profil eller sertifikat)")
+    add("--profile", metavar="FILE", help=f"profilfil (standard: {PROFILE_FILE} i prosjektroten)")
+    add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
+    add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
+    add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
+
+
+# ------------------------------------------------------------------ state
+
+
+@dataclass
+class EnvironmentInfo:
+    """What every process needs to talk to the environment (sent to xdist workers)."""
+
+    env_name: str
+    kfr_base_url: str
+    maskinporten_issuer: str
+    client_id: str
+    cert_path: str
+    key_path: str | None
+    cert_password: str | None
+    ca_bundle: str | None
+    alt_scope: str | None
+    results_dir: str
+    run_id: str
+    ingest_rate: float
+
+
+@dataclass
+class RunState:
+    bank_orgnr: str
+    bank_name: str
+    sheet_path: Path
+    suite_dir: Path
+    bindings_path: Path | None
+    manual: dict[str, dict[str, str]]
+    env: EnvironmentInfo
+    tester: str
+    tester_role: str
+    contact: str | None
+    signing_cert: Path | None
+    signing_cert_password: str | None
+    is_controller: bool
+    build_pack: bool
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    sandbox: Any = None
+    session: Any = None                      # conformance.session.ProcessSession, lazily
+    specs: list[CaseSpec] = field(default_factory=list)
+    sheet_info: Any = None
+    results: dict[str, CaseResult] = field(default_factory=dict)
+    finish_notes: list[str] = field(default_factory=list)
+    pack_result: Any = None
+    record: RunRecord | None = None
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.env.results_dir)
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.env.env_name != "test"
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def _kfr_options_used(config: pytest.Config) -> bool:
+    if any(config.getoption(name, None) for name in _KFR_OPTIONS):
+        return True
+    return any(str(arg).split("::")[0].endswith(".xlsx") or Path(str(arg)).name == "testcases"
+               for arg in config.invocation_params.args if not str(arg).startswith("-"))
+
+
+def _load_profile(config: pytest.Config, orgnr: str) -> tuple[dict[str, Any], Path]:
+    explicit = config.getoption("profile")
+    path = Path(explicit) if explicit else config.rootpath / PROFILE_FILE
+    if not path.exists():
+        if explicit:
+            raise pytest.UsageError(f"kfr-conformance: profilfilen {path} finnes ikke")
+        return {}, config.rootpath
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise pytest.UsageError(f"kfr-conformance: profilfilen {path} kan ikke leses: {exc}") from exc
+    banks = data.get("banks", {})
+    profile = banks.get(orgnr, {}) if isinstance(banks, dict) else {}
+    if not isinstance(profile, dict):
+        raise pytest.UsageError(f"kfr-conformance: [banks.{orgnr}] i {path} må være en tabell")
+    return profile, path.parent
+
+
+def _load_manual(path: Path | None) -> dict[str, dict[str, str]]:
+    if path is None:
+        return {}
+    try:
+        raw = path.read_text(encoding="utf-8")
+        data = tomllib.loads(raw) if path.suffix.lower() == ".toml" else json.loads(raw)
+    except FileNotFoundError as exc:
+        raise pytest.UsageError(f"kfr-conformance: --manual-filen {path} finnes ikke") from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise pytest.UsageError(f"kfr-conformance: --manual-filen {path} kan ikke leses: {exc}") from exc
+    cases = data.get("cases", data) if isinstance(data, dict) else None
+    if not isinstance(cases, dict) or not all(isinstance(v, dict) for v in cases.values()):
+        raise pytest.UsageError(
+            f"kfr-conformance: --manual-filen {path} må ha formen "
+            '{"<case id>": {"status": "OK", "comment": "...", "by": "..."}}'
+        )
+    return {str(k): {kk: str(vv) for kk, vv in v.items()} for k, v in cases.items()}
+
+
+def _secret_from_env(var: str | None, what: str) -> str | None:
+    if not var:
+        return None
+    value = os.environ.get(var)
+    if value is None:
+        raise pytest.UsageError(f"kfr-conformance: miljøvariabelen {var} ({what}) er ikke satt")
+    return value
+
+
+def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
+    from conformance.home import default_sandbox_dir
+    from conformance.kfr import TEST_BASE_URL, TEST_MASKINPORTEN_ISSUER, refuse_production
+    from conformance.runner import new_run_id, resolve_path
+    from conformance.suite import load_suite
+
+    profile, profile_base = _load_profile(config, orgnr)
+
+    def opt(name: str, key: str | None = None) -> Any:
+        value = config.getoption(name)
+        if value not in (None, ""):
+            return value
+        return profile.get(key or name)
+
+    env_name = opt("kfr_env", "env") or "sandbox"
+    if env_name not in ("sandbox", "test"):
+        raise pytest.UsageError(f"kfr-conformance: ukjent miljø «{env_name}» (sandbox eller test)")
+    root = config.rootpath
+    suite_dir = resolve_path(opt("suite"), profile_base) or root / "testcases"
+    try:
+        suite = load_suite(suite_dir)
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    sheet = resolve_path(opt("sheet"), Path.cwd()) or suite.sheet
+    if not sheet.is_file():
+        raise pytest.UsageError(f"kfr-conformance: arket {sheet} finnes ikke")
+    base_url = opt("kfr_base_url")
+    issuer = opt("maskinporten_url")
+    for url in (base_url, issuer):
+        if url:
+            try:
+                refuse_production(url)
+            except ConformanceError as exc:
+                raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    cert = resolve_path(opt("cert"), profile_base)
+    key = resolve_path(opt("key"), profile_base)
+    cert_password = _secret_from_env(opt("cert_password_env"), "passord til --cert")
+    client_id = opt("client_id")
+    ca_bundle = resolve_path(opt("ca_bundle"), profile_base)
+    alt_scope = opt("alt_scope")
+    ingest_rate = float(opt("ingest_rate") or 250.0)
+    bank_name = opt("bank_name", "name")
+    sandbox = None
+
+    if env_name == "test":
+        base_url = base_url or TEST_BASE_URL
+        issuer = issuer or TEST_MASKINPORTEN_ISSUER
+        missing = [flag for flag, value in (("--client-id", client_id), ("--cert", cert)) if not value]
+        if missing:
+            raise pytest.UsageError(
+                f"kfr-conformance: --kfr-env=test krever {' og '.join(missing)} "
+                f"(eller i [banks.{orgnr}] i {PROFILE_FILE})"
+            )
+    else:
+        data_dir = resolve_path(opt("sandbox_data_dir"), profile_base) or default_sandbox_dir()
+        from conformance.sandbox import SandboxSettings, issue_bank_credentials, start_sandbox
+
+        name = bank_name or f"Testbank {orgnr} AS"
+        if not base_url:
+            try:
+                sandbox = start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=ingest_rate))
+                sandbox.__enter__()
+            except ConformanceError as exc:
+                raise pytest.UsageError(f"kfr-conformance: sandkassen kunne ikke startes: {exc.diagnostics()}") from exc
+            base_url, issuer = sandbox.kfr_base_url, sandbox.maskinporten_issuer
+        if not cert:
+            creds = issue_bank_credentials(data_dir, orgnr, name, data_dir / "banks" / orgnr)
+            cert, key, client_id, cert_password = creds.p12, None, creds.client_id, creds.password
+            alt_scope = alt_scope or getattr(creds, "alt_scope", None)
+        issuer = issuer or base_url.split("/kar-ws/")[0] + "/maskinporten/"
+        bank_name = name
+
+    if not bank_name:
+        bank_name = _name_from_certificate(cert, key, cert_password) or f"Bank {orgnr}"
+    run_id = new_run_id()
+    reports_dir = resolve_path(opt("reports_dir"), Path.cwd()) or root / "reports"
+    results_dir = reports_dir / orgnr / run_id
+    results_dir.mkdir(parents=True, exist_ok=True)
+
+    env = EnvironmentInfo(
+        env_name=env_name, kfr_base_url=base_url, maskinporten_issuer=issuer,
+        client_id=str(client_id), cert_path=str(cert), key_path=str(key) if key else None,
+        cert_password=cert_password, ca_bundle=str(ca_bundle) if ca_bundle else None,
+        alt_scope=alt_scope, results_dir=str(results_dir), run_id=run_id, ingest_rate=ingest_rate,
+    )
+    state = RunState(
+        bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,
+        bindings_path=resolve_path(opt("bindings"), Path.cwd()),
+        manual=_load_manual(resolve_path(opt("manual"), Path.cwd())),
+        env=env, tester=opt("tester") or os.environ.get("USER", ""),
+        tester_role=opt("tester_role") or "", contact=opt("contact"),
+        signing_cert=resolve_path(opt("signing_cert"), profile_base),
+        signing_cert_password=_secret_from_env(opt("signing_cert_password_env"), "passord til --signing-cert"),
+        is_controller=True, build_pack=not config.getoption("no_pack"),
+        sandbox=sandbox,
+    )
+    _read_cases(state)
+    from conformance.results import copy_original_sheet
+
+    copy_original_sheet(state.sheet_path, results_dir)
+    return state
+
+
+def _name_from_certificate(cert: Path | None, key: Path | None, password: str | None) -> str | None:
+    if not cert:
+        return None
+    try:
+        from conformance.auth import Credentials
+
+        return Credentials.load(cert, password=password, key_path=key).subject_name or None
+    except ConformanceError:
+        return None
+
+
+def _read_cases(state: RunState) -> None:
+    from conformance.binding import bind_cases, load_bindings_file
+    from conformance.sheet import read_sheet
+    from conformance.suite import load_suite
+
+    try:
+        info, specs = read_sheet(state.sheet_path)
+        overrides = load_bindings_file(state.bindings_path) if state.bindings_path else None
+        registry = load_suite(state.suite_dir).registry
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    state.sheet_info = info
+    state.specs = bind_cases(specs, registry, overrides)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kfr_case: a row of the KFR integration-test sheet")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and WORKERINPUT_KEY in workerinput:
+        data = workerinput[WORKERINPUT_KEY]
+        state = RunState(
+            bank_orgnr=data["bank_orgnr"], bank_name=data["bank_name"],
+            sheet_path=Path(data["sheet_path"]), suite_dir=Path(data["suite_dir"]),
+            bindings_path=Path(data["bindings_path"]) if data["bindings_path"] else None,
+            manual=data["manual"], env=EnvironmentInfo(**data["env"]),
+            tester=data["tester"], tester_role=data["tester_role"], contact=data["contact"],
+            signing_cert=None, signing_cert_password=None, is_controller=False, build_pack=False,
+        )
+        _read_cases(state)
+        config.stash[STATE] = state
+        return
+    bank = config.getoption("bank", None)
+    if bank is None:
+        if _kfr_options_used(config):
+            raise pytest.UsageError(USAGE)
+        return
+    from conformance.ids import require_orgnr
+
+    try:
+        orgnr = require_orgnr(str(bank))
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.message}") from exc
+    state = _configure_controller(config, orgnr)
+    config.stash[STATE] = state
+    config.pluginmanager.register(_ResultCollector(state), "kfr_conformance_results")
+    # Run the sheet instead of the project's tests unless paths were given explicitly.
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = [str(state.sheet_path)]
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(state), "kfr_conformance_xdist")
+
+
+class _XdistHooks:
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def pytest_configure_node(self, node: Any) -> None:
+        s = self.state
+        node.workerinput[WORKERINPUT_KEY] = {
+            "bank_orgnr": s.bank_orgnr, "bank_name": s.bank_name, "sheet_path": str(s.sheet_path),
+            "suite_dir": str(s.suite_dir),
+            "bindings_path": str(s.bindings_path) if s.bindings_path else None,
+            "manual": s.manual, "env": s.env.__dict__, "tester": s.tester,
+            "tester_role": s.tester_role, "contact": s.contact,
+        }
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    if state.session is not None:
+        state.session.close()
+    if state.sandbox is not None:
+        state.sandbox.__exit__(None, None, None)
+        state.sandbox = None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return None
+    label = "SANDBOX (innebygd testmiljø – ikke gyldig som onboardingbevis)" if state.is_sandbox else "test (Bits' testmiljø)"
+    info = state.sheet_info
+    return [
+        f"kfr-conformance {__version__}: bank {state.bank_name} ({state.bank_orgnr}), miljø {label}",
+        f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
+        f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
+        f"SHA-256 {getattr(info, 'sha256', '?')}",
+    ]
+
+
+# ------------------------------------------------------------------ collection
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    state = parent.config.stash.get(STATE, None)
+    if state is None or file_path.suffix.lower() != ".xlsx":
+        return None
+    if file_path.resolve() != state.sheet_path:
+        return None
+    return SheetFile.from_parent(parent, path=file_path)
+
+
+class SheetFile(pytest.File):
+    def collect(self):
+        state = self.config.stash[STATE]
+        from conformance.suite import load_suite
+
+        registry = load_suite(state.suite_dir).registry
+        seen: dict[str, int] = {}
+        for spec in state.specs:
+            name = spec.case_id
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                name = f"{name}#{seen[name]}"
+            step = registry.get(spec.binding) if spec.binding else None
+            yield CaseItem.from_parent(self, name=name, spec=spec, step=step)
+
+
+class CaseFailed(Exception):
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, spec: CaseSpec, step: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.step = step
+        self.add_marker(pytest.mark.kfr_case)
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        spec = self.spec
+        from conformance import runner
+
+        if spec.manual:
+            result = runner.manual_result(spec, state.manual.get(spec.case_id))
+        elif self.step is None:
+            result = runner.not_automated_result(spec)
+        else:
+            result = _session(state).run(spec, self.step, self._progress)
+        self.user_properties.append((RESULT_PROPERTY, json.dumps(result.to_dict(), ensure_ascii=False)))
+        if result.outcome is Outcome.PASSED:
+            return
+        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
+            raise CaseFailed(result)
+        pytest.skip(f"{result.outcome.label_nb}: {result.message}")
+
+    def _progress(self, message: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.config.getoption("verbose", 0) > 0:
+            reporter.write_line(f"  {self.spec.case_id}: {message}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailed):
+            r = excinfo.value.result
+            lines = [
+                f"{r.case_id} {r.title}",
+                f"  Status:    {r.outcome.label_nb}",
+                f"  Forventet: {r.expected.describe()}  ({r.expected.text.strip()})",
+                f"  Faktisk:   {r.actual}",
+            ]
+            if r.message:
+                lines.append(f"  Hvorfor:   {r.message}")
+            if r.correlation_ids:
+                lines.append(f"  CorrelationID: {', '.join(r.correlation_ids)}")
+            if r.evidence_file:
+                lines.append(f"  Bevis:     {r.evidence_file}")
+            return "\n".join(lines)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, self.spec.row or None, f"{self.spec.case_id}: {self.spec.title}"
+
+
+def _session(state: RunState):
+    if state.session is None:
+        from conformance.session import ProcessSession
+
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        state.session = ProcessSession(state, journal_name=f"journal-{worker}.jsonl" if worker else "journal.jsonl")
+    return state.session
+
+
+# ------------------------------------------------------------------ outcomes and the end
+
+
+class _ResultCollector:
+    """Receives every case's result on the controller (also from xdist workers)."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == RESULT_PROPERTY:
+                result = CaseResult.from_dict(json.loads(value))
+                self.state.results[result.case_id] = result
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = config.stash.get(STATE, None)
+    if state is None or not state.is_controller:
+        return
+    if state.session is not None:
+        state.session.close()
+        state.session = None
+    _finish_run(state)
+
+
+def _finish_run(state: RunState) -> None:
+    from conformance import runner
+    from conformance.results import ordered_results, write_outputs
+
+    info = state.sheet_info
+    cases = ordered_results(state.specs, state.results, runner.not_run_result)
+    record = RunRecord(
+        run_id=state.env.run_id,
+        bank={"orgnr": state.bank_orgnr, "name": state.bank_name},
+        environment={
+            "name": state.env.env_name, "kfr_base_url": state.env.kfr_base_url,
+            "maskinporten_issuer": state.env.maskinporten_issuer,
+        },
+        sheet={"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
+               "sha256": getattr(info, "sha256", None) or _sha256(state.sheet_path)},
+        runner={"version": __version__, "python": platform.python_version(),
+                "platform": platform.platform()},
+        attestation={"tester": state.tester, "role": state.tester_role,
+                     **({"contact": state.contact} if state.contact else {})},
+        started_at=runner.iso(state.started),
+        finished_at=runner.iso(dt.datetime.now(dt.UTC)),
+        cases=cases,
+    )
+    written = write_outputs(state.results_dir, record)
+    state.finish_notes.extend(written.problems)
+    if state.build_pack:
+        try:
+            state.pack_result = _build_pack(state)
+        except ConformanceError as exc:
+            state.finish_notes.append(f"Resultatpakken ble ikke bygget: {exc.diagnostics()}")
+        except Exception as exc:  # never lose the rest of the results over the pack
+            state.finish_notes.append(f"Resultatpakken ble ikke bygget: {type(exc).__name__}: {exc}")
+    state.record = record
+
+
+def _build_pack(state: RunState):
+    from conformance.auth import Credentials
+    from conformance.pack import build_pack
+
+    if state.signing_cert:
+        creds = Credentials.load(state.signing_cert, password=state.signing_cert_password)
+    else:
+        creds = Credentials.load(Path(state.env.cert_path), password=state.env.cert_password,
+                                 key_path=Path(state.env.key_path) if state.env.key_path else None)
+    return build_pack(state.results_dir, certificate=creds.certificate,
+                      private_key=creds.private_key, chain=creds.chain, contact=state.contact)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.is_controller:
+        return
+    record = state.record
+    tr = terminalreporter
+    title = "KFR integrasjonstest" + (" – SANDBOX" if state.is_sandbox else "")
+    tr.write_sep("=", title)
+    if record is not None:
+        counts = record.counts()
+        parts = [f"{Outcome(k).label_nb}: {v}" for k, v in counts.items() if k != "total" and v]
+        tr.write_line(f"{counts['total']} rader – " + ", ".join(parts))
+        for case in record.cases:
+            if case.outcome not in (Outcome.PASSED,):
+                tr.write_line(f"  {case.case_id:<10} {case.outcome.label_nb:<32} {case.title}")
+    tr.write_line(f"Resultater: {state.results_dir}")
+    pack = state.pack_result
+    if pack is not None:
+        tr.write_line(f"Resultatpakke: {pack.zip_path}")
+        if getattr(pack, "email_path", None):
+            tr.write_line(f"C-3-e-post: {pack.email_path}")
+        elif getattr(pack, "blockers", None):
+            tr.write_line("C-3-e-post er ikke laget fordi:")
+            for reason in pack.blockers[:12]:
+                tr.write_line(f"  - {reason}")
+    if state.is_sandbox:
+        tr.write_line("SANDBOX: resultatene er laget mot det innebygde testmiljøet og gjelder ikke som onboardingbevis.", yellow=True)
+    for note in state.finish_notes:
+        tr.write_line(f"Advarsel: {note}", red=True)
+    sys.stdout.flush()

@@ -1,0 +1,84 @@
+"""One process's side of a run: HTTP client, Maskinporten and KFR clients, evidence.
+
+Each process (the serial runner or one xdist worker) builds its own clients from the
+shared ``EnvironmentInfo`` and journals its own exchanges, so workers never share a file
+handle. A case's evidence file is written as soon as the case ends, so an interrupted run
+keeps everything it did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conformance.models import CaseResult, CaseSpec
+from conformance.results import correlation_ids, write_case_evidence
+from conformance.runner import WRITE_SCOPE, CaseContext, RunConfig, run_step, safe_file_name
+
+
+class ProcessSession:
+    def __init__(self, state: Any, *, journal_name: str) -> None:
+        from conformance.auth import Credentials, MaskinportenAuth, MaskinportenClient
+        from conformance.evidence import EvidenceRecorder, Journal
+        from conformance.kfr import KfrClient, make_http_client
+
+        env = state.env
+        self.results_dir = Path(env.results_dir)
+        self.recorder = EvidenceRecorder(Journal(self.results_dir / journal_name))
+        self.config = RunConfig(
+            bank_orgnr=state.bank_orgnr, bank_name=state.bank_name, env_name=env.env_name,
+            kfr_base_url=env.kfr_base_url, maskinporten_issuer=env.maskinporten_issuer,
+            client_id=env.client_id, cert_path=Path(env.cert_path),
+            cert_password=env.cert_password,
+            key_path=Path(env.key_path) if env.key_path else None,
+            ca_bundle=Path(env.ca_bundle) if env.ca_bundle else None,
+            alt_scope=env.alt_scope, ingest_rate=env.ingest_rate,
+        )
+        credentials = Credentials.load(self.config.cert_path, password=self.config.cert_password,
+                                       key_path=self.config.key_path)
+        self.http = make_http_client(ca_bundle=self.config.ca_bundle, recorder=self.recorder)
+        self.maskinporten = MaskinportenClient(
+            issuer=self.config.maskinporten_issuer, client_id=self.config.client_id,
+            credentials=credentials, http=self.http,
+        )
+        self.kfr = KfrClient(self.config.kfr_base_url, self.config.bank_orgnr, http=self.http,
+                             auth=MaskinportenAuth(self.maskinporten, [WRITE_SCOPE]))
+        self._allure = _allure_module(state)
+
+    def run(self, spec: CaseSpec, step: Any, progress: Callable[[str], None]) -> CaseResult:
+        with self.recorder.case(spec.case_id):
+            ctx = CaseContext(case=spec, config=self.config, kfr=self.kfr,
+                              maskinporten=self.maskinporten, progress=progress)
+            result = run_step(spec, step, ctx)
+        exchanges = self.recorder.exchanges(spec.case_id)
+        result.correlation_ids = correlation_ids(exchanges)
+        try:
+            result.evidence_file = write_case_evidence(
+                self.results_dir, safe_file_name(spec.case_id), spec.case_id, exchanges)
+        except OSError as exc:
+            result.message = (result.message + f"\nBevis kunne ikke skrives: {exc}").strip()
+        if self._allure is not None:
+            self._attach(spec, exchanges)
+        return result
+
+    def _attach(self, spec: CaseSpec, exchanges: list[dict[str, Any]]) -> None:
+        allure = self._allure
+        for ex in exchanges:
+            name = f"{ex.get('seq', '')} {ex.get('operation', '')} {ex.get('request', {}).get('method', '')}"
+            allure.attach(json.dumps(ex, ensure_ascii=False, indent=2), name=name.strip(),
+                          attachment_type=allure.attachment_type.JSON)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _allure_module(state: Any) -> Any:
+    """allure-pytest's API when the run was started with --alluredir, else None."""
+    try:
+        import allure
+        from allure_commons import plugin_manager
+    except ImportError:
+        return None
+    return allure if plugin_manager.list_name_plugin() else None
