@@ -71,6 +71,7 @@ class CaseSpec:
     row: int = 0                      # 1-based row number in the worksheet
     binding: str | None = None        # name of the step that runs this row
     binding_source: str | None = None  # "id" | "text" | "file" | None
+    category: str = ""                # the sheet's category/area column, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
