@@ -102,6 +102,7 @@ class CaseResult:
     duration_s: float = 0.0
     manual: bool = False
     confirmed_by: str | None = None          # manual rows: who confirmed
+    confirmed_at: str | None = None          # manual rows: when (ISO 8601 UTC)
     comment: str = ""
     row: int = 0
     binding: str | None = None
