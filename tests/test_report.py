@@ -1,0 +1,422 @@
+"""report.html: contents, escaping, redaction, self-containment, and a real browser render."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import types
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jwt
+import pytest
+from report_support import make_run, write_evidence  # tests/ is on sys.path (rootdir-less)
+
+import conformance
+from conformance.models import CaseResult, Expectation, Outcome, RunRecord
+from conformance.report import REPORT_FILE, render_report, write_report
+
+TEMPLATES = Path(conformance.__file__).parent / "templates"
+
+
+class _Rows(HTMLParser):
+    """Collects the text of each table row that carries a ``data-<key>`` attribute, cell by
+    cell, so tests read the page the way a person reads the table."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = f"data-{key}"
+        self.rows: dict[str, list[str]] = {}
+        self._row: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self._row = dict(attrs).get(self.key)
+            if self._row is not None:
+                self.rows[self._row] = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self.rows[self._row].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def rows(page: str, key: str) -> dict[str, list[str]]:
+    parser = _Rows(key)
+    parser.feed(page)
+    return parser.rows
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> tuple[RunRecord, Path]:
+    results = tmp_path / "results"
+    return make_run(results), results
+
+
+def _case(record: RunRecord, case_id: str) -> CaseResult:
+    return next(c for c in record.cases if c.case_id == case_id)
+
+
+def _with_exchange(record: RunRecord, results: Path, case_id: str, **response: object) -> None:
+    """Give ``case_id`` one exchange whose response has the given fields."""
+    exchange = {
+        "case_id": case_id,
+        "seq": 1,
+        "operation": "lookup",
+        "correlation_id": None,
+        "started_at": "2026-11-23T09:00:00.000000Z",
+        "elapsed_ms": 4.0,
+        "request": {
+            "method": "GET",
+            "url": "http://127.0.0.1:5000/kar-ws/api/v1/x",
+            "headers": response.pop("request_headers", {}),
+            "body": response.pop("request_body", None),
+        },
+        "response": {"status": 200, "headers": {}, "body": None, **response},
+        "error": None,
+    }
+    _case(record, case_id).evidence_file = write_evidence(results, case_id, [exchange])
+
+
+# --- contents ---------------------------------------------------------------------------
+
+
+def test_every_case_is_listed_with_its_norwegian_status(run):
+    record, results = run
+    page = render_report(record, results)
+    table = rows(page, "case")
+
+    assert list(table) == [c.case_id for c in record.cases]  # all of them, in sheet order
+    assert {c.outcome for c in record.cases} == set(Outcome)  # the fixture covers every outcome
+    for case in record.cases:
+        case_id, title, expected, _actual, status = table[case.case_id]
+        assert case_id == case.case_id
+        assert title == case.title
+        assert expected == case.expected.describe()
+        assert status.endswith(case.outcome.label_nb)
+
+
+def test_summary_counts_and_chart_match_the_record(run):
+    record, results = run
+    page = render_report(record, results)
+    counts = record.counts()
+    summary = rows(page, "outcome")
+
+    for outcome in Outcome:
+        label, number, _share = summary[str(outcome)]
+        assert label.endswith(outcome.label_nb)
+        assert int(number) == counts[str(outcome)]
+    assert int(summary["total"][1]) == counts["total"] == len(record.cases)
+    # The chart carries the same numbers as text, readable without colour.
+    for outcome in Outcome:
+        group = re.search(rf'<g data-outcome="{outcome}">(.*?)</g>', page, re.S).group(1)
+        assert f">{counts[str(outcome)]} (" in group
+        assert html.escape(outcome.label_nb) in group
+    assert f"{counts['passed']} av {counts['total']} testtilfeller er bestått" in page
+
+
+def test_header_names_bank_environment_sheet_run_and_tester(run):
+    record, results = run
+    page = html.unescape(render_report(record, results))
+
+    for text in (
+        record.bank["name"],
+        record.bank["orgnr"],
+        record.environment["kfr_base_url"],
+        record.environment["maskinporten_issuer"],
+        record.sheet["file_name"],
+        record.sheet["version"],
+        record.sheet["sha256"],
+        record.run_id,
+        record.attestation["tester"],
+        record.attestation["role"],
+        f"kfr-conformance {record.runner['version']}",
+    ):
+        assert text in page
+    # Start at 09:00 UTC in November is 10:00 in Oslo (CET, UTC+1).
+    assert "2026-11-23 09:00:00 UTC" in page
+    assert "2026-11-23 10:00:00 CET" in page
+    assert '<html lang="nb">' in page
+
+
+@pytest.mark.parametrize(
+    ("environment", "banner"), [("sandbox", True), ("staging", True), ("test", False)]
+)
+def test_sandbox_banner_unless_the_environment_is_test(tmp_path, environment, banner):
+    record = make_run(tmp_path, environment=environment)
+    page = render_report(record, tmp_path)
+
+    assert ("SANDBOX – ikke gyldig som onboardingbevis" in page) is banner
+    assert ("SANDBOX" in page) is banner  # not in the title or facts of a real test run either
+    assert page.count("<title>SANDBOX") == (1 if banner else 0)
+
+
+def test_evidence_shows_each_exchange_with_pretty_json(run):
+    record, results = run
+    page = html.unescape(render_report(record, results))
+    lookup = _case(record, "KFR-04")
+    section = page[page.index('<details id="sak-4-KFR-04"') : page.index('<details id="sak-5-')]
+
+    assert "POST http://127.0.0.1:5000/maskinporten/token" in section
+    assert (
+        f"GET http://127.0.0.1:5000/kar-ws/api/v1/customers/financialInstitutions/{record.bank['orgnr']}/"
+        in section
+    )
+    assert "200 OK" in section and "201 Created" in section
+    for cid in lookup.correlation_ids:
+        assert cid in section
+    assert '{\n  "banks": [\n    {\n      "organizationID": ' in section  # pretty-printed
+    assert "Eget organisasjonsnummer finnes i svaret" in section  # the extra check
+    assert "ms" in section and "Token fra Maskinporten" in section
+
+
+def test_failed_and_error_cases_open_with_message_and_failed_check(run):
+    record, results = run
+    page = render_report(record, results)
+
+    for case in record.cases:
+        opened = f'data-case="{case.case_id}" open>' in page
+        assert opened is (case.outcome in (Outcome.FAILED, Outcome.ERROR))
+    assert html.escape("Forventet HTTP 404 med KFR-008, men fikk HTTP 204.") in page
+    assert "✗ Ikke OK</span> Banken finnes for perioden før avslutning" in page
+    assert "ReadTimeout: svar uteble etter 10 s" in page and "Ingen respons ble mottatt." in page
+
+
+def test_manual_rows_show_who_confirmed_them_and_when(run):
+    record, results = run
+    page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", render_report(record, results))).split())
+
+    assert "Ja, bekreftet av Kari Testesen 2026-11-24 08:30:00 UTC" in page
+    assert "(2026-11-24 09:30:00 CET, norsk tid)" in page
+    assert "Ja, ikke bekreftet" in page  # the pending manual row
+    assert "Verifisert i rutinebeskrivelse v3." in page
+
+
+def test_big_body_is_shown_as_size_hash_and_head(run):
+    record, results = run
+    page = html.unescape(render_report(record, results))
+    batch = json.loads((results / _case(record, "KFR-07").evidence_file).read_text())
+    summary = batch["exchanges"][1]["request"]["body"]
+
+    assert f"{summary['size']:,}".replace(",", "\u202f") + " byte" in page
+    assert summary["sha256"] in page
+    assert summary["head"].splitlines()[0] in page
+    assert summary["size"] > 64 * 1024
+
+
+# --- untrusted text and secrets ---------------------------------------------------------
+
+
+def test_untrusted_text_is_escaped(run):
+    record, results = run
+    hostile = '<script>alert("kfr")</script><img src=x onerror=alert(1)>'
+    _with_exchange(record, results, "KFR-02", body=hostile, headers={"X-Trace": "<b>fet</b>"})
+    _case(record, "KFR-03").title = "Tittel med <i>kursiv</i>"
+    _case(record, "KFR-03").message = "</details><h1>falsk</h1>"
+    page = render_report(record, results)
+
+    assert "<script>alert" not in page and "<img" not in page and "<i>kursiv" not in page
+    assert "&lt;script&gt;alert(&#34;kfr&#34;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;fet&lt;/b&gt;" in page
+    assert "&lt;/details&gt;&lt;h1&gt;falsk" in page
+    assert page.count("<script") == 1  # only the page's own progressive-enhancement script
+
+
+@pytest.mark.parametrize("recorder", ["present", "absent"])
+def test_secrets_in_evidence_do_not_reach_the_page(run, monkeypatch, recorder):
+    record, results = run
+    if recorder == "absent":  # conformance.evidence not importable: the local pass alone
+        monkeypatch.setitem(sys.modules, "conformance.evidence", None)
+        monkeypatch.delattr(conformance, "evidence", raising=False)
+    token = jwt.encode({"scope": "bits:kundeforhold.write", "iss": "x"}, "k" * 32)
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    _with_exchange(
+        record,
+        results,
+        "KFR-02",
+        request_headers={"Authorization": f"Bearer {token}", "X-Echo": f"Bearer {token}"},
+        request_body=f"grant_type=x&assertion={token}",
+        body=f'{{"access_token": "{token}", "debug": "{token}", "key": {pem!r}}}'.replace(
+            "'", '"'
+        ).replace("\n", "\\n"),
+    )
+    _case(record, "KFR-02").message = f"token var {token}"
+    page = render_report(record, results)
+
+    assert token not in page and token.split(".")[1] not in page
+    assert "Bearer ey" not in page and "assertion=ey" not in page
+    assert "-----BEGIN" not in page and "MIIEvQIBADANBg" not in page
+    assert "[REDACTED]" in page
+
+
+def test_the_recorders_redact_text_is_used_when_present(run, monkeypatch):
+    record, results = run
+    _with_exchange(record, results, "KFR-02", body="kundens passord er hemmelig123")
+    fake = types.ModuleType("conformance.evidence")
+    fake.redact_text = lambda text: text.replace("hemmelig123", "[REDACTED]")
+    monkeypatch.setitem(sys.modules, "conformance.evidence", fake)
+    monkeypatch.setattr(conformance, "evidence", fake, raising=False)
+
+    assert "hemmelig123" not in render_report(record, results)
+
+
+def test_a_failing_recorder_redaction_still_gets_the_local_pass(run, monkeypatch):
+    record, results = run
+    token = jwt.encode({"sub": "x"}, "k" * 32)
+    _with_exchange(record, results, "KFR-02", body=f"token={token}")
+
+    def broken(text: str) -> str:
+        raise RuntimeError("half-written module")
+
+    fake = types.ModuleType("conformance.evidence")
+    fake.redact_text = broken
+    monkeypatch.setitem(sys.modules, "conformance.evidence", fake)
+    monkeypatch.setattr(conformance, "evidence", fake, raising=False)
+
+    assert token not in render_report(record, results)
+
+
+# --- robustness -------------------------------------------------------------------------
+
+
+def test_bad_evidence_files_are_noted_not_fatal(run):
+    record, results = run
+    outside = results.parent / "outside.json"
+    outside.write_text('{"exchanges": [{"request": {"url": "UTENFOR-MARKER"}}]}')
+    _case(record, "KFR-01").evidence_file = "../outside.json"
+    (results / "evidence" / "KFR-02.json").write_text("{ not json")
+    _case(record, "KFR-03").evidence_file = "evidence/finnes-ikke.json"
+    write_evidence(results, "KFR-04", ["ikke et objekt", {"seq": 1, "request": {}}])
+    page = html.unescape(render_report(record, results))
+
+    assert "UTENFOR-MARKER" not in page
+    assert "«../outside.json» ligger utenfor resultatmappen" in page
+    assert "«evidence/KFR-02.json» kan ikke leses" in page
+    assert "«evidence/finnes-ikke.json» mangler" in page
+    assert "1 utveksling(er) i feil format er utelatt" in page
+
+
+def test_a_sparse_run_record_renders(tmp_path):
+    record = RunRecord(
+        run_id="r1",
+        bank={},
+        environment={},
+        sheet={},
+        runner={},
+        attestation={},
+        started_at="",
+        finished_at="not a time",
+    )
+    page = render_report(record, tmp_path)
+
+    assert "Kjøringen har ingen testtilfeller." in page
+    assert "SANDBOX – ikke gyldig som onboardingbevis" in page  # unknown env is not `test`
+    assert "not a time" in page
+
+
+def test_links_point_at_unique_case_sections(tmp_path):
+    cases = [
+        CaseResult(
+            case_id=cid, title="t", expected=Expectation("x", status=200), outcome=Outcome.PASSED
+        )
+        for cid in ("A/1", "A_1", "A 1", "Ø-2")
+    ]
+    record = make_run(tmp_path)
+    record.cases = cases
+    page = render_report(record, tmp_path)
+
+    ids = re.findall(r'<details id="([^"]+)"', page)
+    links = re.findall(r'<a href="#([^"]+)"', page)
+    assert len(ids) == len(set(ids)) == 4
+    assert links == ids
+
+
+def test_page_is_self_contained_and_accessible(run):
+    record, results = run
+    page = render_report(record, results)
+
+    assert not re.search(r"<link\b|\bsrc=|@import|url\(", page)
+    assert not re.search(r'href="(?!#)', page)  # only in-page links
+    assert '<th scope="col">ID</th>' in page and "<caption>" in page
+    assert 'role="img"' in page and '<title id="chart-title">' in page
+    assert "@media print" in page and "details::details-content" in page
+
+
+def test_templates_never_mark_text_safe():
+    for template in TEMPLATES.iterdir():
+        source = template.read_text()
+        assert "|safe" not in source.replace(" ", "")
+        assert not re.search(r"\{%-?\s*autoescape", source) and "Markup" not in source
+
+
+def test_write_report_writes_atomically_to_the_default_or_given_path(run, tmp_path):
+    record, results = run
+    (results / REPORT_FILE).write_text("old")
+
+    written = write_report(record, results)
+    assert written == results / REPORT_FILE
+    assert written.read_text(encoding="utf-8") == render_report(record, results)
+
+    other = write_report(record, results, tmp_path / "ut" / "rapport.html")
+    assert other.read_bytes() == written.read_bytes()
+    assert not [p for p in results.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- a real browser ---------------------------------------------------------------------
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    chromium = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if chromium is None:
+        pytest.skip("chromium is not installed (/usr/bin/chromium missing)")
+    record, results = run
+    report = write_report(record, results)
+    shot = tmp_path / "shot.png"
+
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert shot.exists(), "chromium wrote no screenshot"
+    data = shot.read_bytes()
+    assert _png_size(data) == (1280, 2000)
+    assert len(data) > 40_000  # a blank page compresses to ~12 KB; this one has text and colour
