@@ -152,14 +152,18 @@ class Credentials:
                 f"{path} er passordbeskyttet, men passord mangler (password required).",
                 hint="Oppgi passordet med --cert-password-env VARIABEL.",
             ) from exc
-        if cert is None:
-            raise CredentialError(f"{path} inneholder ikke noe sertifikat (no certificate).")
+        extra = list(extra or ())
         if key is None:
             raise CredentialError(
                 f"{path} inneholder ikke den private nøkkelen (no private key in the file).",
                 hint="Eksporter sertifikatet med privat nøkkel (PKCS#12 med nøkkel).",
             )
-        return cls(certificate=cert, private_key=key, chain=tuple(extra or ()))  # type: ignore[arg-type]
+        if cert is None:  # some tools store the leaf among the "additional" certificates
+            if not extra:
+                raise CredentialError(f"{path} inneholder ikke noe sertifikat (no certificate).")
+            cert = _matching_certificate(extra, key)
+            extra = [c for c in extra if c is not cert]
+        return cls(certificate=cert, private_key=key, chain=tuple(extra))  # type: ignore[arg-type]
 
     @classmethod
     def _from_pem(
