@@ -197,7 +197,7 @@ class _TunnelHandler(socketserver.StreamRequestHandler):
         line = self.rfile.readline(1024).decode("latin-1")
         while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
             pass
-        method, target, _ = (line.split() + ["", "", ""])[:3]
+        method, target, _ = [*line.split(), "", "", ""][:3]
         if method != "CONNECT":
             self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return
