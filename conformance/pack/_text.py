@@ -1,0 +1,374 @@
+"""Texts people read from the pack code, in Norwegian bokmål (default) and English.
+
+Bits reads verdicts in Norwegian; ``--lang en`` serves auditors and vendors abroad. Each
+text has a stable key, so tests and ``InvalidPack.code`` name the reason, not its wording.
+"""
+
+from __future__ import annotations
+
+from conformance.errors import InvalidPack
+
+LANGS = ("nb", "en")
+
+_TEXTS: dict[str, tuple[str, str]] = {
+    # -- unusable input (InvalidPack, exit 2) -------------------------------------------------
+    "zip.input_too_large": (
+        "Filen er for stor til å være en resultatpakke ({size} byte; grensen er {cap}).",
+        "The file is too large to be a result pack ({size} bytes; the limit is {cap}).",
+    ),
+    "zip.not_zip": (
+        "Filen er ikke en zip-fil, så den kan ikke være en resultatpakke.",
+        "The file is not a zip file, so it cannot be a result pack.",
+    ),
+    "zip.corrupt": (
+        "Zip-filen er skadet eller avkortet ({detail}).",
+        "The zip file is damaged or truncated ({detail}).",
+    ),
+    "zip.too_many_entries": (
+        "Zip-filen har {count} oppføringer; mer enn {cap} godtas ikke.",
+        "The zip file has {count} entries; more than {cap} are refused.",
+    ),
+    "zip.name.empty": (
+        "Zip-filen har en oppføring uten navn.",
+        "The zip file has an entry without a name.",
+    ),
+    "zip.name.too_long": (
+        "Filnavnet «{name}» er for langt.",
+        "The file name «{name}» is too long.",
+    ),
+    "zip.name.control": (
+        "Filnavnet «{name}» inneholder kontrolltegn.",
+        "The file name «{name}» contains control characters.",
+    ),
+    "zip.name.backslash": (
+        "Filnavnet «{name}» inneholder omvendt skråstrek; bare «/» er tillatt i zip.",
+        "The file name «{name}» contains a backslash; only «/» is allowed in a zip.",
+    ),
+    "zip.name.absolute": (
+        "Filnavnet «{name}» er en absolutt sti; en pakke kan bare ha relative stier.",
+        "The file name «{name}» is an absolute path; a pack may only hold relative paths.",
+    ),
+    "zip.name.drive": (
+        "Filnavnet «{name}» har en stasjonsbokstav; en pakke kan bare ha relative stier.",
+        "The file name «{name}» has a drive letter; a pack may only hold relative paths.",
+    ),
+    "zip.name.parent": (
+        "Filnavnet «{name}» peker ut av pakken med «..».",
+        "The file name «{name}» points out of the pack with «..».",
+    ),
+    "zip.name.dot": (
+        "Filnavnet «{name}» har tomme eller «.»-ledd.",
+        "The file name «{name}» has empty or «.» components.",
+    ),
+    "zip.duplicate": (
+        "Filen «{name}» finnes mer enn én gang i zip-filen.",
+        "The file «{name}» appears more than once in the zip file.",
+    ),
+    "zip.encrypted": (
+        "Filen «{name}» er kryptert; en resultatpakke er aldri kryptert.",
+        "The file «{name}» is encrypted; a result pack is never encrypted.",
+    ),
+    "zip.symlink": (
+        "«{name}» er en symbolsk lenke; en resultatpakke har bare vanlige filer.",
+        "«{name}» is a symbolic link; a result pack holds only regular files.",
+    ),
+    "zip.special_file": (
+        "«{name}» er ikke en vanlig fil.",
+        "«{name}» is not a regular file.",
+    ),
+    "zip.compression": (
+        "Filen «{name}» bruker en komprimeringsmetode som ikke godtas (bare stored/deflate).",
+        "The file «{name}» uses a compression method that is not accepted (only stored/deflate).",
+    ),
+    "zip.too_large": (
+        "Innholdet pakket ut blir større enn grensen på {cap} byte (zip-bombe?).",
+        "The unpacked content exceeds the limit of {cap} bytes (zip bomb?).",
+    ),
+    "zip.bomb": (
+        "Filen «{name}» pakkes ut til langt mer enn den fyller (zip-bombe).",
+        "The file «{name}» inflates to far more than its compressed size (zip bomb).",
+    ),
+    "pack.no_manifest": (
+        "Pakken har ingen manifest.json, så den er ikke en resultatpakke fra kfr-conformance.",
+        "The pack has no manifest.json, so it is not a kfr-conformance result pack.",
+    ),
+    "manifest.json": (
+        "manifest.json er ikke gyldig JSON ({detail}).",
+        "manifest.json is not valid JSON ({detail}).",
+    ),
+    "manifest.format": (
+        "manifest.json er ikke et kfr-conformance-manifest.",
+        "manifest.json is not a kfr-conformance manifest.",
+    ),
+    "manifest.version": (
+        "manifest.json har versjon {version}, som denne utgaven ikke kjenner.",
+        "manifest.json has version {version}, which this release does not know.",
+    ),
+    "manifest.field": (
+        "manifest.json er ufullstendig eller feil utfylt: {detail}.",
+        "manifest.json is incomplete or malformed: {detail}.",
+    ),
+    "signature.malformed": (
+        "manifest.json.p7s er ikke en lesbar CMS-signatur ({detail}).",
+        "manifest.json.p7s is not a readable CMS signature ({detail}).",
+    ),
+    "eml.malformed": (
+        "E-posten kan ikke leses ({detail}).",
+        "The e-mail cannot be read ({detail}).",
+    ),
+    "eml.no_pack": (
+        "E-posten har ingen resultatpakke (.zip) som vedlegg.",
+        "The e-mail has no result pack (.zip) attached.",
+    ),
+    "eml.many_packs": (
+        "E-posten har {count} zip-vedlegg; det skal være nøyaktig én resultatpakke.",
+        "The e-mail has {count} zip attachments; there must be exactly one result pack.",
+    ),
+    "path.missing": ("Finner ikke «{path}».", "«{path}» does not exist."),
+    "path.unreadable": ("Kan ikke lese «{path}» ({detail}).", "Cannot read «{path}» ({detail})."),
+    "path.kind": (
+        "«{path}» er verken en resultatpakke (.zip), en resultatmappe eller en e-post (.eml).",
+        "«{path}» is neither a result pack (.zip), a results folder nor an e-mail (.eml).",
+    ),
+    "folder.special": (
+        "«{name}» i resultatmappen er ikke en vanlig fil (symbolsk lenke?).",
+        "«{name}» in the results folder is not a regular file (symbolic link?).",
+    ),
+    # -- check names --------------------------------------------------------------------------
+    "check.signature": ("Signatur", "Signature"),
+    "check.certificate": ("Sertifikat", "Certificate"),
+    "check.signing_time": ("Signeringstidspunkt", "Signing time"),
+    "check.signer_orgnr": ("Signerer = bank", "Signer = bank"),
+    "check.files": ("Filer", "Files"),
+    "check.cases": ("Testtilfeller", "Test cases"),
+    "check.sheet": ("Testark", "Test sheet"),
+    "check.environment": ("Miljø", "Environment"),
+    "check.correlation_ids": ("CorrelationID", "CorrelationID"),
+    # -- signature ------------------------------------------------------------------------------
+    "sig.ok": (
+        "Signaturen over manifest.json er gyldig ({digest}).",
+        "The signature over manifest.json is valid ({digest}).",
+    ),
+    "sig.missing": (
+        "Pakken har ingen signatur (manifest.json.p7s mangler).",
+        "The pack has no signature (manifest.json.p7s is missing).",
+    ),
+    "sig.not_detached": (
+        "Signaturen er ikke en løsrevet (detached) signatur over manifest.json.",
+        "The signature is not a detached signature over manifest.json.",
+    ),
+    "sig.signer_count": (
+        "Signaturen må ha nøyaktig én signerer.",
+        "The signature must have exactly one signer.",
+    ),
+    "sig.no_certificate": (
+        "Signerers sertifikat er ikke med i signaturen.",
+        "The signer's certificate is not included in the signature.",
+    ),
+    "sig.no_attributes": (
+        "Signaturen mangler signerte attributter (meldingsdigest).",
+        "The signature lacks signed attributes (message digest).",
+    ),
+    "sig.digest_algorithm": (
+        "Signaturen bruker en hash-algoritme som ikke godtas (krever SHA-256 eller sterkere).",
+        "The signature uses a hash algorithm that is not accepted (SHA-256 or stronger required).",
+    ),
+    "sig.content_type": (
+        "Signaturens innholdstype er ikke «data».",
+        "The signature's content type is not «data».",
+    ),
+    "sig.digest_mismatch": (
+        "manifest.json er endret etter signering: hashen stemmer ikke med signaturen.",
+        "manifest.json was changed after signing: its hash does not match the signature.",
+    ),
+    "sig.signature_algorithm": (
+        "Signaturen bruker en algoritme som ikke godtas.",
+        "The signature uses an algorithm that is not accepted.",
+    ),
+    "sig.bad_signature": (
+        "Signaturen er ugyldig: den er ikke laget med nøkkelen til sertifikatet i signaturen.",
+        "The signature is invalid: it was not made with the key of the certificate it carries.",
+    ),
+    # -- certificate ------------------------------------------------------------------------------
+    "cert.ok": (
+        "Signert med «{subject}», utstedt av «{issuer}»; gyldig ved signering og kjedet til en klarert rot.",
+        "Signed with «{subject}», issued by «{issuer}»; valid at signing time and chained to a trusted root.",
+    ),
+    "cert.unknown": (
+        "Sertifikatet kan ikke vurderes fordi signaturen ikke kunne leses.",
+        "The certificate cannot be judged because the signature could not be read.",
+    ),
+    "cert.no_roots": (
+        "Ingen klarerte rotsertifikater er oppgitt (--trust), så signereren kan ikke godkjennes.",
+        "No trusted root certificates were given (--trust), so the signer cannot be accepted.",
+    ),
+    "cert.no_time": (
+        "Signaturen har ikke signeringstidspunkt, så sertifikatets gyldighet kan ikke vurderes.",
+        "The signature has no signing time, so the certificate's validity cannot be judged.",
+    ),
+    "cert.not_valid_then": (
+        "Sertifikatet «{subject}» var ikke gyldig ved signering {time} (gyldig {not_before} – {not_after}).",
+        "The certificate «{subject}» was not valid at signing time {time} (valid {not_before} – {not_after}).",
+    ),
+    "cert.untrusted": (
+        "Sertifikatet «{subject}», utstedt av «{issuer}», kjeder ikke til et klarert rotsertifikat ({detail}).",
+        "The certificate «{subject}», issued by «{issuer}», does not chain to a trusted root ({detail}).",
+    ),
+    "cert.key_usage": (
+        "Sertifikatet «{subject}» er ikke til signering (nøkkelbruk: {usage}).",
+        "The certificate «{subject}» is not meant for signing (key usage: {usage}).",
+    ),
+    # -- signing time ----------------------------------------------------------------------------
+    "time.ok": (
+        "Signert {time}, etter at kjøringen var ferdig ({finished}).",
+        "Signed {time}, after the run had finished ({finished}).",
+    ),
+    "time.missing": (
+        "Signaturen har ikke signeringstidspunkt.",
+        "The signature has no signing time.",
+    ),
+    "time.before_run": (
+        "Signert {time}, før kjøringen var ferdig ({finished}).",
+        "Signed {time}, before the run had finished ({finished}).",
+    ),
+    "time.future": (
+        "Signeringstidspunktet {time} ligger fram i tid.",
+        "The signing time {time} lies in the future.",
+    ),
+    # -- signer orgnr ----------------------------------------------------------------------------
+    "orgnr.ok": (
+        "Signerer, manifest og alle {count} KFR-kall gjelder org.nr. {orgnr}.",
+        "Signer, manifest and all {count} KFR calls concern organisation number {orgnr}.",
+    ),
+    "orgnr.unknown": (
+        "Signereren kan ikke vurderes fordi signaturen ikke kunne leses.",
+        "The signer cannot be judged because the signature could not be read.",
+    ),
+    "orgnr.none_in_cert": (
+        "Sertifikatet «{subject}» har ikke et entydig organisasjonsnummer.",
+        "The certificate «{subject}» has no unambiguous organisation number.",
+    ),
+    "orgnr.bank": (
+        "Pakken er signert av org.nr. {signer}, men gjelder banken {bank}.",
+        "The pack is signed by organisation number {signer}, but concerns bank {bank}.",
+    ),
+    "orgnr.fid": (
+        "KFR-kallet {url} i {file} gjelder fid {fid}, ikke banken {bank}.",
+        "The KFR call {url} in {file} concerns fid {fid}, not bank {bank}.",
+    ),
+    # -- files -------------------------------------------------------------------------------------
+    "files.ok": (
+        "Alle {count} filer finnes og stemmer med SHA-256 og størrelse; ingen filer i tillegg.",
+        "All {count} files are present and match their SHA-256 and size; no extra files.",
+    ),
+    "files.missing": ("mangler: {name}", "missing: {name}"),
+    "files.changed": ("endret: {name}", "changed: {name}"),
+    "files.unlisted": ("ikke i manifestet: {name}", "not in the manifest: {name}"),
+    "files.evidence_unlisted": (
+        "bevisfilen til {case} ({name}) er ikke i manifestet",
+        "the evidence file of {case} ({name}) is not in the manifest",
+    ),
+    "files.evidence_malformed": (
+        "bevisfilen {name} kan ikke leses",
+        "the evidence file {name} cannot be read",
+    ),
+    "files.failed": ("Filene stemmer ikke: {problems}.", "The files do not match: {problems}."),
+    # -- cases --------------------------------------------------------------------------------------
+    "cases.ok": (
+        "Alle {count} testtilfeller er bestått ({manual} manuelle, bekreftet).",
+        "All {count} test cases passed ({manual} manual, confirmed).",
+    ),
+    "cases.none": ("Manifestet har ingen testtilfeller.", "The manifest has no test cases."),
+    "cases.failed": (
+        "{bad} av {count} testtilfeller er ikke bestått: {cases}.",
+        "{bad} of {count} test cases did not pass: {cases}.",
+    ),
+    "cases.unconfirmed": ("{case} (manuell, ikke bekreftet)", "{case} (manual, not confirmed)"),
+    "cases.counts": (
+        "Opptellingen i manifestet stemmer ikke med testtilfellene.",
+        "The counts in the manifest do not match the test cases.",
+    ),
+    # -- sheet --------------------------------------------------------------------------------------
+    "sheet.ok": (
+        "Testarket «{file}» versjon {version} (SHA-256 {sha256}) er det forventede.",
+        "The test sheet «{file}» version {version} (SHA-256 {sha256}) is the expected one.",
+    ),
+    "sheet.unpinned": (
+        "Testarket «{file}» versjon {version} (SHA-256 {sha256}); ingen forventning oppgitt.",
+        "The test sheet «{file}» version {version} (SHA-256 {sha256}); no expectation given.",
+    ),
+    "sheet.sha256": (
+        "Testarket har SHA-256 {actual}, forventet {expected}.",
+        "The test sheet has SHA-256 {actual}, expected {expected}.",
+    ),
+    "sheet.version": (
+        "Testarket har versjon {actual}, forventet {expected}.",
+        "The test sheet has version {actual}, expected {expected}.",
+    ),
+    # -- environment -------------------------------------------------------------------------------
+    "env.ok": ("Kjørt mot KFRs testmiljø ({url}).", "Run against KFR's test environment ({url})."),
+    "env.sandbox_allowed": (
+        "Kjørt mot sandkassen ({url}); godtatt fordi sandkasse er tillatt – ikke gyldig som onboarding-bevis.",
+        "Run against the sandbox ({url}); accepted because sandbox was allowed – not valid as onboarding evidence.",
+    ),
+    "env.sandbox": (
+        "Kjørt mot sandkassen ({url}), ikke KFRs testmiljø; ikke gyldig som onboarding-bevis.",
+        "Run against the sandbox ({url}), not KFR's test environment; not valid as onboarding evidence.",
+    ),
+    "env.name": (
+        "Ukjent miljø «{name}»; bare «test» godtas.",
+        "Unknown environment «{name}»; only «test» is accepted.",
+    ),
+    "env.url": (
+        "KFR-adressen {url} er ikke KFRs offisielle testmiljø ({accepted}).",
+        "The KFR URL {url} is not KFR's official test environment ({accepted}).",
+    ),
+    "env.evidence_url": (
+        "KFR-kallet {url} i {file} gikk ikke til {base}.",
+        "The KFR call {url} in {file} did not go to {base}.",
+    ),
+    # -- correlation ids -------------------------------------------------------------------------
+    "corr.ok": (
+        "{count} CorrelationID-er, alle UUID og unike.",
+        "{count} CorrelationIDs, all UUIDs and unique.",
+    ),
+    "corr.not_uuid": ("«{value}» i {where} er ikke en UUID", "«{value}» in {where} is not a UUID"),
+    "corr.duplicate": ("{value} brukes mer enn én gang", "{value} is used more than once"),
+    "corr.unknown": (
+        "{value} hos {case} finnes ikke i bevisene",
+        "{value} of {case} is not in the evidence",
+    ),
+    "corr.failed": (
+        "CorrelationID-ene er ikke i orden: {problems}.",
+        "The CorrelationIDs are not in order: {problems}.",
+    ),
+    # -- verdicts -------------------------------------------------------------------------------
+    "verdict.ok": ("GYLDIG: resultatpakken er i orden.", "VALID: the result pack is in order."),
+    "verdict.failed": (
+        "UGYLDIG: resultatpakken godtas ikke.",
+        "INVALID: the result pack is not accepted.",
+    ),
+    "verdict.empty": ("UGYLDIG: ingen kontroller ble kjørt.", "INVALID: no checks were run."),
+    "verdict.failed_checks": ("Feilet: {names}.", "Failed: {names}."),
+    "unknown": ("Kan ikke vurderes.", "Cannot be judged."),
+}
+
+
+def text(key: str, lang: str = "nb", **values: object) -> str:
+    nb, en = _TEXTS[key]
+    template = en if lang == "en" else nb
+    return template.format(**values)
+
+
+def invalid(key: str, lang: str = "nb", **values: object) -> InvalidPack:
+    """An ``InvalidPack`` whose ``code`` names the reason."""
+    exc = InvalidPack(text(key, lang, **values))
+    exc.code = key  # type: ignore[attr-defined]
+    return exc
+
+
+def join(items: list[str], limit: int = 8) -> str:
+    """A readable list that stays short: the first ``limit`` items and how many more."""
+    if len(items) <= limit:
+        return "; ".join(items)
+    return "; ".join(items[:limit]) + f"; … (+{len(items) - limit})"

@@ -1,0 +1,170 @@
+"""Building the pack from a results folder: manifest, signature, deterministic zip, e-mail.
+
+Determinism: entries sorted by path, every timestamp 1980-01-01 00:00, fixed permissions,
+one compression level, no comments or extra fields — the same folder gives the same bytes.
+Re-signing would change the signing time, so an existing signature is kept when the
+manifest bytes are unchanged and it is the same certificate's valid signature over them.
+
+Atomicity: every file is written to a hidden temporary file in the same folder, flushed to
+disk and moved into place with ``os.replace``; an interrupted build never leaves a half
+file under a final name (and the leftovers are never packed: see ``manifest.is_excluded``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography import x509
+
+from conformance.errors import CredentialError, PackError
+from conformance.models import RunRecord
+from conformance.pack import cms
+from conformance.pack._atomic import atomic_file, atomic_write_bytes
+from conformance.pack.certinfo import certificate_orgnr
+from conformance.pack.email import email_blockers, write_email
+from conformance.pack.manifest import (
+    EMAIL_NAME,
+    MANIFEST_NAME,
+    RUN_RECORD_NAME,
+    SIGNATURE_NAME,
+    build_manifest,
+    member_files,
+    pack_file_name,
+)
+from conformance.pack.sign import sign_manifest
+
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+ZIP_FILE_MODE = 0o100644
+ZIP_COMPRESSLEVEL = 6
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass
+class PackResult:
+    zip_path: Path
+    manifest_path: Path
+    signature_path: Path
+    email_path: Path | None = None
+    blockers: list[str] = field(default_factory=list)  # why no C-3 e-mail (Norwegian)
+
+
+def _copy_into(source: Path, sink: BinaryIO) -> None:
+    with source.open("rb") as handle:
+        shutil.copyfileobj(handle, sink, _COPY_CHUNK)
+
+
+def write_deterministic_zip(target: Path, members: Iterable[tuple[str, Path]]) -> None:
+    """Zip ``(name, file)`` pairs into ``target``, sorted by name, with fixed metadata."""
+    with (
+        atomic_file(target) as handle,
+        zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for name, source in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so the permission bits below mean what they say
+            info.external_attr = ZIP_FILE_MODE << 16
+            info.file_size = source.stat().st_size
+            info._compresslevel = ZIP_COMPRESSLEVEL  # type: ignore[attr-defined]
+            with archive.open(info, "w") as sink:
+                _copy_into(source, sink)
+
+
+def load_run_record(results_dir: Path) -> RunRecord:
+    path = results_dir / RUN_RECORD_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise PackError(
+            f"{results_dir} har ingen {RUN_RECORD_NAME}, så det er ikke en resultatmappe.",
+            hint="Oppgi mappen en kjøring la igjen, f.eks. reports/<orgnr>/<kjørings-id>/.",
+        ) from exc
+    except OSError as exc:
+        raise PackError(f"Kan ikke lese {path}: {exc.strerror or exc}") from exc
+    try:
+        record = RunRecord.from_json(raw)
+        pack_file_name(record.bank["orgnr"], record.started_at)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PackError(f"{path} er skadet eller har feil format ({exc}).") from exc
+    return record
+
+
+def _check_signer(record: RunRecord, certificate: x509.Certificate) -> None:
+    orgnr = record.bank["orgnr"]
+    signer = certificate_orgnr(certificate)
+    subject = certificate.subject.rfc4514_string()
+    if signer is None:
+        raise CredentialError(
+            f"Sertifikatet «{subject}» har ikke et entydig organisasjonsnummer.",
+            hint="Bruk bankens virksomhetssertifikat (organizationIdentifier NTRNO-<orgnr>).",
+        )
+    if signer != orgnr:
+        raise CredentialError(
+            f"Sertifikatet tilhører org.nr. {signer}, men kjøringen gjelder banken {orgnr}.",
+            hint="Signer med virksomhetssertifikatet til banken som ble testet.",
+        )
+    now = dt.datetime.now(dt.UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise CredentialError(
+            f"Sertifikatet «{subject}» er ikke gyldig nå (gyldig "
+            f"{certificate.not_valid_before_utc:%Y-%m-%d} – {certificate.not_valid_after_utc:%Y-%m-%d}).",
+            hint="Et utløpt sertifikat gir en pakke Bits ikke kan godta; forny sertifikatet.",
+        )
+
+
+def _reusable_signature(
+    results_dir: Path, manifest_bytes: bytes, certificate: x509.Certificate
+) -> bytes | None:
+    try:
+        if (results_dir / MANIFEST_NAME).read_bytes() != manifest_bytes:
+            return None
+        signature = (results_dir / SIGNATURE_NAME).read_bytes()
+        check = cms.check_signature(cms.parse_signed_data(signature), manifest_bytes)
+    except (OSError, cms.CmsError):
+        return None
+    if check.ok and check.signer is not None and check.signer.certificate == certificate:
+        return signature
+    return None
+
+
+def build_pack(
+    results_dir: Path,
+    *,
+    certificate: x509.Certificate,
+    private_key,
+    chain: Iterable[x509.Certificate] = (),
+    contact: str | None = None,
+) -> PackResult:
+    """Manifest, signature and pack for ``results_dir``; the C-3 e-mail when allowed."""
+    results_dir = Path(results_dir)
+    record = load_run_record(results_dir)
+    _check_signer(record, certificate)
+    manifest_bytes = build_manifest(results_dir, record).to_bytes()
+    signature = _reusable_signature(results_dir, manifest_bytes, certificate)
+    if signature is None:
+        signature = sign_manifest(manifest_bytes, certificate, private_key, tuple(chain))
+    manifest_path = results_dir / MANIFEST_NAME
+    signature_path = results_dir / SIGNATURE_NAME
+    try:
+        atomic_write_bytes(manifest_path, manifest_bytes)
+        atomic_write_bytes(signature_path, signature)
+        members = [(name, results_dir / name) for name in member_files(results_dir)]
+        members += [(MANIFEST_NAME, manifest_path), (SIGNATURE_NAME, signature_path)]
+        zip_path = results_dir / pack_file_name(record.bank["orgnr"], record.started_at)
+        write_deterministic_zip(zip_path, members)
+    except OSError as exc:
+        raise PackError(f"Kunne ikke skrive resultatpakken i {results_dir}: {exc}") from exc
+    result = PackResult(zip_path, manifest_path, signature_path)
+    result.blockers = email_blockers(record)
+    email_path = results_dir / EMAIL_NAME
+    if result.blockers:
+        email_path.unlink(missing_ok=True)  # a stale e-mail must not outlive a failing rebuild
+    else:
+        result.email_path = write_email(results_dir, record, zip_path, contact=contact)
+    return result

@@ -1,0 +1,696 @@
+"""Verifying a received pack — what Bits runs on every pack a bank e-mails in.
+
+The pack is hostile input until proven otherwise: it is read in memory through
+``safezip`` (limits first), the manifest is parsed strictly, and only then are the checks
+run. Every check is reported on its own, with a reason in Norwegian or English:
+
+    signature       the CMS signature is valid over the exact manifest bytes
+    certificate     the signer chains to a trusted CA and was valid at signing time
+    signing_time    the signature was made after the run finished, not in the future
+    signer_orgnr    signer's orgnr = the manifest's bank = the ``fid`` of every KFR call
+    files           every listed file present with its SHA-256 and size; nothing unlisted
+    cases           every case passed (manual rows confirmed)
+    sheet           the expected sheet (SHA-256 / version, when asked)
+    environment     KFR's ``test`` environment at an accepted base URL (sandbox by choice)
+    correlation_ids CorrelationIDs are UUIDs and unique
+
+Unusable input (not a zip, hostile zip, malformed manifest or signature) raises
+``InvalidPack``. This module never imports the signing module.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import verification as x509_verification
+
+from conformance.errors import ConformanceError, InvalidPack, PackError
+from conformance.pack import cms
+from conformance.pack._text import invalid, join, text
+from conformance.pack.certinfo import certificate_orgnr, describe_certificate, key_usage_names
+from conformance.pack.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Manifest,
+    file_sha256,
+    member_files,
+    parse_time,
+)
+from conformance.pack.safezip import SafeZip, ZipLimits
+
+try:
+    from conformance.kfr import TEST_BASE_URL
+except ImportError:  # pragma: no cover - kfr.py is another module's; the value is fixed
+    TEST_BASE_URL = "https://preprod.api.bits.no/kar-ws/api/v1"
+
+CHECK_NAMES = (
+    "signature",
+    "certificate",
+    "signing_time",
+    "signer_orgnr",
+    "files",
+    "cases",
+    "sheet",
+    "environment",
+    "correlation_ids",
+)
+KFR_OPERATIONS = frozenset({"add", "end", "batch", "lookup", "agency_lookup", "account_lookup"})
+CLOCK_SKEW = dt.timedelta(minutes=5)
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_FID = re.compile(r"/financialInstitutions/([^/]*)")
+
+
+class VerificationFailed(ConformanceError):
+    """A pack was read but does not pass; ``report`` has every check."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: VerificationReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    reason: str  # in the policy's language
+
+
+@dataclass(frozen=True)
+class CorrelationRecord:
+    correlation_id: str
+    time: str
+    operation: str
+    status: int | None
+    case_id: str
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """What Bits accepts. Accepting a sandbox pack takes an explicit ``allow_sandbox``."""
+
+    trust_roots: tuple[x509.Certificate, ...] = ()
+    allow_sandbox: bool = False
+    accepted_kfr_base_urls: tuple[str, ...] = (TEST_BASE_URL,)
+    expect_sheet_sha256: str | None = None
+    expect_sheet_version: str | None = None
+    lang: str = "nb"
+    limits: ZipLimits = field(default_factory=ZipLimits)
+
+
+@dataclass
+class VerificationReport:
+    checks: list[CheckResult]
+    manifest: Manifest | None
+    signer: dict | None
+    lang: str = "nb"
+    correlations: list[CorrelationRecord] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True only when there are checks and every one passed (no checks is not ok)."""
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [check for check in self.checks if not check.ok]
+
+    def label(self, name: str) -> str:
+        return text(f"check.{name}", self.lang)
+
+    def verdict(self) -> str:
+        if not self.checks:
+            return text("verdict.empty", self.lang)
+        return text("verdict.ok" if self.ok else "verdict.failed", self.lang)
+
+    def raise_for_failure(self) -> None:
+        if self.ok:
+            return
+        reasons = [f"{self.label(c.name)}: {c.reason}" for c in self.failed]
+        raise VerificationFailed("\n  ".join([self.verdict(), *reasons]), self)
+
+    def to_dict(self) -> dict[str, Any]:
+        manifest = self.manifest
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict(),
+            "lang": self.lang,
+            "checks": [
+                {"name": c.name, "label": self.label(c.name), "ok": c.ok, "reason": c.reason}
+                for c in self.checks
+            ],
+            "signer": self.signer,
+            "manifest": None
+            if manifest is None
+            else {
+                "run_id": manifest.run_id,
+                "bank": dict(manifest.bank),
+                "environment": dict(manifest.environment),
+                "sheet": dict(manifest.sheet),
+                "attestation": dict(manifest.attestation),
+                "started_at": manifest.started_at,
+                "finished_at": manifest.finished_at,
+                "counts": dict(manifest.counts),
+                "files": len(manifest.files),
+            },
+            "correlation_ids": len(self.correlations),
+        }
+
+
+# --- where the members come from ----------------------------------------------------------
+
+
+class _Members(Protocol):
+    names: list[str]
+
+    def read(self, name: str) -> bytes: ...
+
+    def digest(self, name: str) -> tuple[str, int]: ...
+
+
+class _ZipMembers:
+    def __init__(self, archive: SafeZip) -> None:
+        self._archive = archive
+        self.names = archive.names
+
+    def read(self, name: str) -> bytes:
+        return self._archive.read(name)
+
+    def digest(self, name: str) -> tuple[str, int]:
+        return self._archive.digest(name)
+
+
+class _FolderMembers:
+    """A results folder, with the same membership rule the builder uses."""
+
+    def __init__(self, folder: Path, limits: ZipLimits, lang: str) -> None:
+        self._folder = folder
+        self._limits = limits
+        try:
+            names = member_files(folder)
+        except PackError as exc:
+            raise InvalidPack(exc.message) from exc
+        self.names = names + [n for n in (MANIFEST_NAME, SIGNATURE_NAME) if (folder / n).is_file()]
+
+    def read(self, name: str) -> bytes:
+        path = self._folder / name
+        if path.stat().st_size > self._limits.max_total_uncompressed:
+            raise invalid("zip.too_large", "nb", cap=self._limits.max_total_uncompressed)
+        return path.read_bytes()
+
+    def digest(self, name: str) -> tuple[str, int]:
+        return file_sha256(self._folder / name)
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def verify_pack_bytes(data: bytes, policy: VerificationPolicy) -> VerificationReport:
+    """Verify a pack given as the zip's bytes."""
+    with SafeZip(data, policy.limits, lang=policy.lang) as archive:
+        return _verify(_ZipMembers(archive), policy)
+
+
+def verify_path(path: Path, policy: VerificationPolicy) -> VerificationReport:
+    """Verify a pack zip, a results folder, or a received ``.eml`` (the pack attached)."""
+    path = Path(path)
+    lang = policy.lang
+    if not path.exists():
+        raise invalid("path.missing", lang, path=path)
+    if path.is_dir():
+        try:
+            return _verify(_FolderMembers(path, policy.limits, lang), policy)
+        except OSError as exc:
+            raise invalid("path.unreadable", lang, path=path, detail=exc.strerror or exc) from exc
+    data = _read_input(path, policy)
+    if path.suffix.lower() == ".eml":
+        data = pack_from_email(data, lang=lang)
+    return verify_pack_bytes(data, policy)
+
+
+def _read_input(path: Path, policy: VerificationPolicy) -> bytes:
+    lang = policy.lang
+    try:
+        size = path.stat().st_size
+        # An .eml carries the zip base64-encoded: a third larger, plus the sheet.
+        cap = policy.limits.max_input_bytes * (2 if path.suffix.lower() == ".eml" else 1)
+        if size > cap:
+            raise invalid("zip.input_too_large", lang, size=size, cap=cap)
+        return path.read_bytes()
+    except OSError as exc:
+        raise invalid("path.unreadable", lang, path=path, detail=exc.strerror or exc) from exc
+
+
+def pack_from_email(raw: bytes, *, lang: str = "nb") -> bytes:
+    """The one zip attached to a received e-mail."""
+    try:
+        message = BytesParser(policy=email_policy.default).parsebytes(raw)
+        packs = []
+        for part in message.walk():
+            if part.is_multipart():
+                continue
+            filename = (part.get_filename() or "").lower()
+            if filename.endswith(".zip") or part.get_content_type() in {
+                "application/zip",
+                "application/x-zip-compressed",
+            }:
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    packs.append(payload)
+    except Exception as exc:  # the e-mail parser is lenient, but a hostile message is data
+        raise invalid("eml.malformed", lang, detail=type(exc).__name__) from exc
+    if not packs:
+        raise invalid("eml.no_pack", lang)
+    if len(packs) > 1:
+        raise invalid("eml.many_packs", lang, count=len(packs))
+    return packs[0]
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Evidence:
+    """What the evidence files say, gathered once for several checks."""
+
+    exchanges: list[tuple[str, dict]] = field(default_factory=list)  # (file, exchange)
+    problems: list[str] = field(default_factory=list)
+
+
+def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport:
+    lang = policy.lang
+    if MANIFEST_NAME not in members.names:
+        raise invalid("pack.no_manifest", lang)
+    manifest_bytes = members.read(MANIFEST_NAME)
+    manifest = Manifest.from_bytes(manifest_bytes, lang=lang)
+    signed: cms.SignedData | None = None
+    if SIGNATURE_NAME in members.names:
+        try:
+            signed = cms.parse_signed_data(members.read(SIGNATURE_NAME))
+        except cms.CmsError as exc:
+            raise invalid("signature.malformed", lang, detail=str(exc)[:200]) from exc
+    signature = cms.check_signature(signed, manifest_bytes) if signed else None
+    signer_info = signature.signer if signature else None
+    certificate = signer_info.certificate if signer_info else None
+    signing_time = signer_info.signing_time if signer_info else None
+
+    files_check, evidence = _check_files(members, manifest, lang)
+    correlations = _correlations(evidence)
+    checks = [
+        _check_signature(signature, lang),
+        _check_certificate(
+            certificate, signed.certificates if signed else (), signing_time, policy
+        ),
+        _check_signing_time(signing_time, manifest, lang),
+        _check_signer_orgnr(certificate, manifest, evidence, lang),
+        files_check,
+        _check_cases(manifest, lang),
+        _check_sheet(manifest, policy),
+        _check_environment(manifest, evidence, policy),
+        _check_correlation_ids(manifest, evidence, lang),
+    ]
+    signer = None
+    if certificate is not None:
+        signer = describe_certificate(certificate)
+        signer["signing_time"] = signing_time.isoformat() if signing_time else None
+    return VerificationReport(checks, manifest, signer, lang, correlations)
+
+
+def _check_signature(signature: cms.SignatureCheck | None, lang: str) -> CheckResult:
+    if signature is None:
+        return CheckResult("signature", False, text("sig.missing", lang))
+    if not signature.ok:
+        return CheckResult("signature", False, text(f"sig.{signature.problem}", lang))
+    return CheckResult("signature", True, text("sig.ok", lang, digest="CMS, SHA-256"))
+
+
+def _check_certificate(
+    certificate: x509.Certificate | None,
+    carried: tuple[x509.Certificate, ...],
+    signing_time: dt.datetime | None,
+    policy: VerificationPolicy,
+) -> CheckResult:
+    """``carried``: the certificates inside the signature, offered as intermediates."""
+    lang = policy.lang
+    name = "certificate"
+    if certificate is None:
+        return CheckResult(name, False, text("cert.unknown", lang))
+    described = describe_certificate(certificate)
+    subject, issuer = described["subject"], described["issuer"]
+    usage = key_usage_names(certificate)
+    if usage is not None and not {"digital_signature", "non_repudiation"} & set(usage):
+        return CheckResult(
+            name,
+            False,
+            text("cert.key_usage", lang, subject=subject, usage=", ".join(usage) or "–"),
+        )
+    if signing_time is None:
+        return CheckResult(name, False, text("cert.no_time", lang))
+    if not certificate.not_valid_before_utc <= signing_time <= certificate.not_valid_after_utc:
+        return CheckResult(
+            name,
+            False,
+            text(
+                "cert.not_valid_then",
+                lang,
+                subject=subject,
+                time=_show_time(signing_time),
+                not_before=_show_time(certificate.not_valid_before_utc),
+                not_after=_show_time(certificate.not_valid_after_utc),
+            ),
+        )
+    if not policy.trust_roots:
+        return CheckResult(name, False, text("cert.no_roots", lang))
+    try:
+        verifier = (
+            x509_verification.PolicyBuilder()
+            .store(x509_verification.Store(list(policy.trust_roots)))
+            .time(signing_time)
+            .max_chain_depth(8)
+            .extension_policies(
+                # CA certificates are held to the usual rules (a CA, allowed to sign
+                # certificates); the bank's certificate may be an authentication or a
+                # signing certificate, whose extended key usages differ between issuers.
+                ca_policy=x509_verification.ExtensionPolicy.webpki_defaults_ca(),
+                ee_policy=x509_verification.ExtensionPolicy.permit_all(),
+            )
+            .build_client_verifier()
+        )
+        verifier.verify(certificate, [c for c in carried if c != certificate])
+    except (x509_verification.VerificationError, ValueError, UnsupportedAlgorithm) as exc:
+        detail = str(exc).split(" (encountered")[0][:200]
+        return CheckResult(
+            name, False, text("cert.untrusted", lang, subject=subject, issuer=issuer, detail=detail)
+        )
+    return CheckResult(name, True, text("cert.ok", lang, subject=subject, issuer=issuer))
+
+
+def _check_signing_time(
+    signing_time: dt.datetime | None, manifest: Manifest, lang: str
+) -> CheckResult:
+    name = "signing_time"
+    if signing_time is None:
+        return CheckResult(name, False, text("time.missing", lang))
+    finished = parse_time(manifest.finished_at)
+    shown = {"time": _show_time(signing_time), "finished": _show_time(finished)}
+    if signing_time < finished - CLOCK_SKEW:
+        return CheckResult(name, False, text("time.before_run", lang, **shown))
+    if signing_time > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+        return CheckResult(name, False, text("time.future", lang, **shown))
+    return CheckResult(name, True, text("time.ok", lang, **shown))
+
+
+def _kfr_calls(evidence: _Evidence) -> Iterable[tuple[str, dict, str]]:
+    for file, exchange in evidence.exchanges:
+        if exchange.get("operation") in KFR_OPERATIONS:
+            request = exchange.get("request")
+            url = request.get("url") if isinstance(request, dict) else None
+            yield file, exchange, url if isinstance(url, str) else ""
+
+
+def _check_signer_orgnr(
+    certificate: x509.Certificate | None, manifest: Manifest, evidence: _Evidence, lang: str
+) -> CheckResult:
+    name = "signer_orgnr"
+    if certificate is None:
+        return CheckResult(name, False, text("orgnr.unknown", lang))
+    bank = manifest.bank_orgnr
+    signer = certificate_orgnr(certificate)
+    if signer is None:
+        subject = describe_certificate(certificate)["subject"]
+        return CheckResult(name, False, text("orgnr.none_in_cert", lang, subject=subject))
+    if signer != bank:
+        return CheckResult(name, False, text("orgnr.bank", lang, signer=signer, bank=bank))
+    count = 0
+    for file, _exchange, url in _kfr_calls(evidence):
+        match = _FID.search(urlsplit(url).path)
+        if match is None:
+            continue  # agency lookups name no fid
+        count += 1
+        if match.group(1) != bank:
+            return CheckResult(
+                name,
+                False,
+                text(
+                    "orgnr.fid", lang, url=url[:200], file=file, fid=match.group(1)[:20], bank=bank
+                ),
+            )
+    return CheckResult(name, True, text("orgnr.ok", lang, count=count, orgnr=bank))
+
+
+def _check_files(members: _Members, manifest: Manifest, lang: str) -> tuple[CheckResult, _Evidence]:
+    present = [n for n in members.names if n not in (MANIFEST_NAME, SIGNATURE_NAME)]
+    listed = {entry.path: entry for entry in manifest.files}
+    problems: list[str] = []
+    evidence = _Evidence()
+    evidence_names = {c.evidence_file for c in manifest.cases if c.evidence_file}
+    for name in present:
+        entry = listed.get(name)
+        if entry is None:
+            problems.append(text("files.unlisted", lang, name=name))
+            continue
+        if name in evidence_names or (name.startswith("evidence/") and name.endswith(".json")):
+            data = members.read(name)
+            sha256, size = hashlib.sha256(data).hexdigest(), len(data)
+            if (sha256, size) == (entry.sha256, entry.size):
+                _collect_evidence(name, data, evidence, lang)
+        else:
+            sha256, size = members.digest(name)
+        if (sha256, size) != (entry.sha256, entry.size):
+            problems.append(text("files.changed", lang, name=name))
+    present_set = set(present)
+    for path in listed:
+        if path not in present_set:
+            problems.append(text("files.missing", lang, name=path))
+    for case in manifest.cases:
+        if case.evidence_file and case.evidence_file not in listed:
+            problems.append(
+                text("files.evidence_unlisted", lang, case=case.id, name=case.evidence_file)
+            )
+    problems += evidence.problems
+    if problems:
+        return CheckResult(
+            "files", False, text("files.failed", lang, problems=join(problems))
+        ), evidence
+    return CheckResult("files", True, text("files.ok", lang, count=len(listed))), evidence
+
+
+def _collect_evidence(name: str, data: bytes, evidence: _Evidence, lang: str) -> None:
+    try:
+        document = json.loads(data)
+        exchanges = document["exchanges"]
+        if not isinstance(exchanges, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, RecursionError):
+        evidence.problems.append(text("files.evidence_malformed", lang, name=name))
+        return
+    default_case = document.get("case_id") if isinstance(document.get("case_id"), str) else ""
+    for exchange in exchanges:
+        if not isinstance(exchange, dict):
+            evidence.problems.append(text("files.evidence_malformed", lang, name=name))
+            return
+        if not isinstance(exchange.get("case_id"), str):
+            exchange = {**exchange, "case_id": default_case}
+        evidence.exchanges.append((name, exchange))
+
+
+def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
+    name = "cases"
+    if not manifest.cases:
+        return CheckResult(name, False, text("cases.none", lang))
+    bad = []
+    for case in manifest.cases:
+        if case.passed:
+            continue
+        if case.manual and case.outcome == "passed":
+            bad.append(text("cases.unconfirmed", lang, case=case.id))
+        else:
+            bad.append(f"{case.id} ({case.outcome})")
+    if bad:
+        return CheckResult(
+            name,
+            False,
+            text("cases.failed", lang, bad=len(bad), count=len(manifest.cases), cases=join(bad)),
+        )
+    expected_counts: dict[str, int] = {}
+    for case in manifest.cases:
+        expected_counts[case.outcome] = expected_counts.get(case.outcome, 0) + 1
+    counts = {k: v for k, v in manifest.counts.items() if v and k != "total"}
+    if counts != expected_counts or manifest.counts.get("total", len(manifest.cases)) != len(
+        manifest.cases
+    ):
+        return CheckResult(name, False, text("cases.counts", lang))
+    manual = sum(1 for case in manifest.cases if case.manual)
+    return CheckResult(name, True, text("cases.ok", lang, count=len(manifest.cases), manual=manual))
+
+
+def _check_sheet(manifest: Manifest, policy: VerificationPolicy) -> CheckResult:
+    lang = policy.lang
+    sheet = manifest.sheet
+    actual_sha, actual_version = sheet["sha256"].lower(), sheet["version"]
+    if policy.expect_sheet_sha256 and policy.expect_sheet_sha256.lower() != actual_sha:
+        return CheckResult(
+            "sheet",
+            False,
+            text("sheet.sha256", lang, actual=actual_sha, expected=policy.expect_sheet_sha256),
+        )
+    if policy.expect_sheet_version and policy.expect_sheet_version != actual_version:
+        return CheckResult(
+            "sheet",
+            False,
+            text(
+                "sheet.version", lang, actual=actual_version, expected=policy.expect_sheet_version
+            ),
+        )
+    key = (
+        "sheet.ok"
+        if policy.expect_sheet_sha256 or policy.expect_sheet_version
+        else "sheet.unpinned"
+    )
+    shown = {"file": sheet["file_name"], "version": actual_version, "sha256": actual_sha[:16] + "…"}
+    return CheckResult("sheet", True, text(key, lang, **shown))
+
+
+def _normalise_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _check_environment(
+    manifest: Manifest, evidence: _Evidence, policy: VerificationPolicy
+) -> CheckResult:
+    lang = policy.lang
+    name = "environment"
+    environment = manifest.environment
+    base = _normalise_url(environment["kfr_base_url"])
+    for file, _exchange, url in _kfr_calls(evidence):
+        if not (url == base or url.startswith(base + "/")):
+            return CheckResult(
+                name, False, text("env.evidence_url", lang, url=url[:200], file=file, base=base)
+            )
+    if environment["name"] == "sandbox":
+        if policy.allow_sandbox:
+            return CheckResult(name, True, text("env.sandbox_allowed", lang, url=base))
+        return CheckResult(name, False, text("env.sandbox", lang, url=base))
+    if environment["name"] != "test":
+        return CheckResult(name, False, text("env.name", lang, name=environment["name"][:40]))
+    accepted = {_normalise_url(u) for u in policy.accepted_kfr_base_urls}
+    if base not in accepted:
+        return CheckResult(
+            name, False, text("env.url", lang, url=base, accepted=", ".join(sorted(accepted)))
+        )
+    return CheckResult(name, True, text("env.ok", lang, url=base))
+
+
+def _correlations(evidence: _Evidence) -> list[CorrelationRecord]:
+    records = []
+    for _file, exchange in evidence.exchanges:
+        value = exchange.get("correlation_id")
+        if value is None:
+            continue
+        response = exchange.get("response")
+        status = response.get("status") if isinstance(response, dict) else None
+        records.append(
+            CorrelationRecord(
+                correlation_id=str(value),
+                time=str(exchange.get("started_at") or ""),
+                operation=str(exchange.get("operation") or ""),
+                status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+                case_id=str(exchange.get("case_id") or ""),
+            )
+        )
+    records.sort(key=lambda r: (r.time, r.correlation_id))
+    return records
+
+
+def _check_correlation_ids(manifest: Manifest, evidence: _Evidence, lang: str) -> CheckResult:
+    name = "correlation_ids"
+    problems: list[str] = []
+    by_case: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    for file, exchange in evidence.exchanges:
+        value = exchange.get("correlation_id")
+        if value is None:
+            continue
+        if not isinstance(value, str) or not _UUID.match(value):
+            problems.append(text("corr.not_uuid", lang, value=str(value)[:60], where=file))
+            continue
+        key = value.lower()
+        if key in seen:
+            problems.append(text("corr.duplicate", lang, value=value))
+        seen.add(key)
+        by_case.setdefault(str(exchange.get("case_id")), set()).add(key)
+    listed: set[str] = set()
+    for case in manifest.cases:
+        for value in case.correlation_ids:
+            if not _UUID.match(value):
+                problems.append(text("corr.not_uuid", lang, value=value[:60], where=case.id))
+                continue
+            key = value.lower()
+            if key in listed:
+                problems.append(text("corr.duplicate", lang, value=value))
+            listed.add(key)
+            if key not in by_case.get(case.id, set()):
+                problems.append(text("corr.unknown", lang, value=value, case=case.id))
+    if problems:
+        return CheckResult(name, False, text("corr.failed", lang, problems=join(problems)))
+    return CheckResult(name, True, text("corr.ok", lang, count=len(seen | listed)))
+
+
+def _show_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- correlations for Bits' own logs --------------------------------------------------------
+
+_CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> str:
+    """Text from a received pack, safe to open in a spreadsheet (no formula injection)."""
+    shown = "" if value is None else str(value)
+    return "'" + shown if shown.startswith(_CSV_FORMULA) else shown
+
+
+def export_correlations(
+    report_or_pack: VerificationReport | bytes | Path,
+    out_csv: Path,
+    *,
+    policy: VerificationPolicy | None = None,
+) -> int:
+    """Write every CorrelationID with its time, operation, status and case as CSV, so Bits
+    can match the pack against KFR's own request logs. Returns the number of rows."""
+    report = report_or_pack
+    if isinstance(report, bytes):
+        report = verify_pack_bytes(report, policy or VerificationPolicy())
+    elif isinstance(report, Path | str):
+        report = verify_path(Path(report), policy or VerificationPolicy())
+    rows = report.correlations
+    out_csv = Path(out_csv)
+    with out_csv.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["correlation_id", "time", "operation", "status", "case_id"])
+        for row in rows:
+            writer.writerow(
+                [
+                    _csv_cell(row.correlation_id),
+                    _csv_cell(row.time),
+                    _csv_cell(row.operation),
+                    "" if row.status is None else row.status,
+                    _csv_cell(row.case_id),
+                ]
+            )
+    return len(rows)

@@ -1,0 +1,515 @@
+"""Helpers for pack tests: a tiny certificate authority, results folders, hostile zips.
+
+Certificates are made directly with ``cryptography`` so the pack tests do not depend on
+the sandbox's CA: enterprise certificates carry the orgnr the way Buypass and Commfides do
+(``organizationIdentifier=NTRNO-<orgnr>`` in SEID 2, ``serialNumber=<orgnr>`` in SEID 1).
+Everything here is synthetic: organisation numbers come from ``synthetic_orgnr`` and
+person numbers from ``synthetic_fodselsnummer``.
+
+Reused by the archive tests, so the helpers take plain arguments and return plain data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import json
+import random
+import struct
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conformance.ids import synthetic_fodselsnummer, synthetic_orgnr
+from conformance.models import CaseResult, Expectation, Outcome, RunRecord
+
+TEST_KFR_BASE_URL = "https://preprod.api.bits.no/kar-ws/api/v1"
+TEST_MASKINPORTEN_ISSUER = "https://test.maskinporten.no/"
+
+# Two fixed synthetic banks: "ours" and "another bank" for re-signing attacks.
+BANK_ORGNR = synthetic_orgnr(random.Random(4001))
+OTHER_BANK_ORGNR = synthetic_orgnr(random.Random(4002))
+BANK_NAME = "Testbank AS"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@functools.lru_cache(maxsize=16)
+def rsa_key(index: int) -> rsa.RSAPrivateKey:
+    """RSA keys are slow to make; tests share a handful by index."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+_key_counter = iter(range(1, 10_000))
+
+
+@dataclass(frozen=True)
+class Issued:
+    """An enterprise certificate with its key and the chain up to (not including) the root."""
+
+    certificate: x509.Certificate
+    private_key: rsa.RSAPrivateKey
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def p12(self, password: bytes | None = None) -> bytes:
+        encryption = (
+            serialization.BestAvailableEncryption(password)
+            if password
+            else serialization.NoEncryption()
+        )
+        return pkcs12.serialize_key_and_certificates(
+            b"kfr-test", self.private_key, self.certificate, list(self.chain) or None, encryption
+        )
+
+    def write_p12(self, path: Path, password: bytes | None = None) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.p12(password))
+        return path
+
+
+@dataclass
+class TinyCA:
+    """A root (or intermediate) CA that issues enterprise certificates for tests."""
+
+    certificate: x509.Certificate
+    private_key: rsa.RSAPrivateKey
+    chain: tuple[x509.Certificate, ...] = ()  # intermediates above this CA, below the root
+    _serial: int = field(default=1000)
+
+    @classmethod
+    def create(
+        cls,
+        name: str = "KFR Pack Test Root CA",
+        *,
+        key_index: int = 0,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> TinyCA:
+        key = rsa_key(key_index)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kfr-conformance tests"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        now = utcnow()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - dt.timedelta(days=3650))
+            .not_valid_after(not_after or now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(cert, key)
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def write_pem(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.pem)
+        return path
+
+    def _next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def intermediate(self, name: str = "KFR Pack Test Issuing CA", *, key_index: int = 1) -> TinyCA:
+        key = rsa_key(key_index)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        now = utcnow()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(self._next_serial())
+            .not_valid_before(now - dt.timedelta(days=1000))
+            .not_valid_after(now + dt.timedelta(days=1000))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
+                False,
+            )
+            .sign(self.private_key, hashes.SHA256())
+        )
+        return TinyCA(cert, key, chain=(cert, *self.chain))
+
+    def issue(
+        self,
+        orgnr: str = BANK_ORGNR,
+        name: str = BANK_NAME,
+        *,
+        key_index: int = 5,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        seid: int = 2,
+        key_usage: str = "non_repudiation",
+    ) -> Issued:
+        """An enterprise certificate for ``orgnr``: SEID 2 (organizationIdentifier) or SEID 1
+        (serialNumber). ``key_usage`` is ``non_repudiation`` (signing certificate),
+        ``digital_signature`` (authentication certificate) or ``key_encipherment``."""
+        key = rsa_key(key_index)
+        attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "NO")]
+        if seid == 2:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRNO-{orgnr}"))
+        else:
+            attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, orgnr))
+        attrs += [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+        now = utcnow()
+        usage = {
+            "digital_signature": False,
+            "content_commitment": False,
+            "key_encipherment": False,
+        }
+        usage[{"non_repudiation": "content_commitment"}.get(key_usage, key_usage)] = True
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(self._next_serial())
+            .not_valid_before(not_before or now - dt.timedelta(days=30))
+            .not_valid_after(not_after or now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    **usage,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
+                False,
+            )
+            .sign(self.private_key, hashes.SHA256())
+        )
+        return Issued(cert, key, chain=self.chain)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+# --- results folders ----------------------------------------------------------------------
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class CaseDraft:
+    """What a test wants one case to look like."""
+
+    case_id: str
+    outcome: Outcome = Outcome.PASSED
+    manual: bool = False
+    confirmed_by: str | None = None
+    operations: tuple[str, ...] = ("add",)
+
+
+DEFAULT_CASES = (
+    CaseDraft("KFR-01", operations=("token", "add")),
+    CaseDraft("KFR-02", operations=("add", "end")),
+    CaseDraft("KFR-03", operations=("batch",)),
+    CaseDraft("KFR-04", operations=("lookup",)),
+    CaseDraft("KFR-05", manual=True, confirmed_by="Kari Tester", operations=()),
+)
+
+
+def _exchange(
+    *,
+    case_id: str,
+    seq: int,
+    operation: str,
+    moment: dt.datetime,
+    kfr_base_url: str,
+    issuer: str,
+    fid: str,
+    rng: random.Random,
+) -> dict:
+    customer = synthetic_fodselsnummer(rng)
+    correlation = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    path = f"/customers/financialInstitutions/{fid}/relationshipType/DSOPBANK"
+    method, status, url = "POST", 201, kfr_base_url + path
+    if operation == "token":
+        method, status, url, correlation = "POST", 200, issuer + "token", None
+    elif operation == "end":
+        method, status = "DELETE", 204
+    elif operation == "batch":
+        url = f"{kfr_base_url}/customers/financialInstitutions/{fid}/batch"
+    elif operation == "lookup":
+        method, status = "GET", 200
+        url = f"{kfr_base_url}/customers/financialInstitutions/{fid}/"
+    headers = {"Authorization": "[REDACTED]", "CustomerID": customer}
+    if correlation:
+        headers["CorrelationID"] = correlation
+    return {
+        "case_id": case_id,
+        "seq": seq,
+        "operation": operation,
+        "correlation_id": correlation,
+        "started_at": _iso(moment),
+        "elapsed_ms": 12.5,
+        "request": {"method": method, "url": url, "headers": headers, "body": None},
+        "response": {"status": status, "headers": {"Content-Type": "application/json"}, "body": ""},
+        "error": None,
+    }
+
+
+def make_results_dir(
+    root: Path,
+    *,
+    orgnr: str = BANK_ORGNR,
+    name: str = BANK_NAME,
+    environment: str = "test",
+    kfr_base_url: str = TEST_KFR_BASE_URL,
+    maskinporten_issuer: str = TEST_MASKINPORTEN_ISSUER,
+    cases: Iterable[CaseDraft] = DEFAULT_CASES,
+    started_at: dt.datetime | None = None,
+    duration: dt.timedelta = dt.timedelta(minutes=3),
+    evidence_padding: int = 0,
+    sheet_version: str = "1.3",
+    seed: int = 7,
+) -> Path:
+    """A results folder as the runner leaves it (docs/architecture.md "Results folder").
+
+    ``evidence_padding`` adds that many bytes of response body to the first case's evidence
+    (for size benchmarks). The run started ``duration`` + 1 minute ago unless given."""
+    rng = random.Random(seed)
+    started = started_at or utcnow() - duration - dt.timedelta(minutes=1)
+    finished = started + duration
+    run_id = started.strftime("%Y%m%dT%H%M%SZ") + f"-{rng.getrandbits(24):06x}"
+    folder = root / orgnr / run_id
+    (folder / "evidence").mkdir(parents=True)
+    results: list[CaseResult] = []
+    journal: list[dict] = []
+    moment = started
+    for draft in cases:
+        exchanges = []
+        for seq, operation in enumerate(draft.operations, start=1):
+            moment += dt.timedelta(seconds=1)
+            exchanges.append(
+                _exchange(
+                    case_id=draft.case_id,
+                    seq=seq,
+                    operation=operation,
+                    moment=moment,
+                    kfr_base_url=kfr_base_url,
+                    issuer=maskinporten_issuer,
+                    fid=orgnr,
+                    rng=rng,
+                )
+            )
+        if evidence_padding and not results and exchanges:
+            exchanges[-1]["response"]["body"] = "x" * evidence_padding
+        evidence_file = None
+        if exchanges:
+            evidence_file = f"evidence/{draft.case_id}.json"
+            (folder / evidence_file).write_bytes(
+                json.dumps({"case_id": draft.case_id, "exchanges": exchanges}, indent=2).encode()
+            )
+            journal.extend(exchanges)
+        last = exchanges[-1] if exchanges else None
+        results.append(
+            CaseResult(
+                case_id=draft.case_id,
+                title=f"Testtilfelle {draft.case_id}",
+                expected=Expectation(text="HTTP 201", status=201),
+                outcome=draft.outcome,
+                actual=f"HTTP {last['response']['status']}" if last else "Bekreftet manuelt",
+                actual_status=last["response"]["status"] if last else None,
+                message="" if draft.outcome is Outcome.PASSED else "Svaret avvek fra arket.",
+                correlation_ids=[e["correlation_id"] for e in exchanges if e["correlation_id"]],
+                evidence_file=evidence_file,
+                started_at=_iso(started),
+                finished_at=_iso(finished),
+                manual=draft.manual,
+                confirmed_by=draft.confirmed_by,
+            )
+        )
+    record = RunRecord(
+        run_id=run_id,
+        bank={"orgnr": orgnr, "name": name},
+        environment={
+            "name": environment,
+            "kfr_base_url": kfr_base_url,
+            "maskinporten_issuer": maskinporten_issuer,
+        },
+        sheet={
+            "file_name": "KFR-Integrasjonstester.xlsx",
+            "version": sheet_version,
+            "sha256": "ab" * 32,
+        },
+        runner={"version": "0.1.0", "python": "3.11.7", "platform": "Linux"},
+        attestation={"tester": "Kari Tester", "role": "Utvikler"},
+        started_at=_iso(started),
+        finished_at=_iso(finished),
+        cases=results,
+    )
+    (folder / "run.json").write_bytes(record.to_json())
+    (folder / "journal.jsonl").write_bytes(
+        b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in journal)
+    )
+    (folder / "KFR-Integrasjonstester-utfylt.xlsx").write_bytes(_tiny_xlsx(results))
+    (folder / "report.html").write_text(
+        f"<!doctype html><html lang=nb><title>KFR {orgnr}</title><p>{len(results)} tilfeller</p>",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def _tiny_xlsx(results: list[CaseResult]) -> bytes:
+    """A small real xlsx (a zip) standing in for the filled sheet."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["ID", "Resultat"])
+    for case in results:
+        sheet.append([case.case_id, case.outcome.label_nb])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+# --- zips for tampering and hostile input --------------------------------------------------
+
+
+def read_zip(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def write_zip(entries: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> bytes:
+    """A plain zip of ``entries`` (order kept; duplicates allowed when given as pairs)."""
+    items = entries.items() if isinstance(entries, Mapping) else entries
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in items:
+            archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)
+    return out.getvalue()
+
+
+def _zip_entry(
+    name: bytes, payload: bytes, *, method: int, crc: int, size: int, declared: int, offset: int
+) -> tuple[bytes, bytes]:
+    local = (
+        struct.pack(
+            "<IHHHHHIIIHH",
+            0x04034B50, 20, 0, method, 0, 0x21, crc, len(payload), declared, len(name), 0,
+        )
+        + name
+        + payload
+    )
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50, 20, 20, 0, method, 0, 0x21, crc, len(payload), declared,
+            len(name), 0, 0, 0, 0, 0o100644 << 16, offset,
+        )
+        + name
+    )
+    assert size >= 0
+    return local, central
+
+
+def make_zip_bomb(
+    total_size: int = 1 << 30,
+    *,
+    declared_size: int | None = None,
+    name: str = "evidence/bomb.json",
+    extra: Mapping[str, bytes] | None = None,
+) -> bytes:
+    """A zip whose one entry inflates to ``total_size`` zero bytes (1 GiB ≈ 1 MB of zip).
+
+    The deflate stream is crafted, not computed: after a full flush the compressor's output
+    for a 1 MiB block of zeros repeats exactly, so the block is written ``total_size / 1 MiB``
+    times. ``declared_size`` lets the headers lie about the uncompressed size."""
+    block_size = 1 << 20
+    assert total_size % block_size == 0 and total_size < 1 << 32
+    zeros = bytes(block_size)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.flush(zlib.Z_FINISH)
+    count = total_size // block_size
+    payload = block * count + tail
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(zeros, crc)
+    declared = total_size if declared_size is None else declared_size
+    parts: list[bytes] = []
+    centrals: list[bytes] = []
+    offset = 0
+    entries = [(name.encode(), payload, 8, crc, total_size, declared)]
+    for extra_name, data in (extra or {}).items():
+        entries.append((extra_name.encode(), data, 0, zlib.crc32(data), len(data), len(data)))
+    for raw_name, data, method, entry_crc, size, decl in entries:
+        local, central = _zip_entry(
+            raw_name, data, method=method, crc=entry_crc, size=size, declared=decl, offset=offset
+        )
+        parts.append(local)
+        centrals.append(central)
+        offset += len(local)
+    directory = b"".join(centrals)
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(directory), offset, 0
+    )
+    return b"".join(parts) + directory + end
