@@ -1,0 +1,364 @@
+"""``kfr-conformance archive add|list|verify-all|html|repair``: the archive for Bits and auditors.
+
+Thin: parse, open the archive, call ``conformance.archive``, print, set the exit code.
+Exit codes: 0 all well; 1 something is wrong (verify-all found a problem, repair could not
+make the archive consistent); 2 unusable input (an input could not be archived at all, a
+bad option), as everywhere in kfr-conformance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from conformance.archive import audit as _audit
+from conformance.archive.index import VERDICTS, PackEntry
+from conformance.archive.site import build_site
+from conformance.archive.store import ADDED, DUPLICATE, FAILED, AddOutcome, Archive
+from conformance.errors import UsageError
+from conformance.home import default_archive_dir
+from conformance.ids import require_orgnr
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    archive = subparsers.add_parser(
+        "archive",
+        help="arkiv over innsendte resultatpakker: legg til, list, verifiser alle, lag nettsted",
+        description="Arkiv over resultatpakker for Bits og revisorer.",
+    )
+    sub = archive.add_subparsers(dest="archive_command", metavar="KOMMANDO", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"arkivmappen (standard: {default_archive_dir()})",
+    )
+    trust = argparse.ArgumentParser(add_help=False)
+    _add_trust_options(trust)
+
+    add = sub.add_parser(
+        "add",
+        parents=[common, trust],
+        help="verifiser og arkiver pakker (.zip, .eml, mapper)",
+        description="Verifiserer hver pakke og kopierer den inn i arkivet. En pakke som ikke "
+        "verifiserer blir også arkivert, merket som ugyldig med begrunnelse.",
+    )
+    add.add_argument(
+        "packs",
+        nargs="+",
+        type=Path,
+        metavar="PAKKE",
+        help="resultatpakke (.zip), C-3-e-post (.eml) eller mappe (søkes rekursivt)",
+    )
+    add.add_argument("--json", action="store_true", help="skriv resultatet som JSON")
+    add.set_defaults(func=_cmd_add)
+
+    listing = sub.add_parser("list", parents=[common], help="vis pakkene i arkivet")
+    listing.add_argument("--bank", metavar="ORGNR", help="bare denne bankens pakker")
+    listing.add_argument(
+        "--since", metavar="DATO", type=_date, help="bare kjøringer fra og med DATO (ÅÅÅÅ-MM-DD)"
+    )
+    listing.add_argument("--status", choices=VERDICTS, help="bare gyldige eller ugyldige pakker")
+    listing.add_argument("--json", action="store_true", help="skriv listen som JSON")
+    listing.set_defaults(func=_cmd_list)
+
+    verify_all = sub.add_parser(
+        "verify-all",
+        parents=[common, trust],
+        help="verifiser alle arkiverte pakker på nytt mot bytene og indeksen",
+    )
+    verify_all.add_argument("--json", action="store_true", help="skriv rapporten som JSON")
+    verify_all.add_argument(
+        "--progress",
+        action="store_true",
+        help="vis fremdrift på stderr også når den ikke er en terminal",
+    )
+    verify_all.set_defaults(func=_cmd_verify_all)
+
+    html = sub.add_parser(
+        "html", parents=[common], help="lag et statisk nettsted over arkivet (fungerer uten nett)"
+    )
+    html.add_argument("out_dir", type=Path, metavar="UT_MAPPE")
+    html.set_defaults(func=_cmd_html)
+
+    repair = sub.add_parser(
+        "repair",
+        parents=[common, trust],
+        help="rydd etter avbrutte tillegg: filer uten rad, rader uten fil, midlertidige filer",
+    )
+    repair.add_argument("--json", action="store_true", help="skriv resultatet som JSON")
+    repair.set_defaults(func=_cmd_repair)
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+def _add_trust_options(parser: argparse.ArgumentParser) -> None:
+    """The same trust options as ``kfr-conformance verify``."""
+    parser.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEM",
+        help="klarert rot-CA (PEM), kan gjentas",
+    )
+    parser.add_argument(
+        "--allow-sandbox",
+        action="store_true",
+        help="godta pakker fra sandkassen (ikke gyldig som onboarding-bevis)",
+    )
+    parser.add_argument(
+        "--accept-kfr-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="godta også denne KFR base-URL-en, kan gjentas",
+    )
+    parser.add_argument(
+        "--expect-sheet-sha256", metavar="HEX", help="krev denne SHA-256 for testarket"
+    )
+    parser.add_argument("--expect-sheet-version", metavar="V", help="krev denne arkversjonen")
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    """The verification policy from the trust options, as ``verify`` builds it."""
+    from cryptography import x509
+
+    from conformance.pack.verify import VerificationPolicy
+
+    roots: list[x509.Certificate] = []
+    for path in args.trust:
+        try:
+            roots += x509.load_pem_x509_certificates(path.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--trust {path}: kan ikke leses ({exc.strerror or exc}).") from exc
+        except ValueError as exc:
+            raise UsageError(f"--trust {path}: ikke et PEM-sertifikat ({exc}).") from exc
+    defaults = VerificationPolicy()
+    return VerificationPolicy(
+        trust_roots=tuple(roots),
+        allow_sandbox=args.allow_sandbox,
+        accepted_kfr_base_urls=defaults.accepted_kfr_base_urls + tuple(args.accept_kfr_url),
+        expect_sheet_sha256=args.expect_sheet_sha256,
+        expect_sheet_version=args.expect_sheet_version,
+    )
+
+
+def _date(value: str) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} er ikke en dato på formen ÅÅÅÅ-MM-DD"
+        ) from None
+
+
+def _archive_dir(args: argparse.Namespace) -> Path:
+    return args.archive if args.archive is not None else default_archive_dir()
+
+
+def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(data, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+# --- add -----------------------------------------------------------------------------------
+
+_ACTION_LABELS = {ADDED: "lagt til", DUPLICATE: "finnes fra før", FAILED: "IKKE ARKIVERT"}
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+
+    def show(outcome: AddOutcome) -> None:
+        if not args.json:  # one line per pack as it happens, so a long import shows progress
+            print(
+                f"{outcome.source}: {_ACTION_LABELS[outcome.action]} – {outcome.message}",
+                flush=True,
+            )
+
+    with Archive.open(_archive_dir(args), create=True) as archive:
+        outcomes = archive.add(args.packs, policy, on_outcome=show)
+    if args.json:
+        _print_json([o.to_dict() for o in outcomes])
+    if not outcomes:
+        raise UsageError("Fant ingen pakker (.zip eller .eml) å legge til.")
+    added = [o for o in outcomes if o.action == ADDED]
+    if not args.json:
+        invalid = sum(1 for o in added if o.entry and not o.entry.is_valid)
+        duplicates = sum(1 for o in outcomes if o.action == DUPLICATE)
+        failed = sum(1 for o in outcomes if o.action == FAILED)
+        print(
+            f"{len(added)} lagt til ({invalid} ugyldige), {duplicates} fantes fra før, "
+            f"{failed} kunne ikke arkiveres."
+        )
+    return 2 if any(o.action == FAILED for o in outcomes) else 0
+
+
+# --- list ----------------------------------------------------------------------------------
+
+
+def _short_time(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else "–"
+
+
+def _result(entry: PackEntry) -> str:
+    counts = entry.counts
+    return f"{counts.get('passed', 0)}/{counts.get('total', 0)}" if counts else "–"
+
+
+def _verdict(entry: PackEntry) -> str:
+    label = "gyldig" if entry.is_valid else "UGYLDIG"
+    return label + (" (mangler)" if entry.state == "missing" else "")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_table(entries: Sequence[PackEntry]) -> str:
+    headings = ("Orgnr", "Bank", "Kjørt (UTC)", "Miljø", "Ark", "OK/alle", "Dom", "Fil")
+    rows = [
+        (
+            e.orgnr or "–",
+            _clip(e.bank_name or "–", 28),
+            _short_time(e.run_started_at),
+            e.environment or "–",
+            e.sheet_version or "–",
+            _result(e),
+            _verdict(e),
+            e.path,
+        )
+        for e in entries
+    ]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headings)
+    ]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headings, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    bank = require_orgnr(args.bank) if args.bank else None
+    with Archive.open(_archive_dir(args)) as archive:
+        entries = archive.entries(bank=bank, since=args.since, status=args.status)
+    if args.json:
+        _print_json([e.to_dict() for e in entries])
+        return 0
+    if not entries:
+        print("Ingen pakker i arkivet passer til filteret.")
+        return 0
+    print(render_table(entries))
+    valid = sum(1 for e in entries if e.is_valid)
+    print(f"\n{len(entries)} pakker: {valid} gyldige, {len(entries) - valid} ugyldige.")
+    return 0
+
+
+# --- verify-all ----------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """``[#####.....]  12/100`` on one stderr line, redrawn at most ten times a second."""
+
+    def __init__(self, out: TextIO, width: int = 30) -> None:
+        self.out, self.width, self._last = out, width, 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        filled = self.width * done // max(total, 1)
+        self.out.write(
+            f"\rVerifiserer [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
+        )
+        if done >= total:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _cmd_verify_all(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    show_progress = args.progress or sys.stderr.isatty()
+    with Archive.open(_archive_dir(args)) as archive:
+        report = _audit.verify_all(
+            archive, policy, progress=ProgressBar(sys.stderr) if show_progress else None
+        )
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        _print_audit(report)
+    return 0 if report.ok else 1
+
+
+def _print_audit(report: _audit.AuditReport) -> None:
+    for item in report.packs:
+        if item.status == _audit.OK:
+            continue
+        print(f"{item.entry.path}: {_audit.STATUS_LABELS_NB[item.status]}")
+        for detail in item.details:
+            print(f"    {detail}")
+    state = report.consistency
+    for rel in state.orphan_files:
+        print(f"{rel}: FIL UTEN RAD I INDEKSEN (kjør «archive repair»)")
+    for entry in state.missing_files:
+        print(f"{entry.path}: RAD UTEN FIL (kjør «archive repair»)")
+    for rel in state.stray_temps:
+        note = (
+            " – et tillegg pågår kanskje nå" if state.writer_active else " (kjør «archive repair»)"
+        )
+        print(f"{rel}: MIDLERTIDIG FIL ETTER AVBRUTT TILLEGG{note}")
+    counts: dict[str, int] = {}
+    for item in report.packs:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    summary = ", ".join(
+        f"{_audit.STATUS_LABELS_NB[s].lower()}: {n}" for s, n in sorted(counts.items())
+    )
+    verdict = "Alt i orden." if report.ok else "FEIL FUNNET."
+    print(f"{len(report.packs)} pakker verifisert ({summary or 'ingen'}). {verdict}")
+
+
+# --- html ----------------------------------------------------------------------------------
+
+
+def _cmd_html(args: argparse.Namespace) -> int:
+    with Archive.open(_archive_dir(args)) as archive:
+        result = build_site(archive, args.out_dir)
+    print(
+        f"Nettstedet er skrevet til {result.out_dir / 'index.html'}: {result.packs} pakker, "
+        f"{result.banks} banker, {result.reports} rapporter hentet ut."
+    )
+    return 0
+
+
+# --- repair --------------------------------------------------------------------------------
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    with Archive.open(_archive_dir(args)) as archive:
+        outcome = archive.repair(policy)
+        after = archive.scan()
+    if args.json:
+        _print_json({**outcome.to_dict(), "consistency": after.to_dict()})
+    else:
+        for line in outcome.actions:
+            print(line)
+        if not outcome.actions:
+            print("Ingenting å reparere.")
+        print("Arkivet er konsistent." if after.ok else "Arkivet er fortsatt ikke konsistent.")
+    return 0 if after.ok else 1
