@@ -21,7 +21,7 @@ from conformance.runner import WRITE_SCOPE, CaseContext, RunConfig, run_step, sa
 class ProcessSession:
     def __init__(self, state: Any, *, journal_name: str) -> None:
         from conformance.auth import Credentials, MaskinportenAuth, MaskinportenClient
-        from conformance.evidence import EvidenceRecorder, Journal
+        from conformance.evidence import EvidenceRecorder, Journal, RecordingTransport
         from conformance.kfr import KfrClient, make_http_client
 
         env = state.env
@@ -38,7 +38,12 @@ class ProcessSession:
         )
         credentials = Credentials.load(self.config.cert_path, password=self.config.cert_password,
                                        key_path=self.config.key_path)
-        self.http = make_http_client(ca_bundle=self.config.ca_bundle, recorder=self.recorder)
+        # Known secrets are scrubbed from evidence even where no pattern would catch them.
+        self.recorder.add_secret(self.config.cert_password)
+        self.http = make_http_client(
+            ca_bundle=self.config.ca_bundle,
+            wrap=lambda transport: RecordingTransport(transport, self.recorder),
+        )
         self.maskinporten = MaskinportenClient(
             issuer=self.config.maskinporten_issuer, client_id=self.config.client_id,
             credentials=credentials, http=self.http,
