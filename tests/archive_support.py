@@ -14,10 +14,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pack_support import TinyCA, make_results_dir, read_zip, write_zip
+
 from conformance.ids import synthetic_orgnr
 from conformance.pack.build import build_pack
 from conformance.pack.verify import VerificationPolicy
-from pack_support import TinyCA, make_results_dir, read_zip, write_zip
 
 SANDBOX_KFR_BASE_URL = "http://127.0.0.1:5000/kar-ws/api/v1"
 SANDBOX_ISSUER = "http://127.0.0.1:5000/maskinporten/"
@@ -48,7 +49,7 @@ class PackSet:
     packs: dict[str, Path] = field(default_factory=dict)
 
     def policy(self, **overrides) -> VerificationPolicy:
-        return VerificationPolicy(trust_roots=(self.ca.certificate,), **overrides)
+        return VerificationPolicy(**{"trust_roots": (self.ca.certificate,), **overrides})
 
     def copy_to(self, folder: Path) -> dict[str, Path]:
         """Fresh copies (tests may damage them), same file names."""
@@ -76,13 +77,21 @@ def make_pack(
     if environment == "sandbox":
         extra = {"kfr_base_url": SANDBOX_KFR_BASE_URL, "maskinporten_issuer": SANDBOX_ISSUER}
     folder = make_results_dir(
-        work, orgnr=bank.orgnr, name=bank.name, environment=environment,
-        started_at=started_at, seed=seed, **extra,
+        work,
+        orgnr=bank.orgnr,
+        name=bank.name,
+        environment=environment,
+        started_at=started_at,
+        seed=seed,
+        **extra,
     )
     issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
     result = build_pack(
-        folder, certificate=issued.certificate, private_key=issued.private_key,
-        chain=issued.chain, contact="kontakt@example.invalid",
+        folder,
+        certificate=issued.certificate,
+        private_key=issued.private_key,
+        chain=issued.chain,
+        contact="kontakt@example.invalid",
     )
     if with_email:
         assert result.email_path is not None, result.blockers
@@ -114,7 +123,11 @@ def build_pack_set(work: Path) -> PackSet:
         work / "runs", ca, nordlys, started_at=base + dt.timedelta(days=10), seed=3
     )
     packs.packs["hostile-sandbox"] = make_pack(
-        work / "runs", ca, hostile, started_at=base + dt.timedelta(days=20), seed=4,
+        work / "runs",
+        ca,
+        hostile,
+        started_at=base + dt.timedelta(days=20),
+        seed=4,
         environment="sandbox",
     )
     packs.packs["nordlys-tampered"] = tamper(
@@ -124,3 +137,13 @@ def build_pack_set(work: Path) -> PackSet:
         work / "runs", ca, fjord, started_at=base + dt.timedelta(days=45), seed=5, with_email=True
     )
     return packs
+
+
+_CACHE: dict[str, PackSet] = {}
+
+
+def cached_pack_set(tmp_path_factory) -> PackSet:
+    """One ``PackSet`` per test session (use from a session-scoped fixture)."""
+    if "standard" not in _CACHE:
+        _CACHE["standard"] = build_pack_set(tmp_path_factory.mktemp("archive-packs"))
+    return _CACHE["standard"]
