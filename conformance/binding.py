@@ -21,6 +21,7 @@ specific enough on its own).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tomllib
@@ -168,11 +169,15 @@ def text_features(case: CaseSpec) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=512)
+def _keyword_pattern(keyword: str) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, keyword.split())), re.IGNORECASE)
+
+
 def _keyword_present(keyword: str, text: str) -> bool:
     """``keyword`` starts a word somewhere in ``text`` and is not negated right before it.
     A keyword that is itself a negation ("uten", "without") always counts."""
-    pattern = re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, keyword.split())), re.IGNORECASE)
-    for match in pattern.finditer(text):
+    for match in _keyword_pattern(keyword).finditer(text):
         if keyword in _NEGATIONS:
             return True
         clause = re.split(r"[.;:,!?()\n]", text[: match.start()])[-1]
