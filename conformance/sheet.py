@@ -172,9 +172,11 @@ _CODE_RE = re.compile(r"(?<![\w-])(KFR|ERR|MP)-(\d{3})(?!\d)", re.IGNORECASE)
 _NUM = r"(?<![\d.,/:-])(\d{3})(?!\d|[.,/:-]\d)"
 _LABEL = (
     r"(?:http|https|status|statuskode|statuscode|responskode|respons|response|svarkode|"
-    r"returkode|kode|code|svar)"
+    r"returkode|kode|code|svar|svarer|returnerer|returneres|returns?|returned|responds?)"
 )
-_LABELLED_RE = re.compile(rf"(?<!\w){_LABEL}(?:[\s-]+{_LABEL})*\s*[:=]?\s*{_NUM}", re.IGNORECASE)
+_LABELLED_RE = re.compile(
+    rf"(?<!\w){_LABEL}(?:[\s-]+{_LABEL})*[\s-]*[:=]?\s*(\d{{3}})(?!\d|[.,/:-]\d)", re.IGNORECASE
+)
 
 
 def _reason_phrases() -> dict[str, set[int]]:

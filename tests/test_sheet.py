@@ -11,6 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 from sheet_layouts import BUNDLED_SHEET, ROOT
 
@@ -27,6 +29,10 @@ from conformance.sheet import cell_text, parse_expectation, read_sheet
         ("400 Bad Request with error code KFR-010", 400, "KFR-010"),
         ("Responskode 201 Created", 201, None),
         ("Status: 204", 204, None),
+        ("Status:204", 204, None),
+        ("HTTP-201", 201, None),
+        ("KFR returnerer 204 og kundeforholdet er borte", 204, None),
+        ("The API returns 404 with KFR-008", 404, "KFR-008"),
         ("201 (Created)", 201, None),
         ("HTTP/1.1 413 Payload Too Large", 413, None),
         ("HTTP-statuskode: 401, feilkode kfr-001", 401, "KFR-001"),
@@ -54,6 +60,7 @@ def test_status_and_error_code_are_read_from_prose(
         "Kundeforholdet registreres 2019-11-08 for orgnr 910000004",
         "Filen er større enn 10 MB og avvises",
         "250 per sekund leses inn",
+        "Maks 200 kunde-ID-er i batchen, over 100 000 per dag meldes til Bits",
         "Innlest kl. 12:00, 08.11.2019, 1.200 kunder",
         "HTTP 600",
         "Banken bekrefter med navn og dato",
@@ -62,6 +69,24 @@ def test_status_and_error_code_are_read_from_prose(
 )
 def test_dates_orgnrs_sizes_and_rates_are_never_a_status(text: str) -> None:
     assert parse_expectation(text).status is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    day=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)),
+    number=st.integers(min_value=100_000_000, max_value=999_999_999),
+    size=st.integers(min_value=1, max_value=99),
+)
+def test_no_status_is_ever_read_from_dates_orgnrs_or_sizes(
+    day: dt.date, number: int, size: int
+) -> None:
+    text = (
+        f"Startdato {day.isoformat()} ({day:%d.%m.%Y}) for fid {number}, "
+        f"filen er {size} MB, {size}.{size:02d} sekunder"
+    )
+    expectation = parse_expectation(text)
+    assert expectation.status is None
+    assert parse_expectation(f"HTTP 201 Created. {text}").status == 201
 
 
 def test_cell_values_become_text_like_a_person_reads_them() -> None:
