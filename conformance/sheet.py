@@ -175,7 +175,8 @@ _LABEL = (
     r"returkode|kode|code|svar|svarer|returnerer|returneres|returns?|returned|responds?)"
 )
 _LABELLED_RE = re.compile(
-    rf"(?<!\w){_LABEL}(?:[\s-]+{_LABEL})*[\s-]*[:=]?\s*(\d{{3}})(?!\d|[.,/:-]\d)", re.IGNORECASE
+    rf"(?<!\w){_LABEL}(?:/[123](?:\.[01])?)?(?:[\s-]+{_LABEL})*[\s-]*[:=]?\s*(\d{{3}})(?!\d|[.,/:-]\d)",
+    re.IGNORECASE,
 )
 
 

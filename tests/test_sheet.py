@@ -31,6 +31,7 @@ from conformance.sheet import cell_text, parse_expectation, read_sheet
         ("Status: 204", 204, None),
         ("Status:204", 204, None),
         ("HTTP-201", 201, None),
+        ("HTTP/1.1 204", 204, None),
         ("KFR returnerer 204 og kundeforholdet er borte", 204, None),
         ("The API returns 404 with KFR-008", 404, "KFR-008"),
         ("201 (Created)", 201, None),
