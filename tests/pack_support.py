@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import io
 import json
 import random
 import struct
 import uuid
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -50,9 +52,6 @@ def utcnow() -> dt.datetime:
 def rsa_key(index: int) -> rsa.RSAPrivateKey:
     """RSA keys are slow to make; tests share a handful by index."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-_key_counter = iter(range(1, 10_000))
 
 
 @dataclass(frozen=True)
@@ -334,6 +333,7 @@ def make_results_dir(
     ``evidence_padding`` adds that many bytes of response body to the first case's evidence
     (for size benchmarks). The run started ``duration`` + 1 minute ago unless given."""
     rng = random.Random(seed)
+    original_sheet = _tiny_xlsx([], title=f"KFR-Integrasjonstester {sheet_version}")
     started = started_at or utcnow() - duration - dt.timedelta(minutes=1)
     finished = started + duration
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + f"-{rng.getrandbits(24):06x}"
@@ -396,7 +396,7 @@ def make_results_dir(
         sheet={
             "file_name": "KFR-Integrasjonstester.xlsx",
             "version": sheet_version,
-            "sha256": "ab" * 32,
+            "sha256": hashlib.sha256(original_sheet).hexdigest(),
         },
         runner={"version": "0.1.0", "python": "3.11.7", "platform": "Linux"},
         attestation={"tester": "Kari Tester", "role": "Utvikler"},
@@ -405,6 +405,8 @@ def make_results_dir(
         cases=results,
     )
     (folder / "run.json").write_bytes(record.to_json())
+    (folder / "original").mkdir()
+    (folder / "original" / "KFR-Integrasjonstester.xlsx").write_bytes(original_sheet)
     (folder / "journal.jsonl").write_bytes(
         b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in journal)
     )
@@ -416,12 +418,13 @@ def make_results_dir(
     return folder
 
 
-def _tiny_xlsx(results: list[CaseResult]) -> bytes:
-    """A small real xlsx (a zip) standing in for the filled sheet."""
+def _tiny_xlsx(results: list[CaseResult], *, title: str = "Resultater") -> bytes:
+    """A small real xlsx (a zip) standing in for the original or the filled sheet."""
     from openpyxl import Workbook
 
     book = Workbook()
     sheet = book.active
+    sheet.title = title[:31]
     sheet.append(["ID", "Resultat"])
     for case in results:
         sheet.append([case.case_id, case.outcome.label_nb])
@@ -442,19 +445,31 @@ def write_zip(entries: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> byt
     """A plain zip of ``entries`` (order kept; duplicates allowed when given as pairs)."""
     items = entries.items() if isinstance(entries, Mapping) else entries
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": wanted here
         for name, data in items:
             archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)
     return out.getvalue()
 
 
 def _zip_entry(
-    name: bytes, payload: bytes, *, method: int, crc: int, size: int, declared: int, offset: int
+    name: bytes, payload: bytes, *, method: int, crc: int, declared: int, offset: int
 ) -> tuple[bytes, bytes]:
+    """Local header + data, and the central directory record, for one entry."""
     local = (
         struct.pack(
             "<IHHHHHIIIHH",
-            0x04034B50, 20, 0, method, 0, 0x21, crc, len(payload), declared, len(name), 0,
+            0x04034B50,
+            20,
+            0,
+            method,
+            0,
+            0x21,
+            crc,
+            len(payload),
+            declared,
+            len(name),
+            0,
         )
         + name
         + payload
@@ -462,12 +477,26 @@ def _zip_entry(
     central = (
         struct.pack(
             "<IHHHHHHIIIHHHHHII",
-            0x02014B50, 20, 20, 0, method, 0, 0x21, crc, len(payload), declared,
-            len(name), 0, 0, 0, 0, 0o100644 << 16, offset,
+            0x02014B50,
+            20,
+            20,
+            0,
+            method,
+            0,
+            0x21,
+            crc,
+            len(payload),
+            declared,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0o100644 << 16,
+            offset,
         )
         + name
     )
-    assert size >= 0
     return local, central
 
 
@@ -498,12 +527,12 @@ def make_zip_bomb(
     parts: list[bytes] = []
     centrals: list[bytes] = []
     offset = 0
-    entries = [(name.encode(), payload, 8, crc, total_size, declared)]
+    entries = [(name.encode(), payload, 8, crc, declared)]
     for extra_name, data in (extra or {}).items():
-        entries.append((extra_name.encode(), data, 0, zlib.crc32(data), len(data), len(data)))
-    for raw_name, data, method, entry_crc, size, decl in entries:
+        entries.append((extra_name.encode(), data, 0, zlib.crc32(data), len(data)))
+    for raw_name, data, method, entry_crc, decl in entries:
         local, central = _zip_entry(
-            raw_name, data, method=method, crc=entry_crc, size=size, declared=decl, offset=offset
+            raw_name, data, method=method, crc=entry_crc, declared=decl, offset=offset
         )
         parts.append(local)
         centrals.append(central)
@@ -513,3 +542,70 @@ def make_zip_bomb(
         "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(directory), offset, 0
     )
     return b"".join(parts) + directory + end
+
+
+# --- a ready-made PKI and packs ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PKI:
+    """The certificates pack tests need: one trusted root with an issuing CA, our bank's
+    signing certificate, another bank's, an expired one, and one from an untrusted root."""
+
+    root: TinyCA
+    issuing: TinyCA
+    bank: Issued
+    other_bank: Issued
+    expired: Issued
+    untrusted_root: TinyCA
+    untrusted: Issued
+    seid1: Issued
+    encryption_only: Issued
+
+
+@functools.lru_cache(maxsize=1)
+def shared_pki() -> PKI:
+    root = TinyCA.create()
+    issuing = root.intermediate()
+    now = utcnow()
+    untrusted_root = TinyCA.create("Not Bits' CA", key_index=2)
+    return PKI(
+        root=root,
+        issuing=issuing,
+        bank=issuing.issue(),
+        other_bank=issuing.issue(OTHER_BANK_ORGNR, "Annenbank ASA", key_index=6),
+        expired=issuing.issue(
+            not_before=now - dt.timedelta(days=800), not_after=now - dt.timedelta(days=1)
+        ),
+        untrusted_root=untrusted_root,
+        untrusted=untrusted_root.issue(key_index=7),
+        seid1=issuing.issue(seid=1, key_usage="digital_signature"),
+        encryption_only=issuing.issue(key_usage="key_encipherment"),
+    )
+
+
+def build_signed_pack(results_dir: Path, issued: Issued | None = None, **kwargs):
+    """``build_pack`` with our bank's certificate unless another is given."""
+    from conformance.pack.build import build_pack
+
+    issued = issued or shared_pki().bank
+    return build_pack(
+        results_dir,
+        certificate=issued.certificate,
+        private_key=issued.private_key,
+        chain=issued.chain,
+        **kwargs,
+    )
+
+
+def resign(pack: bytes, issued: Issued, *, manifest: bytes | None = None) -> bytes:
+    """The pack with its manifest (optionally replaced) signed again by ``issued``."""
+    from conformance.pack.sign import sign_manifest
+
+    entries = read_zip(pack)
+    if manifest is not None:
+        entries["manifest.json"] = manifest
+    entries["manifest.json.p7s"] = sign_manifest(
+        entries["manifest.json"], issued.certificate, issued.private_key, issued.chain
+    )
+    return write_zip(sorted(entries.items()))

@@ -305,6 +305,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Testarket har versjon {actual}, forventet {expected}.",
         "The test sheet has version {actual}, expected {expected}.",
     ),
+    "sheet.original": (
+        "Kopien av testarket i pakken ({name}) har SHA-256 {actual}, ikke den manifestet oppgir.",
+        "The copy of the sheet in the pack ({name}) has SHA-256 {actual}, not the one the manifest names.",
+    ),
     # -- environment -------------------------------------------------------------------------------
     "env.ok": ("Kjørt mot KFRs testmiljø ({url}).", "Run against KFR's test environment ({url})."),
     "env.sandbox_allowed": (

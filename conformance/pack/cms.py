@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -100,7 +101,7 @@ def _parse(data: bytes) -> SignedData:
                 continue  # attribute certificates and other choices are not used here
             if len(certificates) >= MAX_CERTIFICATES:
                 raise CmsError("too many certificates")
-            certificates.append(x509.load_der_x509_certificate(choice.raw))
+            certificates.append(_load_certificate(choice.raw))
         rest = rest[1:]
     if rest and rest[0].tag == 0xA1:  # CRLs: not used
         rest = rest[1:]
@@ -108,6 +109,23 @@ def _parse(data: bytes) -> SignedData:
         raise CmsError("malformed signerInfos")
     signers = tuple(_parse_signer(s, certificates) for s in rest[0].expect(_der.SET).children())
     return SignedData(tuple(certificates), signers, detached)
+
+
+def _load_certificate(raw: bytes) -> x509.Certificate:
+    """Parse a certificate completely now: cryptography reads names, extensions and keys
+    lazily, and a hostile certificate must fail here, not in the middle of a check."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # odd attribute lengths: the checks judge the cert
+            cert = x509.load_der_x509_certificate(raw)
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+            list(cert.extensions)
+            cert.public_key()
+            _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number)
+    except Exception as exc:  # KeyError, ValueError, UnsupportedAlgorithm … from the parser
+        raise CmsError(f"unreadable certificate ({type(exc).__name__})") from exc
+    return cert
 
 
 def _parse_signer(element: _der.Element, certificates: list[x509.Certificate]) -> SignerInfo:

@@ -289,6 +289,9 @@ class _Evidence:
 
     exchanges: list[tuple[str, dict]] = field(default_factory=list)  # (file, exchange)
     problems: list[str] = field(default_factory=list)
+    # Evidence files missing or not matching the manifest: already a "files" failure, so
+    # other checks do not blame their (unread) content a second time.
+    untrusted: set[str] = field(default_factory=set)
 
 
 def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport:
@@ -468,6 +471,8 @@ def _check_files(members: _Members, manifest: Manifest, lang: str) -> tuple[Chec
             sha256, size = hashlib.sha256(data).hexdigest(), len(data)
             if (sha256, size) == (entry.sha256, entry.size):
                 _collect_evidence(name, data, evidence, lang)
+            else:
+                evidence.untrusted.add(name)
         else:
             sha256, size = members.digest(name)
         if (sha256, size) != (entry.sha256, entry.size):
@@ -476,6 +481,7 @@ def _check_files(members: _Members, manifest: Manifest, lang: str) -> tuple[Chec
     for path in listed:
         if path not in present_set:
             problems.append(text("files.missing", lang, name=path))
+            evidence.untrusted.add(path)
     for case in manifest.cases:
         if case.evidence_file and case.evidence_file not in listed:
             problems.append(
@@ -555,6 +561,12 @@ def _check_sheet(manifest: Manifest, policy: VerificationPolicy) -> CheckResult:
             text(
                 "sheet.version", lang, actual=actual_version, expected=policy.expect_sheet_version
             ),
+        )
+    original = next((f for f in manifest.files if f.path == f"original/{sheet['file_name']}"), None)
+    if original is not None and original.sha256 != actual_sha:
+        # The run copied the sheet it read; its hash must be the one the manifest names.
+        return CheckResult(
+            "sheet", False, text("sheet.original", lang, name=original.path, actual=original.sha256)
         )
     key = (
         "sheet.ok"
@@ -643,7 +655,9 @@ def _check_correlation_ids(manifest: Manifest, evidence: _Evidence, lang: str) -
             if key in listed:
                 problems.append(text("corr.duplicate", lang, value=value))
             listed.add(key)
-            if key not in by_case.get(case.id, set()):
+            if key not in by_case.get(case.id, set()) and (
+                case.evidence_file not in evidence.untrusted
+            ):
                 problems.append(text("corr.unknown", lang, value=value, case=case.id))
     if problems:
         return CheckResult(name, False, text("corr.failed", lang, problems=join(problems)))

@@ -1,0 +1,326 @@
+"""``kfr-conformance pack | verify | email``: build, check and send the result pack.
+
+Thin on purpose: parse, load files and credentials, call ``conformance.pack``, print,
+return the exit code. ``verify`` exits 0 (valid), 1 (invalid) or 2 (unusable input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from cryptography import x509
+
+from conformance.errors import InvalidPack, UsageError
+
+_EPILOG_VERIFY = (
+    "Avslutningskode: 0 gyldig, 1 ugyldig, 2 ubrukelig inndata. "
+    "Exit code: 0 valid, 1 invalid, 2 unusable input."
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    pack = subparsers.add_parser(
+        "pack",
+        help="bygg manifest, signatur og resultatpakke (og C-3-e-post) fra en resultatmappe",
+        description="Bygger manifest.json, manifest.json.p7s og <orgnr>-KFR-integrasjonstest-<dato>.zip "
+        "på nytt fra en resultatmappe, og C-3-e-posten når alle testtilfeller er bestått mot testmiljøet.",
+    )
+    pack.add_argument(
+        "dir", type=Path, metavar="DIR", help="resultatmappe (reports/<orgnr>/<kjørings-id>)"
+    )
+    pack.add_argument("--cert", type=Path, help="virksomhetssertifikat (.p12/.pfx eller PEM)")
+    pack.add_argument("--cert-password-env", metavar="VAR", help="miljøvariabel med passordet")
+    pack.add_argument("--signing-cert", type=Path, help="eget signeringssertifikat for pakken")
+    pack.add_argument(
+        "--signing-cert-password-env", metavar="VAR", help="miljøvariabel med passordet"
+    )
+    pack.add_argument("--manual", type=Path, metavar="FILE", help="manuelle resultater (TOML/JSON)")
+    pack.add_argument("--contact", metavar="ADDR", help="kontaktperson i C-3-e-posten")
+    pack.set_defaults(func=run_pack)
+
+    verify = subparsers.add_parser(
+        "verify",
+        help="kontroller en resultatpakke (zip, resultatmappe eller mottatt .eml)",
+        description="Kontrollerer signatur, sertifikat, filer, testtilfeller, testark og miljø i en resultatpakke.",
+        epilog=_EPILOG_VERIFY,
+    )
+    verify.add_argument("path", type=Path, metavar="PATH")
+    verify.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="rotsertifikat(er) Bits godtar (kan gjentas)",
+    )
+    verify.add_argument(
+        "--allow-sandbox",
+        action="store_true",
+        help="godta pakker fra sandkassen (ikke gyldig som onboarding-bevis)",
+    )
+    verify.add_argument(
+        "--accept-kfr-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="godta også denne KFR-adressen som testmiljø (kan gjentas)",
+    )
+    verify.add_argument("--expect-sheet-sha256", metavar="HEX")
+    verify.add_argument("--expect-sheet-version", metavar="V")
+    verify.add_argument("--json", action="store_true", help="skriv rapporten som JSON")
+    verify.add_argument("--lang", choices=("nb", "en"), default="nb")
+    verify.add_argument(
+        "--export-correlations",
+        type=Path,
+        metavar="FILE",
+        help="skriv alle CorrelationID-er som CSV",
+    )
+    verify.set_defaults(func=run_verify)
+
+    email = subparsers.add_parser(
+        "email",
+        help="lag eller send C-3-e-posten til DSOP@bits.no",
+        description="Skriver c3-epost.eml når alle testtilfeller er bestått mot testmiljøet, "
+        "ellers forklarer den hva som mangler. Med --send sendes den.",
+    )
+    email.add_argument("dir", type=Path, metavar="DIR")
+    email.add_argument("--send", action="store_true")
+    email.add_argument("--smtp-host", metavar="H")
+    email.add_argument("--smtp-port", type=int, default=25, metavar="P")
+    email.add_argument("--starttls", action="store_true")
+    email.add_argument("--smtp-user", metavar="U")
+    email.add_argument("--smtp-password-env", metavar="VAR")
+    email.add_argument("--from", dest="from_addr", metavar="ADDR")
+    email.add_argument("--contact", metavar="ADDR", help="kontaktperson når e-posten lages nå")
+    email.set_defaults(func=run_email)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _secret(var: str | None, what: str) -> str | None:
+    if not var:
+        return None
+    value = os.environ.get(var)
+    if value is None:
+        raise UsageError(f"Miljøvariabelen {var} ({what}) er ikke satt.")
+    return value
+
+
+def _load_credentials(path: Path, password: str | None):
+    from conformance.auth import Credentials
+
+    return Credentials.load(path, password=password)
+
+
+def _signing_credentials(args: argparse.Namespace, record) -> object:
+    from conformance.home import default_sandbox_dir
+
+    if args.signing_cert:
+        return _load_credentials(
+            args.signing_cert, _secret(args.signing_cert_password_env, "passord for --signing-cert")
+        )
+    if args.cert:
+        return _load_credentials(args.cert, _secret(args.cert_password_env, "passord for --cert"))
+    orgnr = record.bank["orgnr"]
+    if record.is_sandbox:
+        sandbox_p12 = default_sandbox_dir() / "banks" / orgnr / f"{orgnr}.p12"
+        if sandbox_p12.is_file():
+            return _load_credentials(sandbox_p12, None)
+        raise UsageError(
+            f"Fant ikke sandkassens sertifikat for {orgnr} ({sandbox_p12}).",
+            hint="Oppgi sertifikatet med --cert, eller kjør testene mot sandkassen først.",
+        )
+    raise UsageError(
+        "Pakken må signeres med bankens virksomhetssertifikat.",
+        hint="Oppgi det med --cert FIL [--cert-password-env VAR] eller --signing-cert FIL.",
+    )
+
+
+def _load_trust(paths: list[Path]) -> tuple[x509.Certificate, ...]:
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"Kan ikke lese --trust-filen {path}: {exc.strerror or exc}") from exc
+        try:
+            if b"-----BEGIN CERTIFICATE-----" in data:
+                roots.extend(x509.load_pem_x509_certificates(data))
+            else:
+                roots.append(x509.load_der_x509_certificate(data))
+        except ValueError as exc:
+            raise UsageError(
+                f"--trust-filen {path} er ikke et sertifikat (PEM eller DER)."
+            ) from exc
+    return tuple(roots)
+
+
+# --- pack ----------------------------------------------------------------------------------
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from conformance.pack._atomic import atomic_write_bytes
+    from conformance.pack.build import build_pack, load_run_record
+    from conformance.pack.manifest import RUN_RECORD_NAME
+    from conformance.pack.manual import apply_manual, load_manual_file
+
+    results_dir: Path = args.dir
+    if not results_dir.is_dir():
+        raise UsageError(f"Finner ikke resultatmappen {results_dir}.")
+    record = load_run_record(results_dir)
+    if args.manual:
+        changed = apply_manual(record, load_manual_file(args.manual))
+        atomic_write_bytes(results_dir / RUN_RECORD_NAME, record.to_json())
+        print(f"Manuelle resultater lagt inn i {RUN_RECORD_NAME}: {', '.join(changed)}")
+        _rerender(results_dir, record)
+    credentials = _signing_credentials(args, record)
+    result = build_pack(
+        results_dir,
+        certificate=credentials.certificate,
+        private_key=credentials.private_key,
+        chain=credentials.chain,
+        contact=args.contact,
+    )
+    print(f"Manifest:       {result.manifest_path}")
+    print(f"Signatur:       {result.signature_path}")
+    print(f"Resultatpakke:  {result.zip_path}")
+    if result.email_path:
+        print(f"C-3-e-post:     {result.email_path}")
+    else:
+        print("C-3-e-post er ikke laget fordi:")
+        for reason in result.blockers:
+            print(f"  - {reason}")
+    return 0
+
+
+def _rerender(results_dir: Path, record) -> None:
+    """Write the filled sheet and report again from the updated record (the lead's code)."""
+    try:
+        from conformance.results import write_outputs
+    except ImportError:
+        print("Merk: det utfylte arket og rapporten er ikke laget på nytt.", file=sys.stderr)
+        return
+    outcome = write_outputs(results_dir, record)
+    for problem in outcome.problems:
+        print(f"Merk: {problem}", file=sys.stderr)
+
+
+# --- verify --------------------------------------------------------------------------------
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from conformance.pack.verify import (
+        TEST_BASE_URL,
+        VerificationPolicy,
+        export_correlations,
+        verify_path,
+    )
+
+    policy = VerificationPolicy(
+        trust_roots=_load_trust(args.trust),
+        allow_sandbox=args.allow_sandbox,
+        accepted_kfr_base_urls=(TEST_BASE_URL, *args.accept_kfr_url),
+        expect_sheet_sha256=args.expect_sheet_sha256,
+        expect_sheet_version=args.expect_sheet_version,
+        lang=args.lang,
+    )
+    try:
+        report = verify_path(args.path, policy)
+    except InvalidPack as exc:
+        if not args.json:
+            raise
+        reason = getattr(exc, "code", None)
+        print(
+            json.dumps(
+                {"ok": False, "usable": False, "code": reason, "reason": exc.message},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 2
+    if args.export_correlations:
+        rows = export_correlations(report, args.export_correlations)
+        if not args.json:
+            print(
+                f"{rows} CorrelationID-er skrevet til {args.export_correlations}"
+                if args.lang == "nb"
+                else f"{rows} CorrelationIDs written to {args.export_correlations}"
+            )
+    if args.json:
+        print(json.dumps({**report.to_dict(), "usable": True}, ensure_ascii=False, indent=2))
+    else:
+        print(_render(report))
+    return 0 if report.ok else 1
+
+
+def _render(report) -> str:
+    lines = [report.verdict()]
+    manifest = report.manifest
+    if manifest is not None:
+        env = manifest.environment.get("name", "")
+        if report.lang == "en":
+            lines.append(
+                f"Bank: {manifest.bank.get('name', '')} ({manifest.bank_orgnr}) · run "
+                f"{manifest.run_id} · environment {env}"
+            )
+        else:
+            lines.append(
+                f"Bank: {manifest.bank.get('name', '')} ({manifest.bank_orgnr}) · kjøring "
+                f"{manifest.run_id} · miljø {env}"
+            )
+    ok_mark, bad_mark = ("OK  ", "FEIL") if report.lang == "nb" else ("OK  ", "FAIL")
+    for check in report.checks:
+        mark = ok_mark if check.ok else bad_mark
+        lines.append(f"  [{mark}] {report.label(check.name)}: {check.reason}")
+    return "\n".join(lines)
+
+
+# --- email ---------------------------------------------------------------------------------
+
+
+def run_email(args: argparse.Namespace) -> int:
+    from conformance.pack.build import load_run_record
+    from conformance.pack.email import email_blockers, send_email, write_email
+    from conformance.pack.manifest import EMAIL_NAME, pack_file_name
+
+    results_dir: Path = args.dir
+    record = load_run_record(results_dir)
+    blockers = email_blockers(record)
+    if blockers:
+        print("C-3-e-posten kan ikke lages ennå fordi:")
+        for reason in blockers:
+            print(f"  - {reason}")
+        return 1
+    eml = results_dir / EMAIL_NAME
+    if not eml.is_file():
+        zip_path = results_dir / pack_file_name(record.bank["orgnr"], record.started_at)
+        if not zip_path.is_file():
+            raise UsageError(
+                f"Resultatpakken {zip_path.name} finnes ikke ennå.",
+                hint=f"Bygg den først: kfr-conformance pack {results_dir}",
+            )
+        eml = write_email(results_dir, record, zip_path, contact=args.contact)
+    print(f"C-3-e-post: {eml}")
+    if not args.send:
+        return 0
+    if not args.smtp_host:
+        raise UsageError("--send krever --smtp-host.")
+    password = _secret(args.smtp_password_env, "SMTP-passord")
+    if args.smtp_user and password is None:
+        raise UsageError("--smtp-user krever --smtp-password-env VAR.")
+    recipient = send_email(
+        eml,
+        host=args.smtp_host,
+        port=args.smtp_port,
+        starttls=args.starttls,
+        user=args.smtp_user,
+        password=password,
+        from_addr=args.from_addr,
+    )
+    print(f"Sendt til {recipient} via {args.smtp_host}:{args.smtp_port}.")
+    return 0
