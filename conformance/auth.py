@@ -392,7 +392,7 @@ class MaskinportenClient:
                 continue
             if response.status_code == 200:
                 return self._parse_token(response, scopes, sent_at)
-            raise self._auth_error(response)
+            raise self.error_from_response(response)
         raise TargetEnvironmentError(
             f"Maskinporten ({self.token_endpoint}) svarte ikke etter {attempt + 1} forsøk: "
             f"{last_problem}.",
@@ -416,7 +416,8 @@ class MaskinportenClient:
         # Count the lifetime from when we asked: the token cannot outlive that.
         return AccessToken(value=value, expires_at=sent_at + expires_in, scope=granted)
 
-    def _auth_error(self, response: httpx.Response) -> AuthError:
+    def error_from_response(self, response: httpx.Response) -> AuthError:
+        """Maskinporten's refusal as an AuthError: the MP code and advice for the bank's IT."""
         try:
             body = response.json()
         except ValueError:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -19,8 +22,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from conformance.auth import AccessToken, Credentials, MaskinportenClient, orgnr_from_certificate
-from conformance.errors import CredentialError, ProductionTargetError
+from conformance.auth import (
+    AccessToken,
+    Credentials,
+    MaskinportenAuth,
+    MaskinportenClient,
+    orgnr_from_certificate,
+)
+from conformance.errors import (
+    AuthError,
+    CredentialError,
+    ProductionTargetError,
+    TargetEnvironmentError,
+)
+from conformance.evidence import EvidenceRecorder, Journal, RecordingTransport
+from conformance.ids import synthetic_fodselsnummer, synthetic_orgnr
+from conformance.kfr import KfrClient, make_http_client
+from conformance.sandbox import Faults, TestCA
 
 ORGNR = "910000004"
 PASSWORD = "Test-Passord-123"
@@ -265,3 +283,234 @@ def test_assertion_with_kid_has_no_x5c(rsa_key, seid2_cert) -> None:
 def test_production_maskinporten_is_refused(rsa_key, seid2_cert, issuer) -> None:
     with pytest.raises(ProductionTargetError):
         _client(Credentials(certificate=seid2_cert, private_key=rsa_key), issuer=issuer)
+
+
+# ---------------------------------------------------------------- against the sandbox
+
+WRITE = "bits:kundeforhold.write"
+
+
+@pytest.fixture
+def recorder(tmp_path: Path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    yield EvidenceRecorder(journal)
+    journal.close()
+
+
+@pytest.fixture
+def http(recorder):
+    with make_http_client(timeout_s=10, wrap=lambda t: RecordingTransport(t, recorder)) as client:
+        yield client
+
+
+def _bank_creds(bank) -> Credentials:
+    return Credentials.load(Path(bank.p12), password=bank.password)
+
+
+def _mp(sandbox, bank, http, **kwargs) -> MaskinportenClient:
+    kwargs.setdefault("client_id", bank.client_id)
+    kwargs.setdefault("credentials", _bank_creds(bank))
+    kwargs.setdefault("issuer", sandbox.maskinporten_issuer)
+    return MaskinportenClient(http=http, **kwargs)
+
+
+def _operations(recorder, case=None) -> list[tuple[str, int | None]]:
+    return [
+        (e["operation"], e["response"]["status"] if e["response"] else None)
+        for e in recorder.exchanges(case)
+    ]
+
+
+@pytest.mark.parametrize("use_kid", [False, True], ids=["x5c", "kid"])
+def test_token_flow_against_the_sandbox(sandbox, bank, http, use_kid) -> None:
+    client = _mp(sandbox, bank, http, kid=bank.kid if use_kid else None)
+    before = time.time()
+    token = client.fetch_token([WRITE])
+    assert token.scope.split() == [WRITE]
+    assert before + 60 < token.expires_at <= time.time() + 120
+    claims = jwt.decode(token.value, options={"verify_signature": False})
+    assert claims["consumer"]["ID"] == f"0192:{bank.orgnr}"
+    assert claims["client_id"] == bank.client_id
+
+
+def _refusal(client: MaskinportenClient, scopes=(WRITE,)) -> AuthError:
+    with pytest.raises(AuthError) as info:
+        client.fetch_token(list(scopes))
+    return info.value
+
+
+def test_wrong_aud_is_mp_110_with_advice(sandbox, bank, http) -> None:
+    # A common mistake: the token endpoint as issuer/audience.
+    error = _refusal(
+        _mp(
+            sandbox,
+            bank,
+            http,
+            issuer=sandbox.token_endpoint,
+            token_endpoint=sandbox.token_endpoint,
+        )
+    )
+    assert error.mp_code == "MP-110" and error.error == "invalid_grant"
+    assert "avsluttende skråstrek" in error.diagnostics()
+
+
+def test_certificate_of_another_organisation_is_mp_122(sandbox, bank, other_bank, http) -> None:
+    error = _refusal(_mp(sandbox, bank, http, credentials=_bank_creds(other_bank)))
+    assert error.mp_code == "MP-122"
+    assert "Organisasjonsnummeret i sertifikatet" in error.diagnostics()
+
+
+def test_scope_not_granted_is_mp_200(sandbox, bank, http) -> None:
+    error = _refusal(_mp(sandbox, bank, http), scopes=["bits:kundeforhold"])
+    assert (error.mp_code, error.error) == ("MP-200", "invalid_scope")
+    assert "scopet" in error.diagnostics()
+
+
+def test_clock_off_is_mp_130_and_names_the_skew(sandbox, bank, http) -> None:
+    error = _refusal(_mp(sandbox, bank, http, clock=lambda: time.time() - 60))
+    assert error.mp_code == "MP-130"
+    assert re.search(r"klokke går (59|60|61) s bak", error.diagnostics()), error.diagnostics()
+
+
+def test_unknown_client_is_mp_100(sandbox, bank, http) -> None:
+    error = _refusal(_mp(sandbox, bank, http, client_id="no-such-client"))
+    assert error.mp_code == "MP-100" and "klient-ID" in error.diagnostics()
+
+
+def test_certificate_from_another_ca_is_mp_120(sandbox, bank, http, tmp_path) -> None:
+    foreign = TestCA(tmp_path / "foreign-ca").issue(bank.orgnr, "Testbank AS")
+    creds = Credentials(certificate=foreign.cert, private_key=foreign.key)
+    error = _refusal(_mp(sandbox, bank, http, credentials=creds))
+    assert error.mp_code == "MP-120" and "testsertifikat" in error.diagnostics()
+
+
+def test_expired_certificate_is_mp_121(sandbox, bank, http) -> None:
+    now = dt.datetime.now(dt.UTC)
+    expired = sandbox.ca.issue(
+        bank.orgnr,
+        "Testbank AS",
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
+    )
+    creds = Credentials(certificate=expired.cert, private_key=expired.key)
+    error = _refusal(_mp(sandbox, bank, http, credentials=creds))
+    assert error.mp_code == "MP-121" and "utløpt" in error.diagnostics()
+
+
+def test_signature_by_another_key_is_mp_124(sandbox, bank, other_bank, http) -> None:
+    # kid names the bank's registered certificate, but another key signs.
+    error = _refusal(_mp(sandbox, bank, http, kid=bank.kid, credentials=_bank_creds(other_bank)))
+    assert error.mp_code == "MP-124"
+
+
+def test_replayed_assertion_is_mp_012(sandbox, bank, http) -> None:
+    client = _mp(sandbox, bank, http)
+    form = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": client.build_assertion([WRITE]),
+    }
+    assert http.post(client.token_endpoint, data=form).status_code == 200
+    error = client.error_from_response(http.post(client.token_endpoint, data=form))
+    assert error.mp_code == "MP-012" and "jti" in error.diagnostics()
+
+
+def test_unreachable_maskinporten_is_an_environment_error_after_retries(bank, http) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = MaskinportenClient(
+        issuer=f"http://127.0.0.1:{port}/maskinporten/",
+        client_id=bank.client_id,
+        credentials=_bank_creds(bank),
+        http=http,
+        backoff_s=0.01,
+    )
+    with pytest.raises(TargetEnvironmentError, match="4 forsøk"):
+        client.fetch_token([WRITE])
+
+
+def test_token_is_cached_per_scope_set_and_invalidated(sandbox, bank, http, recorder) -> None:
+    client = _mp(sandbox, bank, http)
+    first = client.token([WRITE])
+    assert client.token([WRITE]) is first
+    both = client.token([WRITE, bank.alt_scope])
+    assert client.token([bank.alt_scope, WRITE]) is both  # order does not matter
+    assert both.value != first.value
+    client.invalidate([WRITE])
+    assert client.token([WRITE]).value != first.value
+    assert client.token([WRITE, bank.alt_scope]) is both
+    assert [op for op, _ in _operations(recorder)] == ["token"] * 3
+
+
+def _sleep_past_expiry(token: str) -> None:
+    """Wait until the sandbox considers the token expired (its exp claim), and no longer."""
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, exp - time.time()) + 0.05)
+
+
+def test_short_lived_token_is_renewed_before_it_expires(sandbox, bank, http, recorder) -> None:
+    # The sandbox's exp is whole seconds: a 2 s token is valid for 1-2 s, so renew 1.1 s early.
+    sandbox.set_faults(Faults(token_lifetime_s=2))
+    client = _mp(sandbox, bank, http, renew_margin_s=1.1)
+    kfr = KfrClient(
+        sandbox.kfr_base_url, bank.orgnr, http=http, auth=MaskinportenAuth(client, [WRITE])
+    )
+    assert kfr.add(synthetic_fodselsnummer()).status == 201
+    _sleep_past_expiry(client.token([WRITE]).value)
+    assert kfr.add(synthetic_fodselsnummer()).status == 201
+    # A new token before the second add: no 401 on the way.
+    assert _operations(recorder) == [("token", 200), ("add", 201), ("token", 200), ("add", 201)]
+
+
+def test_token_expired_mid_run_is_renewed_after_a_401(sandbox, bank, http, recorder) -> None:
+    sandbox.set_faults(Faults(token_lifetime_s=2))
+    # A negative margin keeps using the token past its expiry, as a skewed clock would.
+    client = _mp(sandbox, bank, http, renew_margin_s=-60)
+    kfr = KfrClient(
+        sandbox.kfr_base_url, bank.orgnr, http=http, auth=MaskinportenAuth(client, [WRITE])
+    )
+    assert kfr.add(synthetic_fodselsnummer()).status == 201
+    _sleep_past_expiry(client.token([WRITE]).value)
+    customer = synthetic_fodselsnummer()
+    assert kfr.add(customer).status == 201
+    assert _operations(recorder) == [
+        ("token", 200),
+        ("add", 201),
+        ("add", 401),
+        ("token", 200),
+        ("add", 201),
+    ]
+    assert kfr.lookup(customer).status == 200
+
+
+def test_no_token_assertion_key_or_password_in_the_evidence(sandbox, tmp_path) -> None:
+    bank = sandbox.register_bank(
+        synthetic_orgnr(), out_dir=tmp_path / "b", password="Hemmelig-P12-passord"
+    )
+    journal_path = tmp_path / "run" / "journal.jsonl"
+    journal = Journal(journal_path)
+    recorder = EvidenceRecorder(journal, secrets=[bank.password])
+    with make_http_client(wrap=lambda t: RecordingTransport(t, recorder)) as http:
+        client = _mp(sandbox, bank, http)
+        kfr = KfrClient(
+            sandbox.kfr_base_url, bank.orgnr, http=http, auth=MaskinportenAuth(client, [WRITE])
+        )
+        with recorder.case("KFR-02"):
+            customer = synthetic_fodselsnummer()
+            assert kfr.add(customer).status == 201
+            assert kfr.lookup(customer).status == 200
+        token = client.token([WRITE]).value
+    journal.close()
+    recorder.write_case_file("KFR-02", tmp_path / "run" / "evidence" / "KFR-02.json")
+    key_lines = [
+        line for line in Path(bank.key_pem).read_text().splitlines() if "-----" not in line
+    ]
+    for path in (journal_path, tmp_path / "run" / "evidence" / "KFR-02.json"):
+        text = path.read_text()
+        assert token not in text
+        assert "eyJ" not in text  # no JWT at all: neither the token nor the assertion
+        assert bank.password not in text
+        assert not any(line in text for line in key_lines)
+        assert "[REDACTED]" in text
+    ops = [e["operation"] for e in Journal.read(journal_path)]
+    assert ops == ["token", "add", "lookup"]
