@@ -39,9 +39,9 @@ def pack_file_name(orgnr: str, started_at: str) -> str:
 
 
 def parse_time(value: str) -> dt.datetime:
-    """An ISO 8601 time from a run record; naive times are taken as UTC."""
+    """An ISO 8601 time from a run record, in UTC; naive times are taken as UTC."""
     moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def is_excluded(relative: str) -> bool:
