@@ -9,6 +9,7 @@ per session because RSA keys and signatures take a moment.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -147,3 +148,7 @@ def cached_pack_set(tmp_path_factory) -> PackSet:
     if "standard" not in _CACHE:
         _CACHE["standard"] = build_pack_set(tmp_path_factory.mktemp("archive-packs"))
     return _CACHE["standard"]
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

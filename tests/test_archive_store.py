@@ -16,7 +16,7 @@ from archive_support import BANKS, cached_pack_set
 
 from conformance.archive import audit
 from conformance.archive.index import INDEX_FILE
-from conformance.archive.store import ADDED, DUPLICATE, FAILED, Archive
+from conformance.archive.store import ADDED, DUPLICATE, FAILED, RESTORED, Archive
 
 
 @pytest.fixture(scope="session")
@@ -283,9 +283,13 @@ def test_repair_marks_a_row_whose_file_is_gone_and_keeps_the_record(archive, pac
     report = audit.verify_all(archive, packs.policy())
     assert report.ok and report.packs[0].status == audit.RECORDED_MISSING
 
-    # the pack turns up again: adding it puts it back under its row
-    archive.add([packs.packs["fjord-1"]], packs.policy())  # duplicate by hash: no new row
+    # the pack turns up again: adding it puts it back under its row, no new row
+    [outcome] = archive.add([packs.packs["fjord-1"]], packs.policy())
+    assert outcome.action == RESTORED and "lagt tilbake" in outcome.message
     assert archive.index.count() == 1
+    assert archive.index.by_sha256(entry.sha256).state == "present"
+    assert archive.file_of(entry).read_bytes() == packs.packs["fjord-1"].read_bytes()
+    assert archive.scan().ok and audit.verify_all(archive, packs.policy()).packs[0].status == "ok"
 
 
 def test_repair_puts_a_returned_file_back_under_its_row(archive, packs):

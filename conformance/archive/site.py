@@ -32,6 +32,7 @@ from conformance.archive.index import MISSING, PackEntry, utc_now
 from conformance.archive.store import Archive
 from conformance.archive.verdict import UNKNOWN_BANK_DIR, sha256_hex
 from conformance.errors import InvalidPack
+from conformance.models import Outcome
 
 SITE_MARKER = ".kfr-arkivnettsted"
 REPORT_NAME = "report.html"
@@ -89,6 +90,15 @@ class PackView:
             return "Filens SHA-256 stemmer ikke med indeksen."
         failed = self.entry.failed_checks
         return failed[0].get("reason", "") if failed else ""
+
+    @property
+    def counts_nb(self) -> list[tuple[str, int]]:
+        """The run's counts with Norwegian outcome names, in the order of the report."""
+        out = []
+        for outcome in Outcome:
+            if self.entry.counts.get(str(outcome)):
+                out.append((outcome.label_nb, self.entry.counts[str(outcome)]))
+        return out
 
     @property
     def signer_name(self) -> str:

@@ -63,13 +63,15 @@ _BANK_DIR = re.compile(r"^(\d{9}|" + UNKNOWN_BANK_DIR + r")$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 ADDED = "added"
+RESTORED = "restored"  # a pack recorded as missing, put back under its row
 DUPLICATE = "duplicate"
 FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class AddOutcome:
-    """What happened to one input. ``action`` is added, duplicate or failed (nothing stored)."""
+    """What happened to one input: ``action`` is added, restored, duplicate or failed
+    (nothing stored)."""
 
     source: str
     action: str
@@ -339,6 +341,9 @@ class Archive:
         """Add one pack given as bytes; ``name`` is the file name it arrived under."""
         source = source or name
         known = self.index.by_sha256(sha256_hex(data))
+        if known is not None and known.state == MISSING:
+            with self.writer_lock():
+                return self._restore(data, known, source)
         if known is not None:
             return _duplicate(source, known)
         entry = judge(data, policy, source_name=Path(name).name)
@@ -378,6 +383,26 @@ class Archive:
             raise
         verdict = "gyldig" if entry.is_valid else "UGYLDIG"
         return AddOutcome(source, ADDED, f"Lagt til som {entry.path} ({verdict}).", entry)
+
+    def _restore(self, data: bytes, known: PackEntry, source: str) -> AddOutcome:
+        """The bytes of a pack recorded as missing came in again: put them back under its
+        row (a kill half-way leaves a file under the row's name, which repair accepts)."""
+        target = self.file_of(known)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.parent / f".{known.sha256}.{target.name}{TEMP_SUFFIX}"
+        _write_synced(temp, data)
+        try:
+            if target.exists():  # something else took the name meanwhile: never overwrite
+                target = self._free_name(target.parent, target.parent.name, target.name)
+            _place(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+        rel = f"{target.parent.name}/{target.name}"
+        with self.index.transaction():
+            self.index.set_state(known.id, PRESENT, path=rel)
+        restored = self.index.by_sha256(known.sha256)
+        return AddOutcome(source, RESTORED, f"Manglet i arkivet; lagt tilbake som {rel}.", restored)
 
     def _free_name(self, folder: Path, folder_name: str, name: str) -> Path:
         stem, suffix = name[:-4], name[-4:]

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from conformance.archive import audit as _audit
 from conformance.archive.index import VERDICTS, PackEntry
 from conformance.archive.site import build_site
-from conformance.archive.store import ADDED, DUPLICATE, FAILED, AddOutcome, Archive
+from conformance.archive.store import ADDED, DUPLICATE, FAILED, RESTORED, AddOutcome, Archive
 from conformance.errors import UsageError
 from conformance.home import default_archive_dir
 from conformance.ids import require_orgnr
@@ -167,14 +167,19 @@ def _archive_dir(args: argparse.Namespace) -> Path:
     return args.archive if args.archive is not None else default_archive_dir()
 
 
-def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
-    json.dump(data, out, ensure_ascii=False, indent=2)
-    out.write("\n")
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
 
 
 # --- add -----------------------------------------------------------------------------------
 
-_ACTION_LABELS = {ADDED: "lagt til", DUPLICATE: "finnes fra før", FAILED: "IKKE ARKIVERT"}
+_ACTION_LABELS = {
+    ADDED: "lagt til",
+    RESTORED: "lagt tilbake",
+    DUPLICATE: "finnes fra før",
+    FAILED: "IKKE ARKIVERT",
+}
 
 
 def _cmd_add(args: argparse.Namespace) -> int:

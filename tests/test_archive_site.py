@@ -1,0 +1,230 @@
+"""``archive html``: a static, offline, escaped site over the archive."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from archive_support import BANKS, HOSTILE_NAME, cached_pack_set
+from pack_support import read_zip
+
+from conformance.archive.index import ArchiveError
+from conformance.archive.site import SITE_MARKER, build_site
+from conformance.archive.store import Archive
+
+
+@pytest.fixture(scope="session")
+def packs(tmp_path_factory):
+    return cached_pack_set(tmp_path_factory)
+
+
+@pytest.fixture
+def archive(tmp_path, packs):
+    with Archive.open(tmp_path / "arkiv", create=True) as opened:
+        opened.add(list(packs.packs.values()), packs.policy())
+        yield opened
+
+
+class Page(HTMLParser):
+    """Links, resources, pack rows and SVG dots of one page."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.resources: list[str] = []
+        self.rows: list[dict[str, str]] = []
+        self.dots: list[str] = []
+        self.scripts_with_src = 0
+        self._in_packs = False
+        self.feed(path.read_text(encoding="utf-8"))
+
+    def handle_starttag(self, tag, attrs):
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "a" and "href" in attributes:
+            self.links.append(attributes["href"])
+        if tag in {"img", "link", "iframe", "embed", "object", "source"} or (
+            tag == "script" and "src" in attributes
+        ):
+            self.resources.append(attributes.get("src") or attributes.get("href", ""))
+        if tag == "table":
+            self._in_packs = attributes.get("id") == "pakker"
+        if tag == "tr" and self._in_packs and "data-status" in attributes:
+            self.rows.append(attributes)
+        if tag == "circle":
+            self.dots.append(attributes.get("class", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in_packs = False
+
+
+def _pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("*.html") if p.name != "report.html")
+
+
+def test_index_lists_every_pack_with_its_verdict_and_links_that_resolve(archive, tmp_path):
+    site = tmp_path / "nettsted"
+    result = build_site(archive, site)
+    assert (result.packs, result.banks, result.reports) == (6, 3, 6)
+
+    index = Page(site / "index.html")
+    assert len(index.rows) == 6  # in the HTML itself: the table needs no script
+    assert sorted(r["data-status"] for r in index.rows) == ["invalid"] * 2 + ["valid"] * 4
+    assert sorted(index.dots) == ["invalid"] * 2 + ["valid"] * 4  # one dot per pack
+    for entry in archive.entries():
+        assert f"pakke/{entry.sha256[:16]}/index.html" in index.links
+    for page in _pages(site):
+        for link in Page(page).links:
+            target = (page.parent / link).resolve()
+            assert target.is_file(), f"{page.relative_to(site)} → {link}"
+
+
+def test_the_site_needs_nothing_from_outside(archive, tmp_path):
+    site = tmp_path / "nettsted"
+    build_site(archive, site)
+    for page in _pages(site):
+        parsed = Page(page)
+        assert parsed.resources == [], page  # CSS and script are inline
+        assert not [link for link in parsed.links if "://" in link or link.startswith("//")]
+
+
+def test_text_from_packs_is_escaped_everywhere(archive, tmp_path):
+    site = tmp_path / "nettsted"
+    build_site(archive, site)
+    hostile = BANKS[2]
+    assert hostile.name == HOSTILE_NAME
+    for page in _pages(site):
+        text = page.read_text(encoding="utf-8")
+        assert '<script>alert("x")' not in text, page
+        assert text.count("<script>") == 1  # our own inline script, nothing else
+    bank_page = (site / "bank" / f"{hostile.orgnr}.html").read_text(encoding="utf-8")
+    assert "Skurk &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Co AS" in bank_page
+
+
+def test_reports_are_extracted_read_only_and_byte_for_byte(archive, packs, tmp_path):
+    site = tmp_path / "nettsted"
+    build_site(archive, site)
+    entry = archive.index.by_path(f"{BANKS[0].orgnr}/{packs.packs['fjord-1'].name}")
+    report = site / "pakke" / entry.sha256[:16] / "report.html"
+    assert stat.S_IMODE(report.stat().st_mode) == 0o444
+    assert report.read_bytes() == read_zip(packs.packs["fjord-1"].read_bytes())["report.html"]
+    details = (site / "pakke" / entry.sha256[:16] / "index.html").read_text(encoding="utf-8")
+    assert entry.sha256 in details and 'href="report.html"' in details
+    for label in ("Signaturen over manifest.json er gyldig", "Gyldig til", "Testarkets SHA-256"):
+        assert label in details
+
+
+def test_per_bank_pages_hold_that_bank_only(archive, tmp_path):
+    site = tmp_path / "nettsted"
+    build_site(archive, site)
+    for bank in BANKS:
+        page = Page(site / "bank" / f"{bank.orgnr}.html")
+        expected = archive.entries(bank=bank.orgnr)
+        assert len(page.dots) == len(expected)
+        keys = {e.sha256[:16] for e in expected}
+        linked = {link.split("/")[2] for link in page.links if link.startswith("../pakke/")}
+        assert linked == keys
+
+
+def test_a_changed_or_missing_pack_is_flagged_and_its_report_not_shown(archive, tmp_path):
+    valid = archive.entries(status="valid")
+    changed, missing = valid[0], valid[1]
+    path = archive.file_of(changed)
+    path.write_bytes(path.read_bytes() + b"x")
+    archive.file_of(missing).unlink()
+    site = tmp_path / "nettsted"
+    result = build_site(archive, site)
+    assert result.reports == 4
+    for entry, label in ((changed, "Endret etter arkivering"), (missing, "Mangler i arkivet")):
+        folder = site / "pakke" / entry.sha256[:16]
+        assert not (folder / "report.html").exists()
+        assert label in (folder / "index.html").read_text(encoding="utf-8")
+    statuses = [r["data-status"] for r in Page(site / "index.html").rows]
+    assert statuses.count("invalid") == 4
+
+
+def test_rebuilding_replaces_the_site_but_never_a_foreign_folder(archive, tmp_path):
+    site = tmp_path / "nettsted"
+    build_site(archive, site)
+    build_site(archive, site)  # read-only reports from the first build are no obstacle
+    assert (site / SITE_MARKER).exists() and len(Page(site / "index.html").rows) == 6
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    foreign = tmp_path / "dokumenter"
+    foreign.mkdir()
+    (foreign / "viktig.txt").write_text("ikke slett meg")
+    with pytest.raises(ArchiveError, match="ikke et nettsted"):
+        build_site(archive, foreign)
+    assert (foreign / "viktig.txt").read_text() == "ikke slett meg"
+
+
+def test_an_empty_archive_gives_an_empty_but_valid_site(tmp_path):
+    with Archive.open(tmp_path / "tomt", create=True) as empty:
+        build_site(empty, tmp_path / "nettsted")
+    text = (tmp_path / "nettsted" / "index.html").read_text(encoding="utf-8")
+    assert "Arkivet er tomt." in text
+
+
+# --- in a real browser -----------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if found is None:
+        pytest.skip("chromium is not installed (/usr/bin/chromium missing)")
+    return found
+
+
+def _headless(chromium: str, profile: Path, page: Path, *action: str) -> str:
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *action,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_the_site_renders_in_headless_chromium_and_lists_every_pack(archive, tmp_path):
+    chromium = _chromium()
+    site = tmp_path / "nettsted"
+    build_site(archive, site)
+    index = site / "index.html"
+
+    shot = tmp_path / "arkiv.png"
+    _headless(
+        chromium, tmp_path / "profil", index, f"--screenshot={shot}", "--window-size=1280,1300"
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (1280, 1300)
+    assert len(data) > 60_000  # a blank page is ~10 KB; this one has tables, chart, colour
+
+    dom = _headless(chromium, tmp_path / "profil", index, "--dump-dom")
+    for entry in archive.entries():
+        assert f"pakke/{entry.sha256[:16]}/index.html" in dom
+    assert 'class="filter"' in dom  # the inline script ran and added the filter bar
+    assert "6 av 6 pakker vises" in dom
+    assert '<script>alert("x")' not in dom
