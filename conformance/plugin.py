@@ -119,6 +119,7 @@ class RunState:
     finish_notes: list[str] = field(default_factory=list)
     pack_result: Any = None
     record: RunRecord | None = None
+    sheet_only: bool = True                  # no test paths given: run the sheet, not tests/
 
     @property
     def results_dir(self) -> Path:
@@ -144,11 +145,14 @@ def _kfr_options_used(config: pytest.Config) -> bool:
 
 def _load_profile(config: pytest.Config, orgnr: str) -> tuple[dict[str, Any], Path]:
     explicit = config.getoption("profile")
-    path = Path(explicit) if explicit else config.rootpath / PROFILE_FILE
+    # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
+    # for a test path when it guesses the rootdir; the invocation folder is unambiguous.
+    here = config.invocation_params.dir
+    path = Path(explicit) if explicit else here / PROFILE_FILE
     if not path.exists():
         if explicit:
             raise pytest.UsageError(f"kfr-conformance: profilfilen {path} finnes ikke")
-        return {}, config.rootpath
+        return {}, here
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -192,7 +196,7 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     from conformance.home import default_sandbox_dir
     from conformance.kfr import TEST_BASE_URL, TEST_MASKINPORTEN_ISSUER, refuse_production
     from conformance.runner import new_run_id, resolve_path
-    from conformance.suite import load_suite
+    from conformance.suite import default_suite_dir, load_suite
 
     profile, profile_base = _load_profile(config, orgnr)
 
@@ -205,8 +209,8 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     env_name = opt("kfr_env", "env") or "sandbox"
     if env_name not in ("sandbox", "test"):
         raise pytest.UsageError(f"kfr-conformance: ukjent miljø «{env_name}» (sandbox eller test)")
-    root = config.rootpath
-    suite_dir = resolve_path(opt("suite"), profile_base) or root / "testcases"
+    here = config.invocation_params.dir
+    suite_dir = resolve_path(opt("suite"), profile_base) or default_suite_dir(here)
     try:
         suite = load_suite(suite_dir)
     except ConformanceError as exc:
@@ -263,7 +267,7 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     if not bank_name:
         bank_name = _name_from_certificate(cert, key, cert_password) or f"Bank {orgnr}"
     run_id = new_run_id()
-    reports_dir = resolve_path(opt("reports_dir"), Path.cwd()) or root / "reports"
+    reports_dir = resolve_path(opt("reports_dir"), here) or here / "reports"
     results_dir = reports_dir / orgnr / run_id
     results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -332,6 +336,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         _read_cases(state)
         config.stash[STATE] = state
+        if data["sheet_only"]:
+            config.args = [str(state.sheet_path)]
         return
     bank = config.getoption("bank", None)
     if bank is None:
@@ -348,7 +354,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(_ResultCollector(state), "kfr_conformance_results")
     # Run the sheet instead of the project's tests unless paths were given explicitly.
-    if config.args_source != pytest.Config.ArgsSource.ARGS:
+    state.sheet_only = config.args_source != pytest.Config.ArgsSource.ARGS
+    if state.sheet_only:
         config.args = [str(state.sheet_path)]
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(state), "kfr_conformance_xdist")
@@ -365,7 +372,7 @@ class _XdistHooks:
             "suite_dir": str(s.suite_dir),
             "bindings_path": str(s.bindings_path) if s.bindings_path else None,
             "manual": s.manual, "env": s.env.__dict__, "tester": s.tester,
-            "tester_role": s.tester_role, "contact": s.contact,
+            "tester_role": s.tester_role, "contact": s.contact, "sheet_only": s.sheet_only,
         }
 
 
