@@ -14,10 +14,12 @@ set_home         autouse: KFR_CONFORMANCE_HOME is a temporary folder, so no test
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conformance.home import HOME_ENV
@@ -104,3 +106,130 @@ def sandbox_token(sandbox: RunningSandbox) -> Callable[..., str]:
         return obtain_token(creds, (sb or sandbox).maskinporten_issuer, scopes)
 
     return token
+
+
+def multipart_body(fields: dict[str, str], boundary: str) -> bytes:
+    """A multipart/form-data body as KFR expects it (CRLF line ends)."""
+    lines = []
+    for name, value in fields.items():
+        lines += [f"--{boundary}", f'Content-Disposition: form-data; name="{name}"']
+        if name == "customers":
+            lines.append("Content-Type: text/plain")
+        lines += ["", value]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode()
+
+
+class BankApi:
+    """Plain HTTP calls to the sandbox's KFR as one bank; every call returns the httpx.Response."""
+
+    def __init__(self, sb: RunningSandbox, creds: BankCredentials, token: str) -> None:
+        self.sb = sb
+        self.creds = creds
+        self.token = token
+        self.http = httpx.Client(base_url=sb.kfr_base_url, timeout=30)
+
+    def headers(self, customer: str | None = None, **extra: str | None) -> dict[str, str]:
+        """Authorization + a fresh CorrelationID (+ CustomerID); ``extra`` overrides, None drops."""
+        headers: dict[str, str | None] = {
+            "Authorization": f"Bearer {self.token}",
+            "CorrelationID": str(uuid.uuid4()),
+            "CustomerID": customer,
+        }
+        headers.update(extra)
+        return {k: v for k, v in headers.items() if v is not None}
+
+    def _path(self, fid: str | None, rel_type: str = "DSOPBANK") -> str:
+        return f"/customers/financialInstitutions/{fid or self.creds.orgnr}/relationshipType/{rel_type}"
+
+    def add(
+        self,
+        customer: str | None,
+        *,
+        fid: str | None = None,
+        rel_type: str = "DSOPBANK",
+        **headers: str | None,
+    ) -> httpx.Response:
+        return self.http.post(self._path(fid, rel_type), headers=self.headers(customer, **headers))
+
+    def end(
+        self,
+        customer: str | None,
+        *,
+        fid: str | None = None,
+        rel_type: str = "DSOPBANK",
+        **headers: str | None,
+    ) -> httpx.Response:
+        return self.http.delete(
+            self._path(fid, rel_type), headers=self.headers(customer, **headers)
+        )
+
+    def lookup(
+        self,
+        customer: str | None,
+        *,
+        fid: str | None = None,
+        from_date: Any = None,
+        to_date: Any = None,
+        **headers: str | None,
+    ) -> httpx.Response:
+        params = {
+            k: str(v) for k, v in (("fromDate", from_date), ("toDate", to_date)) if v is not None
+        }
+        return self.http.get(
+            f"/customers/financialInstitutions/{fid or self.creds.orgnr}/",
+            params=params,
+            headers=self.headers(customer, **headers),
+        )
+
+    def found(self, customer: str, **period: Any) -> bool:
+        r = self.lookup(customer, **period)
+        assert r.status_code == 200, r.text
+        return any(b["organizationID"] == self.creds.orgnr for b in r.json()["banks"])
+
+    def batch(
+        self,
+        customers: str | None = None,
+        *,
+        customer_type: str = "DSOPBANK",
+        boundary: str = "873380600719114776488944",
+        content_type: str | None = None,
+        body: bytes | None = None,
+        fid: str | None = None,
+        **headers: str | None,
+    ) -> httpx.Response:
+        if body is None:
+            body = multipart_body(
+                {"customer_type": customer_type, "customers": customers or ""}, boundary
+            )
+        all_headers = self.headers(None, **headers)
+        all_headers.setdefault(
+            "Content-Type", content_type or f"multipart/form-data; boundary={boundary}"
+        )
+        return self.http.post(
+            f"/customers/financialInstitutions/{fid or self.creds.orgnr}/batch",
+            content=body,
+            headers=all_headers,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture(scope="module")
+def bank_api(sandbox: RunningSandbox) -> Iterator[Callable[..., BankApi]]:
+    opened: list[BankApi] = []
+
+    def make(
+        creds: BankCredentials,
+        sb: RunningSandbox | None = None,
+        scopes: Iterable[str] = (WRITE_SCOPE,),
+    ) -> BankApi:
+        target = sb or sandbox
+        api = BankApi(target, creds, obtain_token(creds, target.maskinporten_issuer, scopes))
+        opened.append(api)
+        return api
+
+    yield make
+    for api in opened:
+        api.close()

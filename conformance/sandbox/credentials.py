@@ -99,7 +99,7 @@ def issue_credentials(
     ca: TestCA,
     store: Store,
     orgnr: str,
-    name: str,
+    name: str | None,
     out_dir: Path,
     *,
     kind: str = "bank",
@@ -107,8 +107,13 @@ def issue_credentials(
     password: str | None = None,
     alt_scope: str | None = BANK_ALT_SCOPE,
 ) -> BankCredentials:
+    """Issue (or reuse) a certificate in ``out_dir`` and register the client. ``name=None``
+    keeps the name of an earlier registration, else names the bank "Testbank <orgnr> AS"."""
     orgnr = require_orgnr(orgnr)
-    name = (name or "").strip()
+    if name is None:
+        existing = store.client_by_orgnr(orgnr, kind)
+        name = existing.name if existing else f"Testbank {orgnr} AS"
+    name = name.strip()
     if not name:
         raise SandboxError("Virksomheten trenger et navn (--name).")
     scopes = tuple(s for s in scopes if s)
@@ -151,8 +156,6 @@ def issue_bank_credentials(
     ca = TestCA(data_dir)
     store = open_store(data_dir)
     try:
-        return issue_credentials(
-            ca, store, orgnr, name or f"Testbank {orgnr} AS", out_dir, password=password
-        )
+        return issue_credentials(ca, store, orgnr, name, out_dir, password=password)
     finally:
         store.close()

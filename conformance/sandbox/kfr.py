@@ -327,7 +327,22 @@ async def lookup_own_bank(request: Request) -> Response:
     return await _lookup(request, WRITE_SCOPE, request.path_params["fid"])
 
 
+def _accepts_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return True
+    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(kinds & {"application/json", "application/*", "*/*"})
+
+
 async def customer_relationships(request: Request) -> Response:
+    if not _accepts_json(request):
+        return error_response(
+            406,
+            "KFR-004",
+            request.headers.get("correlationid"),
+            "only application/json is available",
+        )
     return await _lookup(request, AGENCY_SCOPE, None)
 
 

@@ -146,17 +146,19 @@ class InvalidToken(Exception):
 
 
 class AccessTokens:
-    """Validates access tokens for the KFR side: our signature, our issuer, not expired.
+    """Validates access tokens for the KFR side: our signature, a sandbox issuer, not expired.
 
+    The issuer is checked by shape (``…/maskinporten/``), not by port: the signing key is
+    this data folder's own, so a token from an earlier run on another port (e.g. from
+    ``sandbox token``) is still good, while a token signed by any other key is not.
     Validated tokens are cached (a client sends the same token many times); the expiry is
     still checked on every use.
     """
 
     _CACHE_SIZE = 4096
 
-    def __init__(self, key: SigningKey, issuer: str) -> None:
+    def __init__(self, key: SigningKey) -> None:
         self._key = key
-        self._issuer = issuer
         self._cache: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -168,11 +170,15 @@ class AccessTokens:
                     token,
                     self._key.public_key,
                     algorithms=["RS256"],
-                    issuer=self._issuer,
                     options={"require": ["exp", "iat", "iss"], "verify_aud": False},
                 )
             except jwt.PyJWTError as exc:
                 raise InvalidToken(str(exc)) from exc
+            issuer = claims.get("iss")
+            if not isinstance(issuer, str) or not issuer.endswith("/maskinporten/"):
+                raise InvalidToken("not issued by the sandbox's Maskinporten")
+            if not isinstance(claims.get("scope", ""), str):
+                raise InvalidToken("scope is not a string")
             with self._lock:
                 if len(self._cache) >= self._CACHE_SIZE:
                     self._cache.clear()

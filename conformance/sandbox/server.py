@@ -74,7 +74,7 @@ class RunningSandbox:
             store=self.store,
             ca=self.ca,
             signing_key=signing_key,
-            tokens=AccessTokens(signing_key, self.base_url + "/maskinporten/"),
+            tokens=AccessTokens(signing_key),
             fault_state=FaultState(settings.faults),
             notify_batch=wake,
         )
@@ -181,7 +181,7 @@ class RunningSandbox:
             self.ca,
             self.store,
             orgnr,
-            name or f"Testbank {orgnr} AS",
+            name,
             Path(out_dir) if out_dir else self.data_dir / "banks" / orgnr,
             password=password,
         )

@@ -209,6 +209,13 @@ class Store:
             return None
         return ClientRecord(row[0], row[1], row[2], row[3], tuple(row[4].split()))
 
+    def client_by_orgnr(self, orgnr: str, kind: str) -> ClientRecord | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT client_id FROM clients WHERE orgnr = ? AND kind = ?", (orgnr, kind)
+            ).fetchone()
+        return self.client(row[0]) if row else None
+
     def add_client_key(self, client_id: str, kid: str, cert_pem: str) -> None:
         with self._conn() as conn:
             conn.execute(
