@@ -11,12 +11,14 @@ Reused by the archive tests, so the helpers take plain arguments and return plai
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import io
 import json
 import random
+import socket
 import struct
 import uuid
 import warnings
@@ -609,3 +611,66 @@ def resign(pack: bytes, issued: Issued, *, manifest: bytes | None = None) -> byt
         entries["manifest.json"], issued.certificate, issued.private_key, issued.chain
     )
     return write_zip(sorted(entries.items()))
+
+
+# --- a local SMTP server ----------------------------------------------------------------------
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+
+@dataclass
+class LocalSmtp:
+    host: str
+    port: int
+    received: list[ReceivedMail]
+    logins: list[str]
+
+
+@contextlib.contextmanager
+def smtp_server(*, user: str | None = None, password: str | None = None):
+    """An aiosmtpd server on 127.0.0.1 that keeps what it receives. With ``user``, AUTH is
+    required (over plain text: loopback only) and only that user/password is accepted."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    received: list[ReceivedMail] = []
+    logins: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(
+                ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == user
+            and auth_data.password.decode() == password
+        )
+        if ok:
+            logins.append(user)
+        return AuthResult(success=ok, handled=False)  # handled=False: answer 535 on failure
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = {}
+    if user:
+        options = {
+            "authenticator": authenticator,
+            "auth_required": True,
+            "auth_require_tls": False,
+        }
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    try:
+        yield LocalSmtp("127.0.0.1", port, received, logins)
+    finally:
+        controller.stop()
