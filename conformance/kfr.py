@@ -53,6 +53,7 @@ PRODUCTION_KFR_HOSTS = frozenset({"api.bits.no"})
 PRODUCTION_MASKINPORTEN_HOSTS = frozenset({"maskinporten.no", "ver2.maskinporten.no"})
 DSOPBANK = "DSOPBANK"
 KFR_INGEST_RATE = 250.0  # relationships per second, from the KFR FAQ
+PROGRESS_EVERY_S = 0.5  # how often wait_until_visible reports while it keeps finding ids
 
 
 class _Omit:
@@ -409,27 +410,33 @@ class KfrClient:
 
         Returns the ids still missing. KFR reads batches in the background at about
         250 IDs/s, so the default deadline follows the batch size. Each round checks the
-        missing ids in order and stops at the first one not yet visible, so a large batch
-        costs a few lookups per round, not one per id; the last round checks them all.
+        missing ids in order and stops at the first one not yet visible, so waiting costs
+        one lookup per id plus one per round; the round after the deadline checks them all.
+        ``on_progress(visible, total)`` is called after each round, and every
+        ``PROGRESS_EVERY_S`` while a round keeps finding ids.
         """
-        total = len(customer_ids)
         missing = list(dict.fromkeys(customer_ids))
+        total = len(missing)
         deadline = time.monotonic() + (
             timeout_s if timeout_s is not None else batch_deadline_s(total, self.ingest_rate)
         )
+        last_report = time.monotonic()
         while missing:
             final = time.monotonic() >= deadline
             still: list[str] = []
             for index, customer in enumerate(missing):
-                if self._visible(customer, from_date):
-                    continue
-                still.append(customer)
-                if not final:
-                    still.extend(missing[index + 1 :])
-                    break
+                if not self._visible(customer, from_date):
+                    still.append(customer)
+                    if not final:
+                        still.extend(missing[index + 1 :])
+                        break
+                elif on_progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                    on_progress(total - (len(missing) - index - 1) - len(still), total)
+                    last_report = time.monotonic()
             missing = still
             if on_progress is not None:
                 on_progress(total - len(missing), total)
+                last_report = time.monotonic()
             if final or not missing:
                 break
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))

@@ -8,11 +8,14 @@ import email.parser
 import email.policy
 import http.server
 import ipaddress
+import random
 import select
 import socket
 import socketserver
 import ssl
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +26,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from conformance.auth import Credentials, MaskinportenAuth, MaskinportenClient
 from conformance.errors import ProductionTargetError, TargetEnvironmentError
+from conformance.evidence import EvidenceRecorder, Journal, RecordingTransport
+from conformance.ids import (
+    invalid_check_digit,
+    synthetic_d_nummer,
+    synthetic_fodselsnummer,
+    synthetic_orgnr,
+)
 from conformance.kfr import (
+    OMIT,
     KfrClient,
     batch_deadline_s,
     build_batch_text,
@@ -32,6 +44,7 @@ from conformance.kfr import (
     make_http_client,
     refuse_production,
 )
+from conformance.sandbox import Faults
 
 FID = "910000004"
 
@@ -298,3 +311,263 @@ def test_missing_ca_bundle_is_a_clear_error(tmp_path: Path) -> None:
     garbage.write_text("not a certificate")
     with pytest.raises(CredentialError, match="kan ikke leses"):
         make_http_client(ca_bundle=garbage)
+
+
+# ---------------------------------------------------------------- against the sandbox
+
+WRITE = "bits:kundeforhold.write"
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[EvidenceRecorder]:
+    journal = Journal(tmp_path / "journal.jsonl")
+    yield EvidenceRecorder(journal)
+    journal.close()
+
+
+def _client_for(sb, bank, recorder, *, timeout_s: float = 10, **kwargs) -> KfrClient:
+    http = make_http_client(timeout_s=timeout_s, wrap=lambda t: RecordingTransport(t, recorder))
+    mp = MaskinportenClient(
+        issuer=sb.maskinporten_issuer,
+        client_id=bank.client_id,
+        credentials=Credentials.load(Path(bank.p12), password=bank.password),
+        http=http,
+    )
+    kwargs.setdefault("backoff_s", 0.01)
+    return KfrClient(
+        sb.kfr_base_url, bank.orgnr, http=http, auth=MaskinportenAuth(mp, [WRITE]), **kwargs
+    )
+
+
+@pytest.fixture
+def kfr(sandbox, bank, recorder) -> Iterator[KfrClient]:
+    client = _client_for(sandbox, bank, recorder)
+    yield client
+    client.http.close()
+
+
+def _kfr_exchanges(recorder, case=None) -> list[tuple[str, int | None]]:
+    return [
+        (e["operation"], e["response"]["status"] if e["response"] else None)
+        for e in recorder.exchanges(case)
+        if e["operation"] != "token"
+    ]
+
+
+def _own_bank(response, fid: str) -> bool:
+    return any(b.get("organizationID") == fid for b in (response.json or {}).get("banks", []))
+
+
+def test_relationship_lifecycle(kfr: KfrClient, bank) -> None:
+    customer = synthetic_fodselsnummer()
+    added = kfr.add(customer)
+    assert (added.status, added.error_code) == (201, None)
+    assert kfr.add(customer).status == 200
+    found = kfr.lookup(customer)
+    assert found.status == 200 and _own_bank(found, bank.orgnr)
+    assert found.json["banks"][0]["activeAccount"] is False
+    assert kfr.end(customer).status == 204
+    missing = kfr.end(customer)
+    assert (missing.status, missing.error_code) == (404, "KFR-008")
+    assert missing.error_message
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    assert _own_bank(kfr.lookup(customer, from_date=yesterday, to_date=dt.date.today()), bank.orgnr)
+    later = dt.date.today() + dt.timedelta(days=2)
+    assert not _own_bank(kfr.lookup(customer, from_date=later, to_date=later), bank.orgnr)
+
+
+def test_each_request_has_its_own_correlation_id_unless_given(kfr: KfrClient, recorder) -> None:
+    customer = synthetic_d_nummer()
+    first, second = kfr.add(customer), kfr.lookup(customer)
+    ids = [
+        e["request"]["headers"]["CorrelationID"]
+        for e in recorder.exchanges(None)
+        if e["operation"] != "token"
+    ]
+    assert len(set(ids)) == 2 and all(uuid.UUID(i).version == 4 for i in ids)
+    assert [first.correlation_id, second.correlation_id] == ids  # echoed by KFR
+    given = "0f7d3c2a-1b4e-4c5d-8e9f-a0b1c2d3e4f5"
+    assert kfr.lookup(customer, correlation_id=given).correlation_id == given
+
+
+def test_error_answers_are_returned_for_the_step_to_compare(
+    kfr, bank, other_bank, sandbox, recorder
+) -> None:
+    customer = synthetic_fodselsnummer()
+    cases = {
+        "KFR-005": kfr.add(invalid_check_digit(customer)),
+        "KFR-009": kfr.add(customer, rel_type="NOTATYPE"),
+        "KFR-004": kfr.add(customer, correlation_id=OMIT),
+        "KFR-003": kfr.add(customer, fid=other_bank.orgnr),
+        "KFR-001": kfr.add(customer, auth=None),
+        "KFR-002": kfr.add(customer, auth=MaskinportenAuth(kfr.auth.client, [bank.alt_scope])),
+    }
+    statuses = {code: (r.status, r.error_code) for code, r in cases.items()}
+    assert statuses == {
+        "KFR-005": (400, "KFR-005"),
+        "KFR-009": (400, "KFR-009"),
+        "KFR-004": (400, "KFR-004"),
+        "KFR-003": (403, "KFR-003"),
+        "KFR-001": (401, "KFR-001"),
+        "KFR-002": (403, "KFR-002"),
+    }
+    requests = [
+        e["request"]["headers"] for e in recorder.exchanges(None) if e["operation"] == "add"
+    ]
+    assert "CorrelationID" not in requests[2]  # OMIT leaves the header out entirely
+    assert "Authorization" not in requests[4]  # auth=None sends no token
+    agency = kfr.customer_relationships(customer)
+    assert agency.status in (401, 403) and agency.error_code == "ERR-001"
+
+
+def test_batch_then_wait_until_visible(kfr: KfrClient, bank, sandbox) -> None:
+    start = dt.date(2019, 11, 8)
+    with_date, without_date = synthetic_fodselsnummer(), synthetic_fodselsnummer()
+    response = kfr.batch(build_batch_text([(with_date, start), (without_date, None)]))
+    assert response.status == 201, response.body
+    progress: list[tuple[int, int]] = []
+    assert (
+        kfr.wait_until_visible(
+            [with_date, without_date], on_progress=lambda d, t: progress.append((d, t))
+        )
+        == []
+    )
+    assert progress[-1] == (2, 2)
+    before_today = kfr.lookup(
+        with_date, from_date=dt.date(2020, 1, 1), to_date=dt.date(2020, 1, 31)
+    )
+    assert _own_bank(before_today, bank.orgnr)  # the start date from the batch was kept
+
+
+def test_batch_boundary_quirks_and_bad_dates(kfr: KfrClient) -> None:
+    text = build_batch_text([(synthetic_fodselsnummer(), None)])
+    assert kfr.batch(text, quote_boundary=True).status == 403
+    assert kfr.batch(text, header_boundary="999999999999").status == 403
+    bad = kfr.batch(f"{synthetic_fodselsnummer()}#2019-13-45")
+    assert (bad.status, bad.error_code) == (400, "KFR-010")
+
+
+def test_wait_until_visible_follows_a_rate_limited_ingestion(
+    sandbox_factory, tmp_path, recorder
+) -> None:
+    sb = sandbox_factory(data_dir=tmp_path / "slow", ingest_rate=60)
+    bank = sb.register_bank(synthetic_orgnr(), out_dir=tmp_path / "b")
+    kfr = _client_for(sb, bank, recorder)
+    ids = [synthetic_fodselsnummer() for _ in range(30)]  # half a second at 60 IDs/s
+    assert kfr.batch(build_batch_text((i, None) for i in ids)).status == 201
+    progress: list[int] = []
+    assert (
+        kfr.wait_until_visible(ids, poll_s=0.05, on_progress=lambda d, t: progress.append(d)) == []
+    )
+    # It followed the ingestion: the first report came before all 30 were read.
+    assert progress[0] < 30 and progress[-1] == 30 and progress == sorted(progress)
+    lookups = sum(1 for op, _ in _kfr_exchanges(recorder) if op == "lookup")
+    # A round stops at the first id not yet visible: one lookup per id plus one per round.
+    assert lookups <= 30 + len(progress)
+    kfr.http.close()
+
+
+def test_wait_until_visible_gives_up_at_its_deadline(kfr: KfrClient, sandbox) -> None:
+    sandbox.set_faults(_faults(misbehave=frozenset({"never_ingest"})))
+    ids = [synthetic_fodselsnummer() for _ in range(3)]
+    assert kfr.batch(build_batch_text((i, None) for i in ids)).status == 201
+    started = time.monotonic()
+    assert kfr.wait_until_visible(ids, timeout_s=0.3, poll_s=0.05) == ids
+    assert time.monotonic() - started < 2
+
+
+# ---------------------------------------------------------------- faults and retries
+
+
+def _faults(**kwargs) -> Faults:
+    return Faults(**kwargs)
+
+
+def test_lookup_is_retried_through_a_burst_of_500s(kfr, sandbox, recorder) -> None:
+    customer = synthetic_fodselsnummer()
+    kfr.add(customer)
+    sandbox.set_faults(_faults(fail_next=2))
+    assert kfr.lookup(customer).status == 200
+    assert _kfr_exchanges(recorder)[-3:] == [("lookup", 500), ("lookup", 500), ("lookup", 200)]
+    # All attempts of one logical request carry the same CorrelationID.
+    cids = {e["correlation_id"] for e in recorder.exchanges(None)[-3:]}
+    assert len(cids) == 1
+
+
+def test_add_is_never_repeated_after_a_500(kfr, sandbox, recorder, bank) -> None:
+    customer = synthetic_fodselsnummer()
+    sandbox.set_faults(_faults(fail_next=1))
+    with pytest.raises(TargetEnvironmentError) as info:
+        kfr.add(customer)
+    message = info.value.diagnostics()
+    assert "HTTP 500" in message and "ikke sendt på nytt" in message
+    cid = recorder.exchanges(None)[-1]["correlation_id"]
+    assert cid in message
+    assert _kfr_exchanges(recorder) == [("add", 500)]
+    assert not _own_bank(kfr.lookup(customer), bank.orgnr)
+
+
+def test_end_and_batch_are_not_repeated_either(kfr, sandbox, recorder) -> None:
+    customer = synthetic_fodselsnummer()
+    kfr.add(customer)
+    sandbox.set_faults(_faults(error_rate_504=1.0))
+    with pytest.raises(TargetEnvironmentError, match="HTTP 504"):
+        kfr.end(customer)
+    with pytest.raises(TargetEnvironmentError, match="HTTP 504"):
+        kfr.batch(build_batch_text([(synthetic_fodselsnummer(), None)]))
+    assert _kfr_exchanges(recorder)[-2:] == [("end", 504), ("batch", 504)]
+
+
+def test_dropped_connections_retry_lookups_but_not_adds(kfr, sandbox, recorder) -> None:
+    customer = synthetic_fodselsnummer()
+    sandbox.set_faults(_faults(drop_rate=1.0))
+    with pytest.raises(TargetEnvironmentError, match="4 forsøk"):
+        kfr.lookup(customer)
+    with pytest.raises(TargetEnvironmentError, match="ikke sendt på nytt"):
+        kfr.add(customer)
+    ops = _kfr_exchanges(recorder)
+    assert ops == [("lookup", None)] * 4 + [("add", None)]
+    assert all(e["error"] for e in recorder.exchanges(None) if e["operation"] != "token")
+
+
+def test_lookup_passes_after_a_dropped_connection(kfr, sandbox, recorder) -> None:
+    customer = synthetic_fodselsnummer()
+    kfr.add(customer)
+    # A seed whose first draw drops and second does not, so the outcome is fixed.
+    seed = next(
+        s for s in range(1000) if (r := random.Random(s)).random() < 0.5 and r.random() >= 0.5
+    )
+    sandbox.set_faults(_faults(drop_rate=0.5, seed=seed))
+    assert kfr.lookup(customer).status == 200
+    assert _kfr_exchanges(recorder)[-2:] == [("lookup", None), ("lookup", 200)]
+
+
+def test_timeouts_retry_lookups_but_not_adds(sandbox, bank, recorder) -> None:
+    kfr = _client_for(sandbox, bank, recorder, timeout_s=0.15, retries=1)
+    kfr.auth.client.token([WRITE])  # get the token before Maskinporten is slowed down too
+    sandbox.set_faults(_faults(latency_ms=400))
+    with pytest.raises(TargetEnvironmentError, match=r"2 forsøk.*Timeout"):
+        kfr.lookup(synthetic_fodselsnummer())
+    with pytest.raises(TargetEnvironmentError, match=r"Timeout.*ikke sendt på nytt"):
+        kfr.add(synthetic_fodselsnummer())
+    assert _kfr_exchanges(recorder) == [("lookup", None), ("lookup", None), ("add", None)]
+    kfr.http.close()
+
+
+def test_add_is_retried_when_it_never_reached_the_server(bank, recorder) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    http = make_http_client(wrap=lambda t: RecordingTransport(t, recorder))
+    kfr = KfrClient(
+        f"http://127.0.0.1:{port}/kar-ws/api/v1",
+        bank.orgnr,
+        http=http,
+        auth=None,
+        retries=2,
+        backoff_s=0.01,
+    )
+    with pytest.raises(TargetEnvironmentError, match=r"3 forsøk.*ConnectError"):
+        kfr.add(synthetic_fodselsnummer())
+    assert [e["operation"] for e in recorder.exchanges(None)] == ["add"] * 3
+    http.close()
