@@ -260,3 +260,15 @@ def test_the_installed_command_line_runs_as_a_program(arkiv, packs):
     )
     assert result.returncode == 0, result.stderr
     assert "1 lagt til" in result.stdout
+
+
+def test_trust_root_may_be_der_as_for_verify(capsys, arkiv, packs, tmp_path):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = tmp_path / "ca.der"
+    der.write_bytes(packs.ca.certificate.public_bytes(Encoding.DER))
+    add_all(capsys, arkiv, packs)
+    code, out, _ = run(
+        capsys, "archive", "verify-all", "--archive", str(arkiv), "--trust", str(der)
+    )
+    assert code == 0 and "Alt i orden." in out

@@ -110,7 +110,7 @@ def _add_trust_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=Path,
         metavar="PEM",
-        help="klarert rot-CA (PEM), kan gjentas",
+        help="rotsertifikat(er) Bits godtar, PEM eller DER (kan gjentas)",
     )
     parser.add_argument(
         "--allow-sandbox",
@@ -139,11 +139,18 @@ def _policy(args: argparse.Namespace) -> Any:
     roots: list[x509.Certificate] = []
     for path in args.trust:
         try:
-            roots += x509.load_pem_x509_certificates(path.read_bytes())
+            data = path.read_bytes()
         except OSError as exc:
-            raise UsageError(f"--trust {path}: kan ikke leses ({exc.strerror or exc}).") from exc
+            raise UsageError(f"Kan ikke lese --trust-filen {path}: {exc.strerror or exc}") from exc
+        try:
+            if b"-----BEGIN CERTIFICATE-----" in data:
+                roots += x509.load_pem_x509_certificates(data)
+            else:
+                roots.append(x509.load_der_x509_certificate(data))
         except ValueError as exc:
-            raise UsageError(f"--trust {path}: ikke et PEM-sertifikat ({exc}).") from exc
+            raise UsageError(
+                f"--trust-filen {path} er ikke et sertifikat (PEM eller DER)."
+            ) from exc
     defaults = VerificationPolicy()
     return VerificationPolicy(
         trust_roots=tuple(roots),
