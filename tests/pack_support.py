@@ -361,7 +361,8 @@ def make_results_dir(
                 )
             )
         if evidence_padding and not results and exchanges:
-            exchanges[-1]["response"]["body"] = "x" * evidence_padding
+            # Random hex: compresses about 2:1 like real recorded text, not 1000:1 like "xxx".
+            exchanges[-1]["response"]["body"] = rng.randbytes(evidence_padding // 2).hex()
         evidence_file = None
         if exchanges:
             evidence_file = f"evidence/{draft.case_id}.json"

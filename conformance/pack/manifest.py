@@ -333,6 +333,14 @@ def _file_from_dict(item: Any, index: int) -> FileEntry:
     return FileEntry(path, sha256, size)
 
 
+def _texts(data: Mapping[str, Any], keys: tuple[str, ...] = ()) -> dict[str, str]:
+    """Text values only (the manifest's maps are str → str): ``keys`` always present,
+    other keys kept when they have a value."""
+    result = {key: "" if data.get(key) is None else str(data[key]) for key in keys}
+    result.update({k: str(v) for k, v in data.items() if k not in result and v is not None})
+    return result
+
+
 def build_manifest(results_dir: Path, record: RunRecord) -> Manifest:
     """The manifest for ``results_dir`` as it is now: ``record`` plus the SHA-256 and size
     of every pack member."""
@@ -364,19 +372,11 @@ def build_manifest(results_dir: Path, record: RunRecord) -> Manifest:
     )
     return Manifest(
         run_id=record.run_id,
-        bank={"orgnr": record.bank["orgnr"], "name": record.bank.get("name", "")},
-        environment={
-            "name": record.environment.get("name", ""),
-            "kfr_base_url": record.environment.get("kfr_base_url", ""),
-            "maskinporten_issuer": record.environment.get("maskinporten_issuer", ""),
-        },
-        sheet={
-            "file_name": record.sheet.get("file_name", ""),
-            "version": record.sheet.get("version", ""),
-            "sha256": record.sheet.get("sha256", ""),
-        },
-        runner={k: str(v) for k, v in record.runner.items()},
-        attestation={k: str(v) for k, v in record.attestation.items()},
+        bank=_texts(record.bank, ("orgnr", "name")),
+        environment=_texts(record.environment, ("name", "kfr_base_url", "maskinporten_issuer")),
+        sheet=_texts(record.sheet, ("file_name", "version", "sha256")),
+        runner=_texts(record.runner),
+        attestation=_texts(record.attestation),
         started_at=record.started_at,
         finished_at=record.finished_at,
         counts=record.counts(),

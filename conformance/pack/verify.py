@@ -200,6 +200,7 @@ class _FolderMembers:
     def __init__(self, folder: Path, limits: ZipLimits, lang: str) -> None:
         self._folder = folder
         self._limits = limits
+        self._lang = lang
         try:
             names = member_files(folder)
         except PackError as exc:
@@ -209,7 +210,7 @@ class _FolderMembers:
     def read(self, name: str) -> bytes:
         path = self._folder / name
         if path.stat().st_size > self._limits.max_total_uncompressed:
-            raise invalid("zip.too_large", "nb", cap=self._limits.max_total_uncompressed)
+            raise invalid("zip.too_large", self._lang, cap=self._limits.max_total_uncompressed)
         return path.read_bytes()
 
     def digest(self, name: str) -> tuple[str, int]:
