@@ -1,0 +1,288 @@
+"""The batch file: raw multipart parsing, KFR's boundary quirk, the size limit, whole-file
+rejection, start dates and asynchronous ingestion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conformance.ids import (
+    invalid_check_digit,
+    synthetic_d_nummer,
+    synthetic_fodselsnummer,
+    synthetic_orgnr,
+)
+from conformance.sandbox import BankCredentials, RunningSandbox
+from conformance.sandbox.batch import (
+    BatchRejected,
+    boundary_from_content_type,
+    parse_batch,
+    parse_customers,
+)
+from conformance.sandbox.context import oslo_today
+
+BOUNDARY = "873380600719114776488944"
+
+
+def error_code(response: Any) -> str:
+    return response.json()["errorCode"]
+
+
+# ---------------------------------------------------------------- parsing, without HTTP
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        ('multipart/form-data; boundary="abc"', 403),
+        ("multipart/form-data", 403),
+        ("multipart/form-data; boundary=", 403),
+        ("text/plain; boundary=abc", 400),
+        ("application/json", 400),
+    ],
+)
+def test_bad_content_types_are_refused_with_kfrs_status(value: str, status: int) -> None:
+    with pytest.raises(BatchRejected) as info:
+        boundary_from_content_type(value)
+    assert info.value.status == status
+
+
+def test_boundary_parameter_is_found_among_others() -> None:
+    assert (
+        boundary_from_content_type("Multipart/Form-Data; charset=utf-8; Boundary=x-1_y") == "x-1_y"
+    )
+    assert (
+        boundary_from_content_type('multipart/form-data; boundary="abc"', accept_quoted=True)
+        == "abc"
+    )
+
+
+def test_the_faq_example_with_blank_lines_and_lf_line_ends_parses() -> None:
+    body = (
+        f'--{BOUNDARY}\nContent-Disposition: form-data; name="customer_type"\n\nDSOPBANK\n\n'
+        f'--{BOUNDARY}\nContent-Disposition: form-data; name="customers"; filename="k.csv"\n'
+        f"Content-Type: text/plain\n\n922203687#2019-11-08,958069367#2011-11-05,917439389\n"
+        f"--{BOUNDARY}--\n"
+    ).encode()
+    content = parse_batch(body, BOUNDARY)
+    assert content.entries == [
+        ("922203687", "2019-11-08"),
+        ("958069367", "2011-11-05"),
+        ("917439389", None),
+    ]
+    assert content.serialise() == "922203687#2019-11-08,958069367#2011-11-05,917439389"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customers"\r\n\r\n917439389\r\n--{BOUNDARY}--',
+            "KFR-004",
+        ),
+        (
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\nDSOPBANK\r\n--{BOUNDARY}--",
+            "KFR-004",
+        ),
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customer_type"\r\n\r\nDSOPBANK\r\n',
+            "KFR-004",
+        ),
+    ],
+)
+def test_missing_or_nameless_parts_are_kfr_004(body: str, code: str) -> None:
+    with pytest.raises(BatchRejected) as info:
+        parse_batch(body.encode(), BOUNDARY)
+    assert (info.value.status, info.value.code) == (400, code)
+
+
+def test_customer_list_rules() -> None:
+    good = synthetic_orgnr()
+    assert parse_customers(f" {good} ,\n{good}#2020-02-29,\r\n") == [
+        (good, None),
+        (good, "2020-02-29"),
+    ]
+    for text, code in [
+        (f"{good},,{good}", "KFR-005"),
+        ("", "KFR-004"),
+        (f"{good}#2020-02-30", "KFR-010"),
+        (f"{good}#2020-2-3", "KFR-010"),
+        (f"{good}#", "KFR-010"),
+        ("12345", "KFR-005"),
+    ]:
+        with pytest.raises(BatchRejected) as info:
+            parse_customers(text)
+        assert info.value.code == code, text
+
+
+# ---------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture(scope="module")
+def shared_bank(
+    sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> BankCredentials:
+    return sandbox.register_bank(synthetic_orgnr(), out_dir=tmp_path_factory.mktemp("batch-bank"))
+
+
+@pytest.fixture(scope="module")
+def api(shared_bank: BankCredentials, bank_api: Callable[..., Any]) -> Any:
+    return bank_api(shared_bank)
+
+
+def test_valid_batch_gets_201_and_its_start_dates(api: Any, sandbox: RunningSandbox) -> None:
+    dated, plain, dnr = synthetic_fodselsnummer(), synthetic_orgnr(), synthetic_d_nummer()
+    response = api.batch(
+        f"{dated}#2019-11-08,{plain},{dnr}#2019-10-15",
+        CorrelationID="2b6fc544-e708-4887-8425-378733eea631",
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["CorrelationID"] == "2b6fc544-e708-4887-8425-378733eea631"
+    assert sandbox.wait_for_ingestion(10)
+    assert api.found(dated, from_date="2019-11-08", to_date="2019-11-08")
+    assert not api.found(dated, from_date="2019-01-01", to_date="2019-11-07")
+    assert api.found(dnr, from_date="2019-10-15", to_date="2019-10-15")
+    yesterday = oslo_today() - dt.timedelta(days=1)
+    assert not api.found(plain, from_date="2000-01-01", to_date=yesterday)
+    assert api.found(plain)
+
+
+def test_ingestion_is_asynchronous_and_paced(
+    sandbox_factory: Callable[..., RunningSandbox], bank_api: Callable[..., Any], tmp_path: Any
+) -> None:
+    sb = sandbox_factory(ingest_rate=40)
+    creds = sb.register_bank(synthetic_orgnr(), out_dir=tmp_path / "bank")
+    api = bank_api(creds, sb=sb)
+    customers = [synthetic_fodselsnummer() for _ in range(40)]
+    started = time.monotonic()
+    assert api.batch(",".join(customers)).status_code == 201
+    answered = time.monotonic() - started
+    assert not api.found(customers[-1]), (
+        "a 201 means valid, not loaded: the last ID cannot be visible yet"
+    )
+    assert sb.relationship_count(creds.orgnr) < len(customers)
+    assert sb.wait_for_ingestion(timeout=10)
+    took = time.monotonic() - started
+    assert answered < 0.5 < took, (answered, took)  # 40 IDs at 40/s take about a second
+    assert sb.relationship_count(creds.orgnr) == len(customers)
+    assert api.found(customers[-1])
+
+
+def test_entries_already_active_are_not_duplicated(
+    sandbox: RunningSandbox, bank: BankCredentials, bank_api: Callable[..., Any]
+) -> None:
+    fresh = bank_api(bank)
+    existing, new = synthetic_fodselsnummer(), synthetic_orgnr()
+    assert fresh.add(existing).status_code == 201
+    assert fresh.batch(f"{existing}#2010-01-01,{new},{new}").status_code == 201
+    assert sandbox.wait_for_ingestion(10)
+    assert sandbox.relationship_count(bank.orgnr) == 2
+    assert not fresh.found(existing, from_date="2010-01-01", to_date="2010-12-31"), (
+        "the active one is kept as it was"
+    )
+
+
+@pytest.mark.parametrize(
+    ("customers", "code"),
+    [
+        ("GOOD#2019-11-08,BAD_DATE#2019-13-45", "KFR-010"),
+        ("GOOD#2019-11-08,BAD_ID", "KFR-005"),
+    ],
+)
+def test_one_bad_entry_rejects_the_whole_file(
+    customers: str,
+    code: str,
+    sandbox: RunningSandbox,
+    bank: BankCredentials,
+    bank_api: Callable[..., Any],
+) -> None:
+    api = bank_api(bank)
+    good = synthetic_orgnr()
+    text = (
+        customers.replace("GOOD", good)
+        .replace("BAD_DATE", synthetic_fodselsnummer())
+        .replace("BAD_ID", invalid_check_digit(synthetic_fodselsnummer()))
+    )
+    response = api.batch(text)
+    assert response.status_code == 400 and error_code(response) == code
+    assert sandbox.wait_for_ingestion(10)
+    assert sandbox.relationship_count(bank.orgnr) == 0
+    assert not api.found(good, from_date="2019-11-08", to_date=oslo_today())
+
+
+def test_other_field_errors(api: Any) -> None:
+    assert error_code(api.batch(synthetic_orgnr(), customer_type="DSOPFOO")) == "KFR-009"
+    no_customers = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customer_type"\r\n\r\nDSOPBANK\r\n--{BOUNDARY}--\r\n'
+    response = api.batch(body=no_customers.encode())
+    assert response.status_code == 400 and error_code(response) == "KFR-004"
+    response = api.batch(body=b"917439389", content_type="text/plain")
+    assert response.status_code == 400 and error_code(response) == "KFR-004"
+    response = api.batch(synthetic_orgnr(), CorrelationID=None)
+    assert response.status_code == 400 and error_code(response) == "KFR-004"
+
+
+def test_quoted_or_mismatched_boundary_is_403_like_kfr(api: Any) -> None:
+    quoted = api.batch(
+        synthetic_orgnr(), content_type=f'multipart/form-data; boundary="{BOUNDARY}"'
+    )
+    assert quoted.status_code == 403, quoted.text
+    mismatched = api.batch(
+        synthetic_orgnr(), content_type="multipart/form-data; boundary=somethingelse"
+    )
+    assert mismatched.status_code == 403, mismatched.text
+    missing = api.batch(synthetic_orgnr(), content_type="multipart/form-data")
+    assert missing.status_code == 403, missing.text
+    assert api.batch(synthetic_orgnr()).status_code == 201, (
+        "the same file with a plain boundary is fine"
+    )
+
+
+def _multipart_of_size(size: int, customer: str) -> bytes:
+    """A valid batch body of exactly ``size`` bytes: one customer, padded with spaces (which
+    KFR's list format allows), so that the size is tested rather than the validation speed."""
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customer_type"\r\n\r\nDSOPBANK\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customers"\r\nContent-Type: text/plain\r\n\r\n'
+    )
+    tail = f"\r\n--{BOUNDARY}--\r\n"
+    return (head + customer.ljust(size - len(head) - len(tail)) + tail).encode()
+
+
+def test_ten_megabytes_is_the_limit(api: Any) -> None:
+    limit = 10 * 1024 * 1024
+    customer = synthetic_orgnr()
+    too_big = api.batch(body=_multipart_of_size(limit + 1, customer))
+    assert too_big.status_code == 413, too_big.text
+    assert error_code(too_big) == "KFR-004"
+    just_right = api.batch(body=_multipart_of_size(limit, customer))
+    assert just_right.status_code == 201, just_right.text
+
+
+def test_size_is_checked_on_the_stream_when_no_length_is_given(
+    sandbox_factory: Callable[..., RunningSandbox], bank_api: Callable[..., Any], tmp_path: Any
+) -> None:
+    sb = sandbox_factory(max_batch_bytes=2000)
+    api = bank_api(sb.register_bank(synthetic_orgnr(), out_dir=tmp_path / "b"), sb=sb)
+    customer = synthetic_orgnr()
+
+    def chunks(body: bytes) -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
+        for i in range(0, len(body), 300):
+            yield body[i : i + 300]
+
+    too_big = api.http.post(
+        f"/customers/financialInstitutions/{api.creds.orgnr}/batch",
+        content=chunks(_multipart_of_size(2001, customer) * 50),
+        headers=api.headers(None, **{"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}),
+    )
+    assert "content-length" not in too_big.request.headers
+    assert too_big.status_code == 413, too_big.text
+    ok = api.http.post(
+        f"/customers/financialInstitutions/{api.creds.orgnr}/batch",
+        content=chunks(_multipart_of_size(2000, customer)),
+        headers=api.headers(None, **{"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}),
+    )
+    assert ok.status_code == 201, ok.text
