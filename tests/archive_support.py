@@ -152,3 +152,10 @@ def cached_pack_set(tmp_path_factory) -> PackSet:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def overwrite(path: Path, data: bytes) -> None:
+    """Change an archived file the way a person with write access would: archived packs
+    are read-only (0444), so make it writable first."""
+    path.chmod(0o644)
+    path.write_bytes(data)

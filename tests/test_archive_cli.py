@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from archive_support import BANKS, cached_pack_set
+from archive_support import BANKS, cached_pack_set, overwrite
 
 from conformance.cli import main
 from conformance.home import HOME_ENV
@@ -169,7 +169,7 @@ def test_verify_all_exit_codes_and_tampering(capsys, arkiv, packs):
     victim = next(arkiv.glob(f"{BANKS[0].orgnr}/*.zip"))
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
-    victim.write_bytes(bytes(data))
+    overwrite(victim, bytes(data))
     code, out, _ = run(capsys, "archive", "verify-all", "--archive", str(arkiv), *trust)
     assert code == 1
     assert f"{BANKS[0].orgnr}/{victim.name}: ENDRET" in out and "FEIL FUNNET" in out

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+import stat
 
 import pytest
-from archive_support import BANKS, cached_pack_set
+from archive_support import BANKS, cached_pack_set, overwrite
 
 from conformance.archive import audit
 from conformance.archive.index import INDEX_FILE
@@ -49,6 +50,7 @@ def test_add_verifies_copies_and_indexes_every_pack(archive, packs):
         entry = entries[_sha(source)]
         stored = archive.file_of(entry)
         assert stored.read_bytes() == source.read_bytes(), name
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o444  # archived packs are read-only
         assert not entry.path.startswith("/") and ".." not in entry.path  # relative
         expected_valid = name in {"fjord-1", "fjord-2", "nordlys-1"}
         assert entry.is_valid is expected_valid, (name, entry.failed_checks)
@@ -161,7 +163,7 @@ def test_verify_all_catches_tampering_after_add(archive, packs):
     path = archive.file_of(entry)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
+    overwrite(path, bytes(data))
 
     report = audit.verify_all(archive, packs.policy())
     assert not report.ok
@@ -290,6 +292,15 @@ def test_repair_marks_a_row_whose_file_is_gone_and_keeps_the_record(archive, pac
     assert archive.index.by_sha256(entry.sha256).state == "present"
     assert archive.file_of(entry).read_bytes() == packs.packs["fjord-1"].read_bytes()
     assert archive.scan().ok and audit.verify_all(archive, packs.policy()).packs[0].status == "ok"
+
+
+def test_adding_a_pack_whose_file_vanished_puts_it_back_before_any_repair(archive, packs):
+    [first] = archive.add([packs.packs["fjord-1"]], packs.policy())
+    archive.file_of(first.entry).unlink()
+    [again] = archive.add([packs.packs["fjord-1"]], packs.policy())
+    assert again.action == RESTORED and again.entry.path == first.entry.path
+    assert archive.file_of(first.entry).read_bytes() == packs.packs["fjord-1"].read_bytes()
+    assert archive.scan().ok and archive.index.count() == 1
 
 
 def test_repair_puts_a_returned_file_back_under_its_row(archive, packs):

@@ -57,6 +57,7 @@ except ImportError:  # pragma: no cover
 
 LOCK_FILE = ".lock"
 TEMP_SUFFIX = ".part"
+ARCHIVED_MODE = 0o444
 MAX_PACK_BYTES = 512 << 20  # the verifier's own input cap; larger files are not packs
 _TEMP_NAME = re.compile(r"^\.(?P<sha>[0-9a-f]{64})\.(?P<name>.+)\.part$")
 _BANK_DIR = re.compile(r"^(\d{9}|" + UNKNOWN_BANK_DIR + r")$")
@@ -139,9 +140,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _write_synced(path: Path, data: bytes) -> None:
+    """Write and fsync; the file is read-only (0444) so nobody edits an archived pack by
+    accident (verify-all would catch it, but better not to)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, 0o644)  # a temp file left by a killed add is rewritten, not appended
     with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
+        os.fchmod(fh.fileno(), ARCHIVED_MODE)
         os.fsync(fh.fileno())
 
 
@@ -340,10 +346,11 @@ class Archive:
     ) -> AddOutcome:
         """Add one pack given as bytes; ``name`` is the file name it arrived under."""
         source = source or name
-        known = self.index.by_sha256(sha256_hex(data))
-        if known is not None and known.state == MISSING:
-            with self.writer_lock():
-                return self._restore(data, known, source)
+        sha = sha256_hex(data)
+        known = self.index.by_sha256(sha)
+        if known is not None and (known.state == MISSING or not self.file_of(known).exists()):
+            with self.writer_lock():  # the bytes are here: put the lost file back
+                return self._restore(data, sha, source)
         if known is not None:
             return _duplicate(source, known)
         entry = judge(data, policy, source_name=Path(name).name)
@@ -384,9 +391,12 @@ class Archive:
         verdict = "gyldig" if entry.is_valid else "UGYLDIG"
         return AddOutcome(source, ADDED, f"Lagt til som {entry.path} ({verdict}).", entry)
 
-    def _restore(self, data: bytes, known: PackEntry, source: str) -> AddOutcome:
-        """The bytes of a pack recorded as missing came in again: put them back under its
+    def _restore(self, data: bytes, sha: str, source: str) -> AddOutcome:
+        """The bytes of a pack whose file is gone came in again: put them back under its
         row (a kill half-way leaves a file under the row's name, which repair accepts)."""
+        known = self.index.by_sha256(sha)  # again, now that we hold the lock
+        if known is None or (known.state == PRESENT and self.file_of(known).exists()):
+            return _duplicate(source, known) if known else AddOutcome(source, FAILED, "")
         target = self.file_of(known)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.parent / f".{known.sha256}.{target.name}{TEMP_SUFFIX}"
