@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import stat
 import struct
 import zipfile
@@ -25,6 +26,7 @@ from conformance.errors import InvalidPack
 from conformance.pack._text import invalid
 
 MiB = 1 << 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CHUNK = 256 * 1024
 # What zipfile and zlib raise on damaged data; all of it means "unusable pack".
 _ZIP_ERRORS = (
@@ -62,7 +64,7 @@ def name_problem(name: str, *, max_length: int = 400) -> str | None:
         return "empty"
     if len(name) > max_length:
         return "too_long"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if _CONTROL.search(name):
         return "control"
     if "\\" in name:
         return "backslash"
