@@ -197,14 +197,16 @@ def test_manual_confirmation_then_pack(tmp_path, creds, monkeypatch, capsys):
     assert {c["id"]: c["confirmed_by"] for c in manifest["cases"]}["KFR-06"] == "Ola Nordmann"
 
 
-def test_manual_cannot_override_an_automated_result(tmp_path, creds, capsys):
+def test_manual_cannot_override_an_automated_result(tmp_path, creds, capsys, monkeypatch):
     cases = (CaseDraft("KFR-01", outcome=Outcome.FAILED),)
     folder = make_results_dir(tmp_path, cases=cases)
     before = (folder / "run.json").read_bytes()
     manual = tmp_path / "m.json"
     manual.write_text(json.dumps({"KFR-01": {"status": "OK", "by": "Noen"},
                                   "KFR-99": {"status": "OK", "by": "Noen"}}))  # fmt: skip
-    assert main(["pack", str(folder), "--cert", str(creds["p12"]), "--manual", str(manual)]) == 2
+    monkeypatch.setenv("KFR_CERT_PW", "hemmelig")
+    args = ["--cert", str(creds["p12"]), "--cert-password-env", "KFR_CERT_PW"]
+    assert main(["pack", str(folder), *args, "--manual", str(manual)]) == 2
     err = capsys.readouterr().err
     assert "KFR-01: er automatisert" in err and "KFR-99: finnes ikke" in err
     assert (folder / "run.json").read_bytes() == before

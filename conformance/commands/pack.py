@@ -173,12 +173,12 @@ def run_pack(args: argparse.Namespace) -> int:
     if not results_dir.is_dir():
         raise UsageError(f"Finner ikke resultatmappen {results_dir}.")
     record = load_run_record(results_dir)
+    credentials = _signing_credentials(args, record)  # before changing anything
     if args.manual:
         changed = apply_manual(record, load_manual_file(args.manual))
         atomic_write_bytes(results_dir / RUN_RECORD_NAME, record.to_json())
         print(f"Manuelle resultater lagt inn i {RUN_RECORD_NAME}: {', '.join(changed)}")
         _rerender(results_dir, record)
-    credentials = _signing_credentials(args, record)
     result = build_pack(
         results_dir,
         certificate=credentials.certificate,

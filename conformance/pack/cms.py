@@ -32,6 +32,7 @@ _DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     "2.16.840.1.101.3.4.2.2": hashes.SHA384,
     "2.16.840.1.101.3.4.2.3": hashes.SHA512,
 }
+DIGEST_NAMES = {oid: cls.name.upper().replace("SHA", "SHA-") for oid, cls in _DIGESTS.items()}
 _RSA = "1.2.840.113549.1.1.1"
 _RSA_WITH = {
     "1.2.840.113549.1.1.11": hashes.SHA256,

@@ -339,7 +339,8 @@ def _check_signature(signature: cms.SignatureCheck | None, lang: str) -> CheckRe
         return CheckResult("signature", False, text("sig.missing", lang))
     if not signature.ok:
         return CheckResult("signature", False, text(f"sig.{signature.problem}", lang))
-    return CheckResult("signature", True, text("sig.ok", lang, digest="CMS, SHA-256"))
+    digest = cms.DIGEST_NAMES.get(signature.signer.digest_oid, "?") if signature.signer else "?"
+    return CheckResult("signature", True, text("sig.ok", lang, digest=f"CMS, {digest}"))
 
 
 def _check_certificate(
