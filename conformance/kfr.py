@@ -17,6 +17,7 @@ before a request is sent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import secrets
@@ -76,6 +77,9 @@ def _host_of(url: str) -> str:
         host = urlsplit(text).hostname or ""
     except ValueError:
         return ""
+    # IDNA maps look-alike dots (e.g. "api。bits。no") to "." the way httpx will.
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
     return host.rstrip(".").lower()
 
 

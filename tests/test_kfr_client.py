@@ -62,6 +62,7 @@ FID = "910000004"
         "https://user@api.bits.no/kar-ws",
         "api.bits.no/kar-ws/api/v1",
         "  https://api.bits.no  ",
+        "https://api\u3002bits\u3002no/kar-ws",  # ideographic full stops: httpx maps them to "."
         "https://maskinporten.no/",
         "https://maskinporten.no/token",
     ],
@@ -468,7 +469,7 @@ def test_wait_until_visible_follows_a_rate_limited_ingestion(
 
 
 def test_wait_until_visible_gives_up_at_its_deadline(kfr: KfrClient, sandbox) -> None:
-    sandbox.set_faults(_faults(misbehave=frozenset({"never_ingest"})))
+    sandbox.set_faults(Faults(misbehave=frozenset({"never_ingest"})))
     ids = [synthetic_fodselsnummer() for _ in range(3)]
     assert kfr.batch(build_batch_text((i, None) for i in ids)).status == 201
     started = time.monotonic()
@@ -479,14 +480,10 @@ def test_wait_until_visible_gives_up_at_its_deadline(kfr: KfrClient, sandbox) ->
 # ---------------------------------------------------------------- faults and retries
 
 
-def _faults(**kwargs) -> Faults:
-    return Faults(**kwargs)
-
-
 def test_lookup_is_retried_through_a_burst_of_500s(kfr, sandbox, recorder) -> None:
     customer = synthetic_fodselsnummer()
     kfr.add(customer)
-    sandbox.set_faults(_faults(fail_next=2))
+    sandbox.set_faults(Faults(fail_next=2))
     assert kfr.lookup(customer).status == 200
     assert _kfr_exchanges(recorder)[-3:] == [("lookup", 500), ("lookup", 500), ("lookup", 200)]
     # All attempts of one logical request carry the same CorrelationID.
@@ -496,7 +493,7 @@ def test_lookup_is_retried_through_a_burst_of_500s(kfr, sandbox, recorder) -> No
 
 def test_add_is_never_repeated_after_a_500(kfr, sandbox, recorder, bank) -> None:
     customer = synthetic_fodselsnummer()
-    sandbox.set_faults(_faults(fail_next=1))
+    sandbox.set_faults(Faults(fail_next=1))
     with pytest.raises(TargetEnvironmentError) as info:
         kfr.add(customer)
     message = info.value.diagnostics()
@@ -510,7 +507,7 @@ def test_add_is_never_repeated_after_a_500(kfr, sandbox, recorder, bank) -> None
 def test_end_and_batch_are_not_repeated_either(kfr, sandbox, recorder) -> None:
     customer = synthetic_fodselsnummer()
     kfr.add(customer)
-    sandbox.set_faults(_faults(error_rate_504=1.0))
+    sandbox.set_faults(Faults(error_rate_504=1.0))
     with pytest.raises(TargetEnvironmentError, match="HTTP 504"):
         kfr.end(customer)
     with pytest.raises(TargetEnvironmentError, match="HTTP 504"):
@@ -520,7 +517,7 @@ def test_end_and_batch_are_not_repeated_either(kfr, sandbox, recorder) -> None:
 
 def test_dropped_connections_retry_lookups_but_not_adds(kfr, sandbox, recorder) -> None:
     customer = synthetic_fodselsnummer()
-    sandbox.set_faults(_faults(drop_rate=1.0))
+    sandbox.set_faults(Faults(drop_rate=1.0))
     with pytest.raises(TargetEnvironmentError, match="4 forsøk"):
         kfr.lookup(customer)
     with pytest.raises(TargetEnvironmentError, match="ikke sendt på nytt"):
@@ -537,7 +534,7 @@ def test_lookup_passes_after_a_dropped_connection(kfr, sandbox, recorder) -> Non
     seed = next(
         s for s in range(1000) if (r := random.Random(s)).random() < 0.5 and r.random() >= 0.5
     )
-    sandbox.set_faults(_faults(drop_rate=0.5, seed=seed))
+    sandbox.set_faults(Faults(drop_rate=0.5, seed=seed))
     assert kfr.lookup(customer).status == 200
     assert _kfr_exchanges(recorder)[-2:] == [("lookup", None), ("lookup", 200)]
 
@@ -545,7 +542,7 @@ def test_lookup_passes_after_a_dropped_connection(kfr, sandbox, recorder) -> Non
 def test_timeouts_retry_lookups_but_not_adds(sandbox, bank, recorder) -> None:
     kfr = _client_for(sandbox, bank, recorder, timeout_s=0.15, retries=1)
     kfr.auth.client.token([WRITE])  # get the token before Maskinporten is slowed down too
-    sandbox.set_faults(_faults(latency_ms=400))
+    sandbox.set_faults(Faults(latency_ms=400))
     with pytest.raises(TargetEnvironmentError, match=r"2 forsøk.*Timeout"):
         kfr.lookup(synthetic_fodselsnummer())
     with pytest.raises(TargetEnvironmentError, match=r"Timeout.*ikke sendt på nytt"):
