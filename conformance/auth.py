@@ -387,8 +387,8 @@ class MaskinportenClient:
                 if not worth_retrying:
                     break
                 continue
-            if response.status_code >= 500:
-                last_problem = f"HTTP {response.status_code}"
+            if response.status_code >= 500 or response.status_code == 429:
+                last_problem = f"HTTP {response.status_code}"  # busy or broken, not a refusal
                 continue
             if response.status_code == 200:
                 return self._parse_token(response, scopes, sent_at)
