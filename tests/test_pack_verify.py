@@ -292,6 +292,22 @@ def test_evidence_for_another_fid_fails_signer_orgnr(tmp_path, policy):
     report = verify_path(build_signed_pack(folder).zip_path, policy)
     assert failed(report) == {"signer_orgnr"}
     assert f"fid {OTHER_BANK_ORGNR}" in reason(report, "signer_orgnr")
+    assert "KFR avviste det ikke (HTTP 201)" in reason(report, "signer_orgnr")
+
+
+def test_another_fid_refused_by_kfr_is_the_kfr003_test(tmp_path, policy):
+    # The sheet's KFR-003 row calls with another bank's fid on purpose; KFR answers 403.
+    folder = make_results_dir(tmp_path)
+
+    def refused(exchanges):
+        url = exchanges[0]["request"]["url"]
+        exchanges[0]["request"]["url"] = url.replace(folder.parent.name, OTHER_BANK_ORGNR)
+        exchanges[0]["response"]["status"] = 403
+
+    _edit_evidence(folder, "KFR-03", refused)
+    report = verify_path(build_signed_pack(folder).zip_path, policy)
+    assert report.ok
+    assert "1 kall for en annen banks fid ble avvist av KFR (403)" in reason(report, "signer_orgnr")
 
 
 def test_duplicate_and_malformed_correlation_ids_fail(tmp_path, policy):

@@ -237,8 +237,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     # -- signer orgnr ----------------------------------------------------------------------------
     "orgnr.ok": (
-        "Signerer, manifest og alle {count} KFR-kall gjelder org.nr. {orgnr}.",
-        "Signer, manifest and all {count} KFR calls concern organisation number {orgnr}.",
+        "Signerer, manifest og {count} KFR-kall med bankens fid gjelder org.nr. {orgnr}.",
+        "Signer, manifest and {count} KFR calls with the bank's fid concern organisation number {orgnr}.",
     ),
     "orgnr.unknown": (
         "Signereren kan ikke vurderes fordi signaturen ikke kunne leses.",
@@ -253,8 +253,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "The pack is signed by organisation number {signer}, but concerns bank {bank}.",
     ),
     "orgnr.fid": (
-        "KFR-kallet {url} i {file} gjelder fid {fid}, ikke banken {bank}.",
-        "The KFR call {url} in {file} concerns fid {fid}, not bank {bank}.",
+        "KFR-kallet {url} i {file} gjelder fid {fid}, ikke banken {bank}, og KFR avviste det ikke (HTTP {status}).",
+        "The KFR call {url} in {file} concerns fid {fid}, not bank {bank}, and KFR did not refuse it (HTTP {status}).",
+    ),
+    "orgnr.refused": (
+        "{count} kall for en annen banks fid ble avvist av KFR (403), som testen av KFR-003 krever.",
+        "{count} calls for another bank's fid were refused by KFR (403), as the KFR-003 test requires.",
     ),
     # -- files -------------------------------------------------------------------------------------
     "files.ok": (

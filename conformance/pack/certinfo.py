@@ -17,7 +17,10 @@ from cryptography.x509.oid import NameOID
 from conformance.ids import is_valid_orgnr
 
 _ORG_SUFFIX = re.compile(r"-(\d{9})$")
-_NAMES = {NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier"}
+_NAMES = {
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+}
 
 
 def _values(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:

@@ -427,9 +427,17 @@ def _kfr_calls(evidence: _Evidence) -> Iterable[tuple[str, dict, str]]:
             yield file, exchange, url if isinstance(url, str) else ""
 
 
+def _status(exchange: dict) -> int | None:
+    response = exchange.get("response")
+    status = response.get("status") if isinstance(response, dict) else None
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+
 def _check_signer_orgnr(
     certificate: x509.Certificate | None, manifest: Manifest, evidence: _Evidence, lang: str
 ) -> CheckResult:
+    """Signer = bank = every ``fid`` KFR accepted. The sheet's KFR-003 case deliberately
+    calls with another bank's fid; such a call is fine only when KFR refused it (403)."""
     name = "signer_orgnr"
     if certificate is None:
         return CheckResult(name, False, text("orgnr.unknown", lang))
@@ -440,21 +448,24 @@ def _check_signer_orgnr(
         return CheckResult(name, False, text("orgnr.none_in_cert", lang, subject=subject))
     if signer != bank:
         return CheckResult(name, False, text("orgnr.bank", lang, signer=signer, bank=bank))
-    count = 0
-    for file, _exchange, url in _kfr_calls(evidence):
+    own = refused = 0
+    for file, exchange, url in _kfr_calls(evidence):
         match = _FID.search(urlsplit(url).path)
         if match is None:
             continue  # agency lookups name no fid
-        count += 1
-        if match.group(1) != bank:
+        if match.group(1) == bank:
+            own += 1
+        elif _status(exchange) == 403:
+            refused += 1
+        else:
+            shown = {"url": url[:200], "file": file, "fid": match.group(1)[:20], "bank": bank}
             return CheckResult(
-                name,
-                False,
-                text(
-                    "orgnr.fid", lang, url=url[:200], file=file, fid=match.group(1)[:20], bank=bank
-                ),
+                name, False, text("orgnr.fid", lang, status=_status(exchange), **shown)
             )
-    return CheckResult(name, True, text("orgnr.ok", lang, count=count, orgnr=bank))
+    reason = text("orgnr.ok", lang, count=own, orgnr=bank)
+    if refused:
+        reason += " " + text("orgnr.refused", lang, count=refused)
+    return CheckResult(name, True, reason)
 
 
 def _check_files(members: _Members, manifest: Manifest, lang: str) -> tuple[CheckResult, _Evidence]:
@@ -615,14 +626,12 @@ def _correlations(evidence: _Evidence) -> list[CorrelationRecord]:
         value = exchange.get("correlation_id")
         if value is None:
             continue
-        response = exchange.get("response")
-        status = response.get("status") if isinstance(response, dict) else None
         records.append(
             CorrelationRecord(
                 correlation_id=str(value),
                 time=str(exchange.get("started_at") or ""),
                 operation=str(exchange.get("operation") or ""),
-                status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+                status=_status(exchange),
                 case_id=str(exchange.get("case_id") or ""),
             )
         )
