@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 
 from conformance.errors import AuthError, ConformanceError, TargetEnvironmentError
@@ -26,6 +27,8 @@ from conformance.models import CaseResult, CaseSpec, Expectation, Outcome
 from conformance.steps import Actual, Step
 
 WRITE_SCOPE = "bits:kundeforhold.write"
+_NETWORK_ERRORS = (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError,
+                   httpcore.TimeoutException, ConnectionError, TimeoutError)
 
 
 def utc_now() -> dt.datetime:
@@ -182,11 +185,17 @@ def run_step(spec: CaseSpec, step: Step, ctx: CaseContext) -> CaseResult:
     except ConformanceError as exc:
         result.outcome = Outcome.ERROR
         result.message = exc.diagnostics()
+    except _NETWORK_ERRORS as exc:
+        # Normally mapped by the clients; this is the last line of defence, so that a
+        # connection problem can never be reported as the bank's failure or as our bug.
+        result.outcome = Outcome.ERROR
+        result.actual = "Ingen gyldig respons fra testmiljøet"
+        result.message = f"Forbindelsen til testmiljøet feilet: {type(exc).__name__}: {exc}"
     except Exception as exc:  # a bug in a step is never the bank's failure
         result.outcome = Outcome.ERROR
         result.message = (
             f"Intern feil i teststeget «{step.name}»: {type(exc).__name__}: {exc}\n"
-            + "".join(traceback.format_exception(exc)[-3:])
+            + "".join(traceback.format_exception(exc))
         )
     else:
         result.actual_status = actual.status
