@@ -335,3 +335,61 @@ def test_an_interrupted_run_keeps_what_it_did(tmp_path: Path) -> None:
     assert {ex["case_id"] for ex in lines} >= {"KFR-01", "KFR-02", "KFR-09"}
     evidence = json.loads((journal.parent / "evidence" / "KFR-02.json").read_text())
     assert evidence["exchanges"] and evidence["case_id"] == "KFR-02"
+
+
+# ------------------------------------------------------------------ the test environment and C-3
+
+
+def test_a_fully_passing_test_environment_run_gets_its_c3_email(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
+) -> None:
+    """`--kfr-env test` pointed at a local KFR (the real one is not reachable here): with the
+    bank's own credentials and every manual row confirmed, the C-3 e-mail is produced and
+    `verify` accepts the pack once told to accept that KFR URL."""
+    manual = tmp_path / "manual.json"
+    manual.write_text(json.dumps({c: {"status": "OK", "by": "Kari", "comment": "utført"} for c in MANUAL}))
+    reports = tmp_path / "r"
+    result = pytester.runpytest_inprocess(
+        f"--bank={bank.orgnr}", "--kfr-env=test", f"--kfr-base-url={sandbox.kfr_base_url}",
+        f"--maskinporten-url={sandbox.maskinporten_issuer}", f"--client-id={bank.client_id}",
+        f"--cert={bank.p12}", f"--alt-scope={bank.alt_scope}", f"--manual={manual}",
+        f"--reports-dir={reports}", "--contact=kari@example.invalid", "--tester=Kari Nordmann",
+        f"--sheet={ROOT / 'testcases' / 'KFR-Integrasjonstester.xlsx'}", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=22)
+    run_dir = single_run_dir(reports, bank.orgnr)
+    assert "SANDBOX" not in result.stdout.str()
+    eml = run_dir / "c3-epost.eml"
+    assert eml.is_file(), result.stdout.str()
+    import email
+    from email import policy
+
+    message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert message["To"] == "DSOP@bits.no"
+    assert bank.orgnr in message["Subject"] and "KFR integrasjonstest" in message["Subject"]
+    names = {part.get_filename() for part in message.iter_attachments()}
+    assert any(n.endswith(".zip") for n in names) and any(n.endswith(".xlsx") for n in names)
+
+    from conformance.cli import main
+
+    args = ["verify", str(eml), "--trust", str(bank.ca_pem), f"--accept-kfr-url={sandbox.kfr_base_url}"]
+    assert main(args) == 0
+    assert main(args[:-1]) == 1  # an unknown KFR URL is not Bits' test environment
+
+
+def test_a_run_with_failures_gets_no_c3_email_and_says_why(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
+) -> None:
+    sandbox.set_faults(Faults(misbehave=frozenset({"skip_type_check"})))
+    reports = tmp_path / "r"
+    result = pytester.runpytest_inprocess(
+        f"--bank={bank.orgnr}", "--kfr-env=test", f"--kfr-base-url={sandbox.kfr_base_url}",
+        f"--maskinporten-url={sandbox.maskinporten_issuer}", f"--client-id={bank.client_id}",
+        f"--cert={bank.p12}", f"--alt-scope={bank.alt_scope}", f"--reports-dir={reports}",
+        f"--sheet={ROOT / 'testcases' / 'KFR-Integrasjonstester.xlsx'}", "-p", "no:cacheprovider",
+    )
+    out = result.stdout.str()
+    assert result.ret == 1
+    run_dir = single_run_dir(reports, bank.orgnr)
+    assert not (run_dir / "c3-epost.eml").exists()
+    assert "C-3-e-post er ikke laget" in out and "KFR-14" in out
