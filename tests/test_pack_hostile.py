@@ -144,6 +144,28 @@ def test_input_size_cap(good_pack):
     refused(good_pack, strict, "zip.input_too_large")
 
 
+def test_parsed_json_is_capped(good_pack, tmp_path):
+    # JSON costs many times its size in memory once parsed, so what is parsed is capped.
+    manifest_size = len(read_zip(good_pack)["manifest.json"])
+    tight = VerificationPolicy(limits=ZipLimits(max_json_bytes=manifest_size - 1))
+    refused(good_pack, tight, "manifest.too_large")
+    folder = make_results_dir(tmp_path, evidence_padding=400_000)
+    padded = build_signed_pack(folder).zip_path.read_bytes()
+    roomy = VerificationPolicy(
+        trust_roots=(shared_pki().root.certificate,),
+        limits=ZipLimits(max_json_bytes=200_000),  # the manifest fits, KFR-01's evidence not
+    )
+    report = verify_pack_bytes(padded, roomy)
+    assert {c.name for c in report.failed} == {"files"}
+    assert "evidence/KFR-01.json er for stor til å kontrolleres" in report.failed[0].reason
+
+
+def test_oversized_signature(good_pack, policy):
+    entries = read_zip(good_pack)
+    entries["manifest.json.p7s"] = b"\x30" * (2 << 20)
+    refused(write_zip(sorted(entries.items())), policy, "signature.malformed")
+
+
 def test_gigabyte_zip_bomb_is_refused_quickly_in_bounded_memory(policy):
     bomb = make_zip_bomb(1 << 30)
     assert len(bomb) < 2 * 1024 * 1024  # 1 GiB of zeros in about a megabyte

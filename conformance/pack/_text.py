@@ -96,6 +96,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "manifest.json er ikke gyldig JSON ({detail}).",
         "manifest.json is not valid JSON ({detail}).",
     ),
+    "manifest.too_large": (
+        "manifest.json er større enn grensen på {cap} byte.",
+        "manifest.json is larger than the limit of {cap} bytes.",
+    ),
     "manifest.format": (
         "manifest.json er ikke et kfr-conformance-manifest.",
         "manifest.json is not a kfr-conformance manifest.",
@@ -271,6 +275,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "files.evidence_unlisted": (
         "bevisfilen til {case} ({name}) er ikke i manifestet",
         "the evidence file of {case} ({name}) is not in the manifest",
+    ),
+    "files.evidence_too_large": (
+        "bevisfilen {name} er for stor til å kontrolleres",
+        "the evidence file {name} is too large to be checked",
     ),
     "files.evidence_malformed": (
         "bevisfilen {name} kan ikke leses",

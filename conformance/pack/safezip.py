@@ -56,6 +56,8 @@ class ZipLimits:
     max_entry_ratio: int = 200  # uncompressed / compressed, checked once an entry passes…
     ratio_floor: int = 1 * MiB  # …this size, so small well-compressing files are fine
     max_name_length: int = 400
+    # JSON that is parsed (manifest, evidence) costs many times its size in memory.
+    max_json_bytes: int = 32 * MiB
 
 
 def name_problem(name: str, *, max_length: int = 400) -> str | None:

@@ -69,6 +69,7 @@ CHECK_NAMES = (
 )
 KFR_OPERATIONS = frozenset({"add", "end", "batch", "lookup", "agency_lookup", "account_lookup"})
 CLOCK_SKEW = dt.timedelta(minutes=5)
+MAX_SIGNATURE_BYTES = 1 << 20  # a CMS signature with a few certificates is a few KiB
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _FID = re.compile(r"/financialInstitutions/([^/]*)")
 
@@ -181,6 +182,8 @@ class _Members(Protocol):
 
     def digest(self, name: str) -> tuple[str, int]: ...
 
+    def size(self, name: str) -> int: ...
+
 
 class _ZipMembers:
     def __init__(self, archive: SafeZip) -> None:
@@ -192,6 +195,9 @@ class _ZipMembers:
 
     def digest(self, name: str) -> tuple[str, int]:
         return self._archive.digest(name)
+
+    def size(self, name: str) -> int:
+        return self._archive.size(name)  # reading never yields more than this
 
 
 class _FolderMembers:
@@ -215,6 +221,9 @@ class _FolderMembers:
 
     def digest(self, name: str) -> tuple[str, int]:
         return file_sha256(self._folder / name)
+
+    def size(self, name: str) -> int:
+        return (self._folder / name).stat().st_size
 
 
 # --- entry points ---------------------------------------------------------------------------
@@ -299,10 +308,15 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
     lang = policy.lang
     if MANIFEST_NAME not in members.names:
         raise invalid("pack.no_manifest", lang)
+    limits = policy.limits
+    if members.size(MANIFEST_NAME) > limits.max_json_bytes:
+        raise invalid("manifest.too_large", lang, cap=limits.max_json_bytes)
     manifest_bytes = members.read(MANIFEST_NAME)
     manifest = Manifest.from_bytes(manifest_bytes, lang=lang)
     signed: cms.SignedData | None = None
     if SIGNATURE_NAME in members.names:
+        if members.size(SIGNATURE_NAME) > MAX_SIGNATURE_BYTES:
+            raise invalid("signature.malformed", lang, detail=f"> {MAX_SIGNATURE_BYTES} bytes")
         try:
             signed = cms.parse_signed_data(members.read(SIGNATURE_NAME))
         except cms.CmsError as exc:
@@ -312,7 +326,7 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
     certificate = signer_info.certificate if signer_info else None
     signing_time = signer_info.signing_time if signer_info else None
 
-    files_check, evidence = _check_files(members, manifest, lang)
+    files_check, evidence = _check_files(members, manifest, limits, lang)
     correlations = _correlations(evidence)
     checks = [
         _check_signature(signature, lang),
@@ -468,7 +482,9 @@ def _check_signer_orgnr(
     return CheckResult(name, True, reason)
 
 
-def _check_files(members: _Members, manifest: Manifest, lang: str) -> tuple[CheckResult, _Evidence]:
+def _check_files(
+    members: _Members, manifest: Manifest, limits: ZipLimits, lang: str
+) -> tuple[CheckResult, _Evidence]:
     present = [n for n in members.names if n not in (MANIFEST_NAME, SIGNATURE_NAME)]
     listed = {entry.path: entry for entry in manifest.files}
     problems: list[str] = []
@@ -479,7 +495,15 @@ def _check_files(members: _Members, manifest: Manifest, lang: str) -> tuple[Chec
         if entry is None:
             problems.append(text("files.unlisted", lang, name=name))
             continue
-        if name in evidence_names or (name.startswith("evidence/") and name.endswith(".json")):
+        is_evidence = name in evidence_names or (
+            name.startswith("evidence/") and name.endswith(".json")
+        )
+        if is_evidence and members.size(name) > limits.max_json_bytes:
+            # Parsing JSON takes many times its size in memory: hash it, do not read it.
+            problems.append(text("files.evidence_too_large", lang, name=name))
+            evidence.untrusted.add(name)
+            is_evidence = False
+        if is_evidence:
             data = members.read(name)
             sha256, size = hashlib.sha256(data).hexdigest(), len(data)
             if (sha256, size) == (entry.sha256, entry.size):
