@@ -26,7 +26,7 @@ from pack_support import (
     write_zip,
 )
 
-from conformance.errors import InvalidPack
+from conformance.errors import InvalidPack, UsageError
 from conformance.models import Outcome
 from conformance.pack import cms
 from conformance.pack.verify import (
@@ -422,6 +422,12 @@ def test_export_correlations(pack, policy, tmp_path):
     assert {row["correlation_id"] for row in table} == listed
     # From the bytes directly, too.
     assert export_correlations(pack, tmp_path / "again.csv", policy=policy) == 5
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(pack, policy, tmp_path):
+    report = verify_pack_bytes(pack, policy)
+    with pytest.raises(UsageError, match="Kan ikke skrive"):
+        export_correlations(report, tmp_path / "no" / "such" / "dir.csv")
 
 
 def test_exported_csv_defuses_formulas(tmp_path, policy):

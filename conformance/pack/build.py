@@ -34,7 +34,6 @@ from conformance.pack.manifest import (
     RUN_RECORD_NAME,
     SIGNATURE_NAME,
     build_manifest,
-    member_files,
     pack_file_name,
 )
 from conformance.pack.sign import sign_manifest
@@ -145,21 +144,35 @@ def build_pack(
     results_dir = Path(results_dir)
     record = load_run_record(results_dir)
     _check_signer(record, certificate)
-    manifest_bytes = build_manifest(results_dir, record).to_bytes()
-    signature = _reusable_signature(results_dir, manifest_bytes, certificate)
-    if signature is None:
-        signature = sign_manifest(manifest_bytes, certificate, private_key, tuple(chain))
-    manifest_path = results_dir / MANIFEST_NAME
-    signature_path = results_dir / SIGNATURE_NAME
     try:
-        atomic_write_bytes(manifest_path, manifest_bytes)
-        atomic_write_bytes(signature_path, signature)
-        members = [(name, results_dir / name) for name in member_files(results_dir)]
-        members += [(MANIFEST_NAME, manifest_path), (SIGNATURE_NAME, signature_path)]
-        zip_path = results_dir / pack_file_name(record.bank["orgnr"], record.started_at)
-        write_deterministic_zip(zip_path, members)
+        return _build(results_dir, record, certificate, private_key, tuple(chain), contact)
     except OSError as exc:
         raise PackError(f"Kunne ikke skrive resultatpakken i {results_dir}: {exc}") from exc
+
+
+def _build(
+    results_dir: Path,
+    record: RunRecord,
+    certificate: x509.Certificate,
+    private_key,
+    chain: tuple[x509.Certificate, ...],
+    contact: str | None,
+) -> PackResult:
+    manifest = build_manifest(results_dir, record)
+    manifest_bytes = manifest.to_bytes()
+    signature = _reusable_signature(results_dir, manifest_bytes, certificate)
+    if signature is None:
+        signature = sign_manifest(manifest_bytes, certificate, private_key, chain)
+    manifest_path = results_dir / MANIFEST_NAME
+    signature_path = results_dir / SIGNATURE_NAME
+    atomic_write_bytes(manifest_path, manifest_bytes)
+    atomic_write_bytes(signature_path, signature)
+    # Exactly the files the manifest lists: a file that changed since it was hashed makes
+    # the pack fail verification instead of slipping in unnoticed.
+    members = [(entry.path, results_dir / entry.path) for entry in manifest.files]
+    members += [(MANIFEST_NAME, manifest_path), (SIGNATURE_NAME, signature_path)]
+    zip_path = results_dir / manifest.pack_file_name
+    write_deterministic_zip(zip_path, members)
     result = PackResult(zip_path, manifest_path, signature_path)
     result.blockers = email_blockers(record)
     email_path = results_dir / EMAIL_NAME

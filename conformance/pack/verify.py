@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import verification as x509_verification
 
-from conformance.errors import ConformanceError, InvalidPack, PackError
+from conformance.errors import ConformanceError, InvalidPack, PackError, UsageError
 from conformance.pack import cms
 from conformance.pack._text import invalid, join, text
 from conformance.pack.certinfo import certificate_orgnr, describe_certificate, key_usage_names
@@ -729,6 +729,14 @@ def export_correlations(
         report = verify_path(Path(report), policy or VerificationPolicy())
     rows = report.correlations
     out_csv = Path(out_csv)
+    try:
+        _write_correlations(out_csv, rows)
+    except OSError as exc:
+        raise UsageError(f"Kan ikke skrive {out_csv}: {exc.strerror or exc}") from exc
+    return len(rows)
+
+
+def _write_correlations(out_csv: Path, rows: list[CorrelationRecord]) -> None:
     with out_csv.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["correlation_id", "time", "operation", "status", "case_id"])
@@ -742,4 +750,3 @@ def export_correlations(
                     _csv_cell(row.case_id),
                 ]
             )
-    return len(rows)
