@@ -16,6 +16,7 @@ Where things happen:
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
 import os
@@ -281,7 +282,7 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
         bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,
         bindings_path=resolve_path(opt("bindings"), Path.cwd()),
         manual=_load_manual(resolve_path(opt("manual"), Path.cwd())),
-        env=env, tester=opt("tester") or os.environ.get("USER", ""),
+        env=env, tester=opt("tester") or _login_name(),
         tester_role=opt("tester_role") or "", contact=opt("contact"),
         signing_cert=resolve_path(opt("signing_cert"), profile_base),
         signing_cert_password=_secret_from_env(opt("signing_cert_password_env"), "passord til --signing-cert"),
@@ -293,6 +294,13 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
 
     copy_original_sheet(state.sheet_path, results_dir)
     return state
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return ""
 
 
 def _name_from_certificate(cert: Path | None, key: Path | None, password: str | None) -> str | None:
@@ -484,7 +492,17 @@ class CaseItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, self.spec.row or None, f"{self.spec.case_id}: {self.spec.title}"
+        return self.path, max(0, self.spec.row - 1), f"{self.spec.case_id}: {self.spec.title}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    # A skipped row (manual, not automated) points at its sheet row, not at the plugin.
+    if isinstance(item, CaseItem) and report.skipped and isinstance(report.longrepr, tuple):
+        _, _, reason = report.longrepr
+        report.longrepr = (str(item.path), max(0, item.spec.row - 1), reason)  # pytest shows +1
+    return report
 
 
 def _session(state: RunState):

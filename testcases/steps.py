@@ -41,7 +41,9 @@ def _own_bank_listed(ctx: Any, response: Any) -> tuple[bool, str]:
     own = [b for b in banks if isinstance(b, dict) and b.get("organizationID") == ctx.fid]
     if not own:
         return False, f"eget orgnr {ctx.fid} ikke i svaret ({len(banks)} banker)"
-    return True, f"bankName «{own[0].get('bankName')}», activeAccount={own[0].get('activeAccount')}"
+    active = own[0].get("activeAccount")
+    shown = "true" if active is True else "false" if active is False else repr(active)
+    return True, f"bankName «{own[0].get('bankName')}», activeAccount={shown}"
 
 
 def _register(ctx: Any, customer_id: str) -> Actual | None:
