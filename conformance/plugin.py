@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,9 +470,22 @@ class CaseItem(pytest.Item):
         pytest.skip(f"{result.outcome.label_nb}: {result.message}")
 
     def _progress(self, message: str) -> None:
+        """Progress of long waits (batch ingestion): every message with -v, otherwise one
+        line every 5 s once a wait has lasted 2 s, so a slow KFR never looks like a hang."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and self.config.getoption("verbose", 0) > 0:
-            reporter.write_line(f"  {self.spec.case_id}: {message}")
+        if reporter is None:
+            return
+        now = time.monotonic()
+        started = self.__dict__.setdefault("_wait_started", now)
+        last = self.__dict__.get("_wait_last_shown", 0.0)
+        if self.config.getoption("verbose", 0) > 0 or (now - started >= 2 and now - last >= 5):
+            self._wait_last_shown = now
+            capture = self.config.pluginmanager.get_plugin("capturemanager")
+            if capture is None:
+                reporter.write_line(f"  {self.spec.case_id}: {message}")
+                return
+            with capture.global_and_fixture_disabled():  # as pytest's live logging does
+                reporter.write_line(f"  {self.spec.case_id}: {message}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CaseFailed):
