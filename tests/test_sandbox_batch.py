@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conformance.ids import (
     invalid_check_digit,
@@ -286,3 +288,31 @@ def test_size_is_checked_on_the_stream_when_no_length_is_given(
         headers=api.headers(None, **{"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}),
     )
     assert ok.status_code == 201, ok.text
+
+
+_ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.binary(max_size=400) | _ascii.map(str.encode),
+    content_type=st.sampled_from(
+        ["multipart/form-data; boundary=" + BOUNDARY, "multipart/form-data", "text/plain"]
+    )
+    | _ascii.map(lambda s: "multipart/form-data; boundary=" + s),
+    prefix=st.booleans(),
+)
+def test_arbitrary_batch_bodies_never_get_a_500(
+    api: Any, body: bytes, content_type: str, prefix: bool
+) -> None:
+    if (
+        prefix
+    ):  # start like a real multipart body so the parser gets further than the boundary check
+        body = (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customers"\r\n\r\n'.encode()
+            + body
+        )
+    response = api.batch(body=body, content_type=content_type.strip() or "x")
+    assert response.status_code < 500, response.text
+    if response.status_code != 201:
+        assert set(response.json()) == {"errorCode", "errorMessage", "timestamp"}

@@ -15,6 +15,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conformance.ids import synthetic_orgnr
 from conformance.sandbox import BankCredentials, Faults, RunningSandbox, TestCA
@@ -394,3 +396,33 @@ def test_token_wrong_scope_misbehaviour_drops_the_write_scope(
     assert WRITE_SCOPE not in body["scope"].split()
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert WRITE_SCOPE not in claims["scope"].split()
+
+
+_form_text = st.text(max_size=80)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["grant_type", "assertion", "scope", "client_id"]),
+        _form_text | st.just(GRANT),
+        max_size=4,
+    ),
+    jwt_like=st.lists(
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),
+        min_size=3,
+        max_size=3,
+    ).map(".".join),
+)
+def test_arbitrary_token_requests_get_oauth_errors_never_a_500(
+    sandbox: RunningSandbox, http: httpx.Client, fields: dict[str, str], jwt_like: str
+) -> None:
+    for data in (fields, {"grant_type": GRANT, "assertion": jwt_like}):
+        response = http.post(sandbox.token_endpoint, data=data)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] in {
+            "invalid_request",
+            "invalid_grant",
+            "unsupported_grant_type",
+            "invalid_scope",
+        }

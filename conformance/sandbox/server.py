@@ -67,7 +67,11 @@ class RunningSandbox:
         self._socket = _bind(settings.host, settings.port)
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://{_url_host(settings.host)}:{self.port}"
-        self.store = open_store(self.data_dir, in_memory=settings.in_memory)
+        try:
+            self.store = open_store(self.data_dir, in_memory=settings.in_memory)
+        except BaseException:
+            self._socket.close()
+            raise
         wake = threading.Event()
         self._ctx = SandboxContext(
             settings=settings,
