@@ -144,6 +144,11 @@ def test_faults_over_http_from_another_process_view(env: Env) -> None:
 # ---------------------------------------------------------------- the deliberately wrong KFR
 
 
+def _added_then_ended(e: Any, customer: str) -> int:
+    assert e.api.add(customer).status_code == 201
+    return e.api.end(customer).status_code
+
+
 def _batch_then_found(env: Env, entry: str, **period: str) -> bool:
     customer = entry.split("#")[0]
     assert env.api.batch(entry).status_code == 201
@@ -213,6 +218,7 @@ CASES: dict[str, tuple[Callable[[Env], Any], Any, Any]] = {
         [201, 201],
     ),
     "delete_missing_204": (lambda e: e.api.end(synthetic_fodselsnummer()).status_code, 404, 204),
+    "end_returns_200": (lambda e: _added_then_ended(e, synthetic_fodselsnummer()), 204, 200),
     "forget_history": (_ended_then_found_before, True, False),
     "never_ingest": (lambda e: _batch_then_found(e, synthetic_fodselsnummer()), True, False),
     "ignore_batch_dates": (

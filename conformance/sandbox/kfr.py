@@ -186,7 +186,7 @@ async def relationship(request: Request) -> Response:
         return _empty(201 if created or ctx.misbehaves("always_201") else 200, correlation_id)
     ended = ctx.store.end_relationship(fid, customer, today, erase=ctx.misbehaves("forget_history"))
     if ended or ctx.misbehaves("delete_missing_204"):
-        return _empty(204, correlation_id)
+        return _empty(200 if ended and ctx.misbehaves("end_returns_200") else 204, correlation_id)
     return error_response(404, "KFR-008", correlation_id)
 
 

@@ -29,6 +29,7 @@ MISBEHAVIOURS: dict[str, str] = {
     "skip_scope_check": "no KFR-002: a token without the write scope passes",
     "always_201": "an existing active relationship gives 201 instead of 200",
     "delete_missing_204": "DELETE of a missing relationship gives 204 instead of 404",
+    "end_returns_200": "DELETE of an existing relationship gives 200 instead of 204",
     "forget_history": "DELETE erases the relationship, so period lookups no longer find it",
     "never_ingest": "batches get 201 but are never ingested",
     "ignore_batch_dates": "batch start dates are ignored: every start is today",
