@@ -273,12 +273,11 @@ class EvidenceRecorder:
 
     def write_case_file(self, case_id: str, path: Path) -> None:
         """``{"case_id": …, "exchanges": […]}``, written atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from conformance.atomic import atomic_write_bytes
+
         data = {"case_id": case_id, "exchanges": self.exchanges(case_id)}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------- transport

@@ -18,9 +18,7 @@ import contextlib
 import datetime as dt
 import http
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -29,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
+from conformance.atomic import atomic_write_bytes
 from conformance.models import CaseResult, Outcome, RunRecord
 from conformance.runner import safe_file_name
 
@@ -442,16 +441,5 @@ def write_report(record: RunRecord, results_dir: Path, out: Path | None = None) 
     a reader, or the pack step, never sees half a page."""
     results_dir = Path(results_dir)
     target = Path(out) if out is not None else results_dir / REPORT_FILE
-    data = render_report(record, results_dir).encode("utf-8")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, render_report(record, results_dir).encode("utf-8"))
     return target

@@ -8,15 +8,13 @@ lost.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.atomic import atomic_write_bytes
 from conformance.errors import ConformanceError
 from conformance.models import CaseResult, RunRecord
 
@@ -28,30 +26,6 @@ EVIDENCE_DIR = "evidence"
 def filled_sheet_name(original_name: str) -> str:
     stem = Path(original_name).stem
     return f"{stem}-utfylt.xlsx"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_case_evidence(results_dir: Path, file_name: str, case_id: str,
-                        exchanges: Sequence[dict[str, Any]]) -> str:
-    """Write ``evidence/<file_name>.json``; returns the path relative to the results folder."""
-    rel = f"{EVIDENCE_DIR}/{file_name}.json"
-    data = json.dumps({"case_id": case_id, "exchanges": list(exchanges)}, ensure_ascii=False,
-                      indent=2, sort_keys=True).encode()
-    atomic_write_bytes(results_dir / rel, data)
-    return rel
 
 
 def correlation_ids(exchanges: Sequence[dict[str, Any]]) -> list[str]:

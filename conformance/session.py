@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.models import CaseResult, CaseSpec
-from conformance.results import correlation_ids, write_case_evidence
+from conformance.results import EVIDENCE_DIR, correlation_ids
 from conformance.runner import WRITE_SCOPE, CaseContext, RunConfig, run_step, safe_file_name
 
 
@@ -59,9 +59,10 @@ class ProcessSession:
             result = run_step(spec, step, ctx)
         exchanges = self.recorder.exchanges(spec.case_id)
         result.correlation_ids = correlation_ids(exchanges)
+        rel = f"{EVIDENCE_DIR}/{safe_file_name(spec.case_id)}.json"
         try:
-            result.evidence_file = write_case_evidence(
-                self.results_dir, safe_file_name(spec.case_id), spec.case_id, exchanges)
+            self.recorder.write_case_file(spec.case_id, self.results_dir / rel)
+            result.evidence_file = rel
         except OSError as exc:
             result.message = (result.message + f"\nBevis kunne ikke skrives: {exc}").strip()
         if self._allure is not None:

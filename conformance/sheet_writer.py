@@ -10,11 +10,8 @@ so a filled sheet from the sandbox is never mistaken for onboarding evidence.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from copy import copy
@@ -24,6 +21,7 @@ from openpyxl import load_workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.worksheet import Worksheet
 
+from conformance.atomic import atomic_file
 from conformance.errors import SheetError
 from conformance.models import CaseResult, Outcome
 from conformance.sheet import SheetInfo, cell_text
@@ -275,17 +273,10 @@ def write_filled_sheet(
         _banner_above_header(ws, info, max(columns.values()))
     _run_sheet(wb, info, results, run_by=run_by, environment=environment, run_id=run_id, bank=bank)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        wb.save(tmp)
-        os.replace(tmp, out)
+        with atomic_file(out) as handle:
+            wb.save(handle)
     except OSError as exc:
         raise SheetError(
             f"Kan ikke skrive det utfylte arket «{out}»: {exc.strerror or exc}."
         ) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -164,7 +164,7 @@ def _load_trust(paths: list[Path]) -> tuple[x509.Certificate, ...]:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from conformance.pack._atomic import atomic_write_bytes
+    from conformance.atomic import atomic_write_bytes
     from conformance.pack.build import build_pack, load_run_record
     from conformance.pack.manifest import RUN_RECORD_NAME
     from conformance.pack.manual import apply_manual, load_manual_file

@@ -22,10 +22,10 @@ from typing import BinaryIO
 
 from cryptography import x509
 
+from conformance.atomic import atomic_file, atomic_write_bytes
 from conformance.errors import CredentialError, PackError
 from conformance.models import RunRecord
 from conformance.pack import cms
-from conformance.pack._atomic import atomic_file, atomic_write_bytes
 from conformance.pack.certinfo import certificate_orgnr
 from conformance.pack.email import email_blockers, write_email
 from conformance.pack.manifest import (

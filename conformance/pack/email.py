@@ -18,9 +18,9 @@ from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
+from conformance.atomic import atomic_write_bytes
 from conformance.errors import PackError, UsageError
 from conformance.models import Outcome, RunRecord
-from conformance.pack._atomic import atomic_write_bytes
 from conformance.pack.manifest import EMAIL_NAME, parse_time
 
 BITS_ADDRESS = "DSOP@bits.no"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from conformance.atomic import atomic_write_bytes
 from conformance.errors import SandboxError
 
 
@@ -63,13 +64,7 @@ def create_once(path: Path, make: Callable[[], bytes], *, private: bool = False)
 def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
     ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data, mode=0o600 if private else 0o644)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise SandboxError(f"Kan ikke skrive {path}: {exc.strerror or exc}.") from exc
