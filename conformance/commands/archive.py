@@ -21,6 +21,7 @@ from conformance.archive import audit as _audit
 from conformance.archive.index import VERDICTS, PackEntry
 from conformance.archive.site import build_site
 from conformance.archive.store import ADDED, DUPLICATE, FAILED, RESTORED, AddOutcome, Archive
+from conformance.commands.trust import add_trust_options, policy_from_args
 from conformance.errors import UsageError
 from conformance.home import default_archive_dir
 from conformance.ids import require_orgnr
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"arkivmappen (standard: {default_archive_dir()})",
     )
     trust = argparse.ArgumentParser(add_help=False)
-    _add_trust_options(trust)
+    add_trust_options(trust)
 
     add = sub.add_parser(
         "add",
@@ -102,65 +103,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- options -------------------------------------------------------------------------------
 
 
-def _add_trust_options(parser: argparse.ArgumentParser) -> None:
-    """The same trust options as ``kfr-conformance verify``."""
-    parser.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="PEM",
-        help="rotsertifikat(er) Bits godtar, PEM eller DER (kan gjentas)",
-    )
-    parser.add_argument(
-        "--allow-sandbox",
-        action="store_true",
-        help="godta pakker fra sandkassen (ikke gyldig som onboarding-bevis)",
-    )
-    parser.add_argument(
-        "--accept-kfr-url",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="godta også denne KFR base-URL-en, kan gjentas",
-    )
-    parser.add_argument(
-        "--expect-sheet-sha256", metavar="HEX", help="krev denne SHA-256 for testarket"
-    )
-    parser.add_argument("--expect-sheet-version", metavar="V", help="krev denne arkversjonen")
-
-
-def _policy(args: argparse.Namespace) -> Any:
-    """The verification policy from the trust options, as ``verify`` builds it."""
-    from cryptography import x509
-
-    from conformance.pack.verify import VerificationPolicy
-
-    roots: list[x509.Certificate] = []
-    for path in args.trust:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"Kan ikke lese --trust-filen {path}: {exc.strerror or exc}") from exc
-        try:
-            if b"-----BEGIN CERTIFICATE-----" in data:
-                roots += x509.load_pem_x509_certificates(data)
-            else:
-                roots.append(x509.load_der_x509_certificate(data))
-        except ValueError as exc:
-            raise UsageError(
-                f"--trust-filen {path} er ikke et sertifikat (PEM eller DER)."
-            ) from exc
-    defaults = VerificationPolicy()
-    return VerificationPolicy(
-        trust_roots=tuple(roots),
-        allow_sandbox=args.allow_sandbox,
-        accepted_kfr_base_urls=defaults.accepted_kfr_base_urls + tuple(args.accept_kfr_url),
-        expect_sheet_sha256=args.expect_sheet_sha256,
-        expect_sheet_version=args.expect_sheet_version,
-    )
-
-
 def _date(value: str) -> str:
     try:
         return dt.date.fromisoformat(value).isoformat()
@@ -190,7 +132,7 @@ _ACTION_LABELS = {
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    policy = _policy(args)
+    policy = policy_from_args(args)
 
     def show(outcome: AddOutcome) -> None:
         if not args.json:  # one line per pack as it happens, so a long import shows progress
@@ -304,7 +246,7 @@ class ProgressBar:
 
 
 def _cmd_verify_all(args: argparse.Namespace) -> int:
-    policy = _policy(args)
+    policy = policy_from_args(args)
     show_progress = args.progress or sys.stderr.isatty()
     with Archive.open(_archive_dir(args)) as archive:
         report = _audit.verify_all(
@@ -361,7 +303,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    policy = _policy(args)
+    policy = policy_from_args(args)
     with Archive.open(_archive_dir(args)) as archive:
         outcome = archive.repair(policy)
         after = archive.scan()

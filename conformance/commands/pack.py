@@ -12,8 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from cryptography import x509
-
+from conformance.commands.trust import add_trust_options, policy_from_args
 from conformance.errors import InvalidPack, UsageError
 
 _EPILOG_VERIFY = (
@@ -49,28 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG_VERIFY,
     )
     verify.add_argument("path", type=Path, metavar="PATH")
-    verify.add_argument(
-        "--trust",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="rotsertifikat(er) Bits godtar (kan gjentas)",
-    )
-    verify.add_argument(
-        "--allow-sandbox",
-        action="store_true",
-        help="godta pakker fra sandkassen (ikke gyldig som onboarding-bevis)",
-    )
-    verify.add_argument(
-        "--accept-kfr-url",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="godta også denne KFR-adressen som testmiljø (kan gjentas)",
-    )
-    verify.add_argument("--expect-sheet-sha256", metavar="HEX")
-    verify.add_argument("--expect-sheet-version", metavar="V")
+    add_trust_options(verify)
     verify.add_argument("--json", action="store_true", help="skriv rapporten som JSON")
     verify.add_argument("--lang", choices=("nb", "en"), default="nb")
     verify.add_argument(
@@ -141,25 +119,6 @@ def _signing_credentials(args: argparse.Namespace, record) -> object:
     )
 
 
-def _load_trust(paths: list[Path]) -> tuple[x509.Certificate, ...]:
-    roots: list[x509.Certificate] = []
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"Kan ikke lese --trust-filen {path}: {exc.strerror or exc}") from exc
-        try:
-            if b"-----BEGIN CERTIFICATE-----" in data:
-                roots.extend(x509.load_pem_x509_certificates(data))
-            else:
-                roots.append(x509.load_der_x509_certificate(data))
-        except ValueError as exc:
-            raise UsageError(
-                f"--trust-filen {path} er ikke et sertifikat (PEM eller DER)."
-            ) from exc
-    return tuple(roots)
-
-
 # --- pack ----------------------------------------------------------------------------------
 
 
@@ -215,20 +174,11 @@ def _rerender(results_dir: Path, record) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     from conformance.pack.verify import (
-        TEST_BASE_URL,
-        VerificationPolicy,
         export_correlations,
         verify_path,
     )
 
-    policy = VerificationPolicy(
-        trust_roots=_load_trust(args.trust),
-        allow_sandbox=args.allow_sandbox,
-        accepted_kfr_base_urls=(TEST_BASE_URL, *args.accept_kfr_url),
-        expect_sheet_sha256=args.expect_sheet_sha256,
-        expect_sheet_version=args.expect_sheet_version,
-        lang=args.lang,
-    )
+    policy = policy_from_args(args, lang=args.lang)
     try:
         report = verify_path(args.path, policy)
     except InvalidPack as exc:
