@@ -266,8 +266,9 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
         issuer = issuer or base_url.split("/kar-ws/")[0] + "/maskinporten/"
         bank_name = name
 
+    credentials = _check_credentials(orgnr, cert, key, cert_password)
     if not bank_name:
-        bank_name = _name_from_certificate(cert, key, cert_password) or f"Bank {orgnr}"
+        bank_name = credentials.subject_name or f"Bank {orgnr}"
     run_id = new_run_id()
     reports_dir = resolve_path(opt("reports_dir"), here) or here / "reports"
     results_dir = reports_dir / orgnr / run_id
@@ -304,15 +305,22 @@ def _login_name() -> str:
         return ""
 
 
-def _name_from_certificate(cert: Path | None, key: Path | None, password: str | None) -> str | None:
-    if not cert:
-        return None
-    try:
-        from conformance.auth import Credentials
+def _check_credentials(orgnr: str, cert: Path, key: Path | None, password: str | None) -> Any:
+    """Load the certificate once before anything runs: a broken or foreign certificate is a
+    usage error with advice, not twenty failed rows."""
+    from conformance.auth import Credentials
 
-        return Credentials.load(cert, password=password, key_path=key).subject_name or None
-    except ConformanceError:
-        return None
+    try:
+        credentials = Credentials.load(cert, password=password, key_path=key)
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    if credentials.orgnr and credentials.orgnr != orgnr:
+        raise pytest.UsageError(
+            f"kfr-conformance: sertifikatet {cert.name} tilhører organisasjonsnummer "
+            f"{credentials.orgnr}, ikke banken {orgnr}. Maskinporten ville avvist det (MP-122); "
+            "bruk bankens eget virksomhetssertifikat."
+        )
+    return credentials
 
 
 def _read_cases(state: RunState) -> None:

@@ -393,3 +393,21 @@ def test_a_run_with_failures_gets_no_c3_email_and_says_why(
     run_dir = single_run_dir(reports, bank.orgnr)
     assert not (run_dir / "c3-epost.eml").exists()
     assert "C-3-e-post er ikke laget" in out and "KFR-14" in out
+
+
+def test_a_broken_or_foreign_certificate_stops_before_anything_runs(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, other_bank: Any, tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.p12"
+    broken.write_bytes(b"\x30\x82garbage")
+    reports = tmp_path / "r"
+    common = [f"--bank={bank.orgnr}", "--kfr-env=test", f"--kfr-base-url={sandbox.kfr_base_url}",
+              f"--maskinporten-url={sandbox.maskinporten_issuer}", f"--client-id={bank.client_id}",
+              f"--reports-dir={reports}", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_inprocess(*common, f"--cert={broken}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "PKCS#12" in result.stderr.str()
+    result = pytester.runpytest_inprocess(*common, f"--cert={other_bank.p12}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert other_bank.orgnr in result.stderr.str() and "MP-122" in result.stderr.str()
+    assert not reports.exists(), "nothing ran, nothing was written"
