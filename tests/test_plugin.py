@@ -411,3 +411,18 @@ def test_a_broken_or_foreign_certificate_stops_before_anything_runs(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert other_bank.orgnr in result.stderr.str() and "MP-122" in result.stderr.str()
     assert not reports.exists(), "nothing ran, nothing was written"
+
+
+def test_alluredir_gets_each_exchange_as_a_redacted_attachment(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path,
+) -> None:
+    allure_dir = tmp_path / "allure"
+    _, run_dir = run_against(pytester, sandbox, tmp_path / "r", "-k", "KFR-01 or KFR-09",
+                             f"--alluredir={allure_dir}")
+    attachments = list(allure_dir.glob("*-attachment.json"))
+    journal = [line for line in (run_dir / "journal.jsonl").read_text().splitlines() if line]
+    assert len(attachments) == len(journal) >= 2
+    for path in attachments:
+        data = path.read_text()
+        assert json.loads(data)["request"]["method"] in {"POST", "DELETE", "GET"}
+        assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ", data), path
