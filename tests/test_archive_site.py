@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 import struct
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from archive_support import BANKS, HOSTILE_NAME, cached_pack_set, overwrite
+from headless_chromium import chromium as find_chromium
+from headless_chromium import headless
 from pack_support import read_zip
 
 from conformance.archive.index import ArchiveError
@@ -173,48 +173,15 @@ def test_an_empty_archive_gives_an_empty_but_valid_site(tmp_path):
 # --- in a real browser -----------------------------------------------------------------------
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found is None:
-        pytest.skip("chromium is not installed (/usr/bin/chromium missing)")
-    return found
-
-
-def _headless(chromium: str, profile: Path, page: Path, *action: str) -> str:
-    result = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            *action,
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return result.stdout
-
-
 @pytest.mark.slow
 def test_the_site_renders_in_headless_chromium_and_lists_every_pack(archive, tmp_path):
-    chromium = _chromium()
+    chromium = find_chromium()
     site = tmp_path / "nettsted"
     build_site(archive, site)
     index = site / "index.html"
 
     shot = tmp_path / "arkiv.png"
-    _headless(
+    headless(
         chromium, tmp_path / "profil", index, f"--screenshot={shot}", "--window-size=1280,1300"
     )
     data = shot.read_bytes()
@@ -222,7 +189,7 @@ def test_the_site_renders_in_headless_chromium_and_lists_every_pack(archive, tmp
     assert struct.unpack(">II", data[16:24]) == (1280, 1300)
     assert len(data) > 60_000  # a blank page is ~10 KB; this one has tables, chart, colour
 
-    dom = _headless(chromium, tmp_path / "profil", index, "--dump-dom")
+    dom = headless(chromium, tmp_path / "profil", index, "--dump-dom")
     for entry in archive.entries():
         assert f"pakke/{entry.sha256[:16]}/index.html" in dom
     assert 'class="filter"' in dom  # the inline script ran and added the filter bar

@@ -5,9 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import struct
-import subprocess
 import sys
 import types
 from html.parser import HTMLParser
@@ -15,6 +13,8 @@ from pathlib import Path
 
 import jwt
 import pytest
+from headless_chromium import chromium as find_chromium
+from headless_chromium import headless
 from report_support import make_run, write_evidence  # tests/ is on sys.path (rootdir-less)
 
 import conformance
@@ -384,45 +384,14 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def _chromium() -> str:
-    chromium = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if chromium is None:
-        pytest.skip("chromium is not installed (/usr/bin/chromium missing)")
-    return chromium
-
-
-def _headless(chromium: str, profile: Path, page: Path, *action: str) -> None:
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            *action,
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(run, tmp_path):
-    chromium = _chromium()
+    chromium = find_chromium()
     record, results = run
     report = write_report(record, results)
     shot = tmp_path / "shot.png"
 
-    _headless(
+    headless(
         chromium, tmp_path / "profile", report, f"--screenshot={shot}", "--window-size=1280,2000"
     )
 
@@ -440,7 +409,7 @@ def _pdf_pages(data: bytes) -> int:
 def test_printing_opens_every_case(run, tmp_path):
     """Printed, the page shows every case's details: it prints as long as a copy in which
     every <details> is already open, and longer than the summary alone."""
-    chromium = _chromium()
+    chromium = find_chromium()
     record, results = run
     report = write_report(record, results)
     all_open = tmp_path / "all-open.html"
@@ -449,7 +418,7 @@ def test_printing_opens_every_case(run, tmp_path):
     pages = {}
     for page in (report, all_open):
         pdf = tmp_path / f"{page.stem}.pdf"
-        _headless(
+        headless(
             chromium, tmp_path / "profile", page, "--no-pdf-header-footer", f"--print-to-pdf={pdf}"
         )
         pages[page.stem] = _pdf_pages(pdf.read_bytes())
