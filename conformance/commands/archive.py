@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="arkiv over innsendte resultatpakker: legg til, list, verifiser alle, lag nettsted",
         description="Arkiv over resultatpakker for Bits og revisorer.",
     )
-    sub = archive.add_subparsers(dest="archive_command", metavar="KOMMANDO", required=True)
+    sub = archive.add_subparsers(
+        dest="archive_command", metavar="KOMMANDO", required=True, help="hva som skal gjøres med arkivet"
+    )
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -88,7 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     html = sub.add_parser(
         "html", parents=[common], help="lag et statisk nettsted over arkivet (fungerer uten nett)"
     )
-    html.add_argument("out_dir", type=Path, metavar="UT_MAPPE")
+    html.add_argument(
+        "out_dir", type=Path, metavar="UT_MAPPE", help="mappen nettstedet skrives til"
+    )
     html.set_defaults(func=_cmd_html)
 
     repair = sub.add_parser(

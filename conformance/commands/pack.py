@@ -47,10 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Kontrollerer signatur, sertifikat, filer, testtilfeller, testark og miljø i en resultatpakke.",
         epilog=_EPILOG_VERIFY,
     )
-    verify.add_argument("path", type=Path, metavar="PATH")
+    verify.add_argument(
+        "path", type=Path, metavar="PATH",
+        help="resultatpakken (.zip), resultatmappen eller C-3-e-posten (.eml)",
+    )
     add_trust_options(verify)
     verify.add_argument("--json", action="store_true", help="skriv rapporten som JSON")
-    verify.add_argument("--lang", choices=("nb", "en"), default="nb")
+    verify.add_argument(
+        "--lang", choices=("nb", "en"), default="nb",
+        help="språk i rapporten: nb (bokmål, standard) eller en (engelsk)",
+    )
     verify.add_argument(
         "--export-correlations",
         type=Path,
@@ -65,14 +71,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Skriver c3-epost.eml når alle testtilfeller er bestått mot testmiljøet, "
         "ellers forklarer den hva som mangler. Med --send sendes den.",
     )
-    email.add_argument("dir", type=Path, metavar="DIR")
-    email.add_argument("--send", action="store_true")
-    email.add_argument("--smtp-host", metavar="H")
-    email.add_argument("--smtp-port", type=int, default=25, metavar="P")
-    email.add_argument("--starttls", action="store_true")
-    email.add_argument("--smtp-user", metavar="U")
-    email.add_argument("--smtp-password-env", metavar="VAR")
-    email.add_argument("--from", dest="from_addr", metavar="ADDR")
+    email.add_argument(
+        "dir", type=Path, metavar="DIR", help="resultatmappe (reports/<orgnr>/<kjørings-id>)"
+    )
+    email.add_argument("--send", action="store_true", help="send e-posten via SMTP (krever --smtp-host)")
+    email.add_argument("--smtp-host", metavar="H", help="SMTP-tjeneren e-posten sendes gjennom")
+    email.add_argument(
+        "--smtp-port", type=int, default=25, metavar="P", help="SMTP-port (standard 25)"
+    )
+    email.add_argument(
+        "--starttls", action="store_true", help="krypter forbindelsen med STARTTLS før innlogging"
+    )
+    email.add_argument("--smtp-user", metavar="U", help="brukernavn hos SMTP-tjeneren")
+    email.add_argument(
+        "--smtp-password-env", metavar="VAR",
+        help="miljøvariabel med SMTP-passordet (passordet skrives aldri på kommandolinjen)",
+    )
+    email.add_argument(
+        "--from", dest="from_addr", metavar="ADDR",
+        help="avsenderadresse (standard: kontaktpersonen i e-posten)",
+    )
     email.add_argument("--contact", metavar="ADDR", help="kontaktperson når e-posten lages nå")
     email.set_defaults(func=run_email)
 

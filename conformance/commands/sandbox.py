@@ -41,7 +41,9 @@ def register(subparsers: Any) -> None:
         "Maskinporten og egen test-CA.",
     )
     parser.set_defaults(func=lambda args: _missing_subcommand(parser))
-    sub = parser.add_subparsers(dest="sandbox_command", metavar="KOMMANDO")
+    sub = parser.add_subparsers(
+        dest="sandbox_command", metavar="KOMMANDO", help="hva som skal gjøres med sandkassen"
+    )
 
     serve = sub.add_parser("serve", help="kjør sandkassen i forgrunnen")
     serve.add_argument(

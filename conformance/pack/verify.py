@@ -38,6 +38,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import verification as x509_verification
 
 from conformance.errors import ConformanceError, InvalidPack, PackError, UsageError
+from conformance.models import Outcome
 from conformance.pack import cms
 from conformance.pack._text import invalid, join, text
 from conformance.pack.certinfo import certificate_orgnr, describe_certificate, key_usage_names
@@ -551,6 +552,16 @@ def _collect_evidence(name: str, data: bytes, evidence: _Evidence, lang: str) ->
         evidence.exchanges.append((name, exchange))
 
 
+def _outcome_label(outcome: str, lang: str) -> str:
+    """A case's outcome as a reader says it: the Norwegian label, or the code in English."""
+    if lang != "nb":
+        return outcome
+    try:
+        return Outcome(outcome).label_nb
+    except ValueError:  # an unknown code is shown as it is, not hidden
+        return outcome
+
+
 def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
     name = "cases"
     if not manifest.cases:
@@ -562,7 +573,7 @@ def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
         if case.manual and case.outcome == "passed":
             bad.append(text("cases.unconfirmed", lang, case=case.id))
         else:
-            bad.append(f"{case.id} ({case.outcome})")
+            bad.append(f"{case.id} ({_outcome_label(case.outcome, lang)})")
     if bad:
         return CheckResult(
             name,
