@@ -34,6 +34,7 @@ from conformance import __version__
 from conformance.errors import ConformanceError
 from conformance.models import CaseResult, CaseSpec, Outcome, RunRecord
 
+pytest_plugins = ["conformance.integrations"]  # JUnit and Allure names, statuses, links
 RESULT_PROPERTY = "kfr_case_result"
 WORKERINPUT_KEY = "kfr_conformance"
 PROFILE_FILE = "kfr-conformance.toml"

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 from conformance.models import CaseResult, Outcome
 
-__all__ = ["FAQ_URL", "Reference", "references_for", "references_for_text"]
+__all__ = [
+    "FAQ_URL",
+    "Reference",
+    "operation_reference",
+    "references_for",
+    "references_for_text",
+]
 
 FAQ_URL = "https://dokumentasjon.dsop.no/dsop_kundeforholdsregister_faq.html"
 MASKINPORTEN_URL = "https://docs.digdir.no/docs/Maskinporten/maskinporten_overordnet.html"
@@ -89,6 +95,32 @@ ERROR_CODES: dict[str, Reference] = {
     )
 }
 
+_FID = "/customers/financialInstitutions/{fid}"
+# The API description's operation for each kind of row: what it answers and with which codes.
+OPERATIONS: dict[str, Reference] = {
+    ref.key: ref
+    for ref in (
+        Reference("op:add", "Registrere kundeforhold: svar og feilkoder",
+                  f"{API_SPEC}, operasjon addCustomerDSOPGW "
+                  f"(POST {_FID}/relationshipType/{{type}})"),
+        Reference("op:end", "Avslutte kundeforhold: svar og feilkoder",
+                  f"{API_SPEC}, operasjon deleteCustomerDSOPGW "
+                  f"(DELETE {_FID}/relationshipType/{{type}})"),
+        Reference("op:batch", "Registrere mange kundeforhold (fil): svar og feilkoder",
+                  f"{API_SPEC}, operasjon addCustomerDSOPGWByFile (POST {_FID}/batch)"),
+        Reference("op:lookup", "Oppslag på egen bank: svar og feilkoder",
+                  f"{API_SPEC}, operasjon getCustomerRelationForOwnBank (GET {_FID}/)"),
+    )
+}
+# Words in a row's title or step name that say which operation it exercises, in this order
+# ("Historikk for avsluttet kundeforhold" is a lookup).
+_OPERATION_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bbatch|\bfil\b|\(fil\)", re.I), "op:batch"),
+    (re.compile(r"^lookup|^history|oppslag|historikk", re.I), "op:lookup"),
+    (re.compile(r"^end|avslutt", re.I), "op:end"),
+    (re.compile(r"^add|registrer", re.I), "op:add"),
+)
+
 # The FAQ topic that belongs with an error code, where the FAQ has one.
 _CODE_TOPICS: dict[str, tuple[str, ...]] = {
     "KFR-001": ("faq:maskinporten",),
@@ -137,15 +169,25 @@ def references_for_text(*texts: str | None, codes: Iterable[str | None] = ()) ->
     return list(found.values())
 
 
+def operation_reference(*names: str | None) -> Reference | None:
+    """The API operation a row exercises, from its step name or title."""
+    for pattern, key in _OPERATION_WORDS:
+        if any(name and pattern.search(name) for name in names):
+            return OPERATIONS[key]
+    return None
+
+
 def references_for(case: CaseResult) -> list[Reference]:
     """Where the failure of ``case`` is explained; empty for a row that did not fail.
 
     The answer's error code and the sheet's expected one both count (expecting KFR-001 and
-    getting none is explained under KFR-001), then codes and topics in the row's own words.
+    getting none is explained under KFR-001), then codes and topics in the row's own words,
+    then the API operation the row exercises (its answers and codes), so that every failed
+    row has somewhere to look.
     """
     if case.outcome not in (Outcome.FAILED, Outcome.ERROR):
         return []
-    return references_for_text(
+    found = references_for_text(
         case.title,
         case.binding,
         case.expected.text,
@@ -153,3 +195,7 @@ def references_for(case: CaseResult) -> list[Reference]:
         case.message,
         codes=(case.actual_error_code, case.expected.error_code),
     )
+    operation = operation_reference(case.binding, case.title)
+    if operation is not None and operation not in found:
+        found.append(operation)
+    return found
