@@ -333,11 +333,12 @@ def test_duplicate_and_malformed_correlation_ids_fail(tmp_path, policy):
 @pytest.mark.parametrize(
     ("draft", "expected"),
     [
-        (CaseDraft("KFR-07", outcome=Outcome.FAILED), "KFR-07 (failed)"),
-        (CaseDraft("KFR-07", outcome=Outcome.NOT_RUN, operations=()), "KFR-07 (not_run)"),
+        # Outcomes in their Norwegian words, never run.json's codes (issue 8 §10).
+        (CaseDraft("KFR-07", outcome=Outcome.FAILED), "KFR-07 (Feilet)"),
+        (CaseDraft("KFR-07", outcome=Outcome.NOT_RUN, operations=()), "KFR-07 (Ikke kjørt)"),
         (
             CaseDraft("KFR-07", outcome=Outcome.PENDING, manual=True, operations=()),
-            "KFR-07 (pending)",
+            "KFR-07 (Manuell – venter på bekreftelse)",
         ),
         (CaseDraft("KFR-07", manual=True, operations=()), "KFR-07 (manuell, ikke bekreftet)"),
     ],
