@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 
 from conformance import __version__
-from conformance.errors import ConformanceError
+from conformance.errors import ConformanceError, UsageError
 from conformance.models import CaseResult, CaseSpec, Outcome, RunRecord
+from conformance.profile import PROFILE_FILE
 
 RESULT_PROPERTY = "kfr_case_result"
 WORKERINPUT_KEY = "kfr_conformance"
-PROFILE_FILE = "kfr-conformance.toml"
 USAGE = "kfr-conformance: --bank=<organisasjonsnummer> mangler (f.eks. pytest --bank=311000004)"
 
 _KFR_OPTIONS = (
@@ -145,27 +145,6 @@ def _kfr_options_used(config: pytest.Config) -> bool:
                for arg in config.invocation_params.args if not str(arg).startswith("-"))
 
 
-def _load_profile(config: pytest.Config, orgnr: str) -> tuple[dict[str, Any], Path]:
-    explicit = config.getoption("profile")
-    # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
-    # for a test path when it guesses the rootdir; the invocation folder is unambiguous.
-    here = config.invocation_params.dir
-    path = Path(explicit) if explicit else here / PROFILE_FILE
-    if not path.exists():
-        if explicit:
-            raise pytest.UsageError(f"kfr-conformance: profilfilen {path} finnes ikke")
-        return {}, here
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise pytest.UsageError(f"kfr-conformance: profilfilen {path} kan ikke leses: {exc}") from exc
-    banks = data.get("banks", {})
-    profile = banks.get(orgnr, {}) if isinstance(banks, dict) else {}
-    if not isinstance(profile, dict):
-        raise pytest.UsageError(f"kfr-conformance: [banks.{orgnr}] i {path} må være en tabell")
-    return profile, path.parent
-
-
 def _load_manual(path: Path | None) -> dict[str, dict[str, str]]:
     if path is None:
         return {}
@@ -185,111 +164,72 @@ def _load_manual(path: Path | None) -> dict[str, dict[str, str]]:
     return {str(k): {kk: str(vv) for kk, vv in v.items()} for k, v in cases.items()}
 
 
-def _secret_from_env(var: str | None, what: str) -> str | None:
-    if not var:
-        return None
-    value = os.environ.get(var)
-    if value is None:
-        raise pytest.UsageError(f"kfr-conformance: miljøvariabelen {var} ({what}) er ikke satt")
-    return value
+_OPTION_NAMES = (
+    "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
+    "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
+    "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
+    "bank_name", "sandbox_data_dir", "ingest_rate",
+)
 
 
 def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
-    from conformance.home import default_sandbox_dir
-    from conformance.kfr import TEST_BASE_URL, TEST_MASKINPORTEN_ISSUER, refuse_production
-    from conformance.runner import new_run_id, resolve_path
+    from conformance.profile import load_settings, open_environment
+    from conformance.runner import new_run_id
     from conformance.suite import default_suite_dir, load_suite
 
-    profile, profile_base = _load_profile(config, orgnr)
-
-    def opt(name: str, key: str | None = None) -> Any:
-        value = config.getoption(name)
-        if value not in (None, ""):
-            return value
-        return profile.get(key or name)
-
-    env_name = opt("kfr_env", "env") or "sandbox"
-    if env_name not in ("sandbox", "test"):
-        raise pytest.UsageError(f"kfr-conformance: ukjent miljø «{env_name}» (sandbox eller test)")
+    # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
+    # for a test path when it guesses the rootdir; the invocation folder is unambiguous.
     here = config.invocation_params.dir
-    suite_dir = resolve_path(opt("suite"), profile_base) or default_suite_dir(here)
+    options = {name: config.getoption(name) for name in _OPTION_NAMES}
     try:
+        settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
+        suite_dir = settings.path("suite") or default_suite_dir(here)
         suite = load_suite(suite_dir)
+        sheet = settings.path("sheet") or suite.sheet
+        if not sheet.is_file():
+            raise UsageError(f"Arket {sheet} finnes ikke.")
+        environment = open_environment(settings)
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
-    sheet = resolve_path(opt("sheet"), Path.cwd()) or suite.sheet
-    if not sheet.is_file():
-        raise pytest.UsageError(f"kfr-conformance: arket {sheet} finnes ikke")
-    base_url = opt("kfr_base_url")
-    issuer = opt("maskinporten_url")
-    for url in (base_url, issuer):
-        if url:
-            try:
-                refuse_production(url)
-            except ConformanceError as exc:
-                raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
-    cert = resolve_path(opt("cert"), profile_base)
-    key = resolve_path(opt("key"), profile_base)
-    cert_password = _secret_from_env(opt("cert_password_env"), "passord til --cert")
-    client_id = opt("client_id")
-    ca_bundle = resolve_path(opt("ca_bundle"), profile_base)
-    alt_scope = opt("alt_scope")
-    ingest_rate = float(opt("ingest_rate") or 250.0)
-    bank_name = opt("bank_name", "name")
-    sandbox = None
+    try:
+        return _controller_state(config, settings, environment, suite_dir, sheet, new_run_id())
+    except BaseException:
+        environment.close()
+        raise
 
-    if env_name == "test":
-        base_url = base_url or TEST_BASE_URL
-        issuer = issuer or TEST_MASKINPORTEN_ISSUER
-        missing = [flag for flag, value in (("--client-id", client_id), ("--cert", cert)) if not value]
-        if missing:
-            raise pytest.UsageError(
-                f"kfr-conformance: --kfr-env=test krever {' og '.join(missing)} "
-                f"(eller i [banks.{orgnr}] i {PROFILE_FILE})"
-            )
-    else:
-        data_dir = resolve_path(opt("sandbox_data_dir"), profile_base) or default_sandbox_dir()
-        from conformance.sandbox import SandboxSettings, issue_bank_credentials, start_sandbox
 
-        name = bank_name or f"Testbank {orgnr} AS"
-        if not base_url:
-            try:
-                sandbox = start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=ingest_rate))
-                sandbox.__enter__()
-            except ConformanceError as exc:
-                raise pytest.UsageError(f"kfr-conformance: sandkassen kunne ikke startes: {exc.diagnostics()}") from exc
-            base_url, issuer = sandbox.kfr_base_url, sandbox.maskinporten_issuer
-        if not cert:
-            creds = issue_bank_credentials(data_dir, orgnr, name, data_dir / "banks" / orgnr)
-            cert, key, client_id, cert_password = creds.p12, None, creds.client_id, creds.password
-            alt_scope = alt_scope or getattr(creds, "alt_scope", None)
-        issuer = issuer or base_url.split("/kar-ws/")[0] + "/maskinporten/"
-        bank_name = name
-
-    credentials = _check_credentials(orgnr, cert, key, cert_password)
-    if not bank_name:
-        bank_name = credentials.subject_name or f"Bank {orgnr}"
-    run_id = new_run_id()
-    reports_dir = resolve_path(opt("reports_dir"), here) or here / "reports"
+def _controller_state(config: pytest.Config, settings: Any, environment: Any, suite_dir: Path,
+                      sheet: Path, run_id: str) -> RunState:
+    orgnr = settings.orgnr
+    credentials = _check_credentials(orgnr, environment.cert_path, environment.key_path,
+                                     environment.cert_password)
+    bank_name = environment.bank_name or credentials.subject_name or f"Bank {orgnr}"
+    try:
+        reports_dir = settings.path("reports_dir") or settings.cwd / "reports"
+        manual = _load_manual(settings.path("manual"))
+        signing_password = settings.secret("signing_cert_password_env", "passord til --signing-cert")
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     results_dir = reports_dir / orgnr / run_id
     results_dir.mkdir(parents=True, exist_ok=True)
-
     env = EnvironmentInfo(
-        env_name=env_name, kfr_base_url=base_url, maskinporten_issuer=issuer,
-        client_id=str(client_id), cert_path=str(cert), key_path=str(key) if key else None,
-        cert_password=cert_password, ca_bundle=str(ca_bundle) if ca_bundle else None,
-        alt_scope=alt_scope, results_dir=str(results_dir), run_id=run_id, ingest_rate=ingest_rate,
+        env_name=environment.env_name, kfr_base_url=environment.kfr_base_url,
+        maskinporten_issuer=environment.maskinporten_issuer, client_id=environment.client_id,
+        cert_path=str(environment.cert_path),
+        key_path=str(environment.key_path) if environment.key_path else None,
+        cert_password=environment.cert_password,
+        ca_bundle=str(environment.ca_bundle) if environment.ca_bundle else None,
+        alt_scope=environment.alt_scope, results_dir=str(results_dir), run_id=run_id,
+        ingest_rate=float(settings.get("ingest_rate", 250.0)),
     )
     state = RunState(
         bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,
-        bindings_path=resolve_path(opt("bindings"), Path.cwd()),
-        manual=_load_manual(resolve_path(opt("manual"), Path.cwd())),
-        env=env, tester=opt("tester") or _login_name(),
-        tester_role=opt("tester_role") or "", contact=opt("contact"),
-        signing_cert=resolve_path(opt("signing_cert"), profile_base),
-        signing_cert_password=_secret_from_env(opt("signing_cert_password_env"), "passord til --signing-cert"),
+        bindings_path=settings.path("bindings"), manual=manual,
+        env=env, tester=settings.get("tester") or _login_name(),
+        tester_role=settings.get("tester_role") or "", contact=settings.get("contact"),
+        signing_cert=settings.path("signing_cert"), signing_cert_password=signing_password,
         is_controller=True, build_pack=not config.getoption("no_pack"),
-        sandbox=sandbox,
+        sandbox=environment.sandbox,
     )
     _read_cases(state)
     from conformance.results import copy_original_sheet
