@@ -295,7 +295,7 @@ _MP_ADVICE: dict[str, str] = {
     "MP-122": "Organisasjonsnummeret i sertifikatet er ikke det klienten er registrert på. Bruk sertifikatet til virksomheten som eier klienten, eller en klient som tilhører sertifikatets virksomhet.",
     "MP-124": "Signaturen på assertion kan ikke verifiseres med sertifikatet. Kontroller at x5c inneholder virksomhetssertifikatet og at nøkkelen hører til det.",
     "MP-130": "Assertion er utløpt eller ikke gyldig ennå. Kontroller maskinens klokke (NTP): iat må ligge innenfor noen sekunder av Maskinportens klokke.",
-    "MP-200": "Klienten har ikke tilgang til scopet. Be Bits om tilgang til scopet, og legg det til på klienten i Samarbeidsportalen.",
+    "MP-200": "Klienten har ikke tilgang til scopet den ba om. Be bare om scope klienten allerede har i Samarbeidsportalen (for skrivetilgang: bits:kundeforhold.write, som Bits gir ved onboarding); for KFR-18 holder det at klienten har ett annet scope enn skrivescopet, eller at testen kjøres uten --alt-scope.",
 }
 _ERROR_ADVICE: dict[str, str] = {
     "invalid_scope": _MP_ADVICE["MP-200"],
@@ -365,7 +365,7 @@ class MaskinportenClient:
 
     # ---- the token request
 
-    def fetch_token(self, scopes: Sequence[str]) -> AccessToken:
+    def fetch_token(self, scopes: Sequence[str], *, role: str = "token") -> AccessToken:
         """Ask Maskinporten for a token now (no cache). Raises AuthError when refused,
         TargetEnvironmentError when Maskinporten cannot be reached or fails (after retries)."""
         scopes = list(scopes)
@@ -379,7 +379,8 @@ class MaskinportenClient:
             sent_at = self.clock()
             try:
                 response = self.http.post(
-                    self.token_endpoint, data=form, headers={"Accept": "application/json"}
+                    self.token_endpoint, data=form, headers={"Accept": "application/json"},
+                    extensions={"kfr_role": role},
                 )
             except httpx.TransportError as exc:
                 last_problem, advice, worth_retrying = describe_transport_error(exc)
@@ -498,8 +499,11 @@ class MaskinportenAuth(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {token.value}"
         response = yield request
         if response.status_code == 401:
-            # The token may have expired mid-run or been revoked: renew it once.
+            # The token may have expired mid-run or been revoked: renew it once. The repeat
+            # is a new request to KFR, so it gets its own CorrelationID (never one used twice).
             self.client.invalidate(self.scopes)
             token = self.client.token(self.scopes)
             request.headers["Authorization"] = f"Bearer {token.value}"
+            if "CorrelationID" in request.headers:
+                request.headers["CorrelationID"] = str(uuid.uuid4())
             yield request

@@ -107,6 +107,14 @@ class CaseResult:
     row: int = 0
     binding: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)  # {"description","ok","detail"}
+    answered_by: str | None = None           # kfr | gateway | maskinporten | other | none
+    identities: list[str] = field(default_factory=list)  # customer IDs the row used
+    attempts: int = 1                        # > 1: the environment failed earlier attempts
+
+    @property
+    def attested(self) -> bool:
+        """Passed on a person's word, not on recorded evidence."""
+        return self.manual and self.outcome is Outcome.PASSED
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,7 +126,8 @@ class CaseResult:
         data = dict(data)
         data["expected"] = Expectation(**data["expected"])
         data["outcome"] = Outcome(data["outcome"])
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

@@ -56,7 +56,7 @@ class ProcessSession:
         with self.recorder.case(spec.case_id):
             ctx = CaseContext(case=spec, config=self.config, kfr=self.kfr,
                               maskinporten=self.maskinporten, progress=progress)
-            result = run_step(spec, step, ctx)
+            result = run_step(spec, step, ctx, self.recorder)
         exchanges = self.recorder.exchanges(spec.case_id)
         result.correlation_ids = correlation_ids(exchanges)
         rel = f"{EVIDENCE_DIR}/{safe_file_name(spec.case_id)}.json"
