@@ -174,7 +174,7 @@ _OPTION_NAMES = (
 
 def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     from conformance.profile import load_settings, open_environment
-    from conformance.runner import new_run_id
+    from conformance.runner import new_run_id, utc_now
     from conformance.suite import default_suite_dir, load_suite
 
     # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
@@ -192,7 +192,11 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     try:
-        return _controller_state(config, settings, environment, suite_dir, sheet, new_run_id())
+        # The run id carries the start time; both come from one reading of the clock.
+        started = utc_now()
+        state = _controller_state(config, settings, environment, suite_dir, sheet, new_run_id(started))
+        state.started = started
+        return state
     except BaseException:
         environment.close()
         raise

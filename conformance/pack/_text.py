@@ -364,6 +364,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "tokenet i {file} er utstedt av {iss}, ikke {issuer}",
         "the token in {file} was issued by {iss}, not {issuer}",
     ),
+    "env.token_consumer": (
+        "tokenet i {file} er ikke utstedt til banken: {reason}",
+        "the token in {file} was not issued to the bank: {reason}",
+    ),
     "env.host_header": (
         "Host-headeren «{host}» stemmer ikke med {url} i {file}",
         "the Host header «{host}» does not match {url} in {file}",

@@ -340,6 +340,7 @@ def _check_environment(ctx: _Context, policy: Any) -> _Check:
     elif name != "sandbox":
         return _Check("environment", False, text("env.name", lang, name=name[:40]))
     problems += _exchange_hosts(ctx.evidence.exchanges, base, issuer, lang)
+    problems += _token_owners(ctx.evidence.exchanges, ctx.manifest.bank_orgnr, lang)
     if problems:
         return _Check("environment", False, text("env.failed", lang, problems=join(problems)))
     if name == "sandbox":
@@ -374,6 +375,21 @@ def _exchange_hosts(exchanges: Iterable[tuple[str, dict[str, Any]]], base: str, 
         if len(problems) >= 5:
             break
     return problems
+
+
+def _token_owners(exchanges: Iterable[tuple[str, dict[str, Any]]], bank: str, lang: str) -> list[str]:
+    """Every token in the evidence was issued to the bank (``consumer`` 0192:<orgnr>): a
+    run recorded as another bank cannot be passed off as this one's."""
+    from conformance import contract
+    from conformance.judge import Exchange
+
+    for file, raw in exchanges:
+        claims = Exchange(raw).token_claims
+        if claims and "consumer" in claims:
+            verdict = contract.token_consumer_is_bank(claims, bank)
+            if not verdict.ok:
+                return [text("env.token_consumer", lang, file=file, reason=verdict.reason)]
+    return []
 
 
 # ---------------------------------------------------------------- attested rows
