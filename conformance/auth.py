@@ -304,6 +304,15 @@ _ERROR_ADVICE: dict[str, str] = {
 }
 
 
+def mp_advice(mp_code: str | None, error: str | None = None) -> str:
+    """What the bank's IT should do about a Maskinporten refusal (Norwegian)."""
+    return (
+        _MP_ADVICE.get(mp_code or "")
+        or _ERROR_ADVICE.get(error or "")
+        or "Se Maskinportens feilsøkingsside for koden, og kontroller klient-ID, sertifikat og scope."
+    )
+
+
 class MaskinportenClient:
     """Gets access tokens from Maskinporten with the JWT grant, and caches them."""
 
@@ -430,13 +439,7 @@ class MaskinportenClient:
         text = " ".join(str(body.get(k) or "") for k in ("error_uri", "error_description", "error"))
         match = _MP_CODE.search(text)
         mp_code = match.group(0) if match else ("MP-200" if error == "invalid_scope" else None)
-        advice = (
-            _MP_ADVICE.get(mp_code or "")
-            or _ERROR_ADVICE.get(error or "")
-            or (
-                "Se Maskinportens feilsøkingsside for koden, og kontroller klient-ID, sertifikat og scope."
-            )
-        )
+        advice = mp_advice(mp_code, error)
         if mp_code == "MP-130" or "expired" in description.lower() or "iat" in description:
             skew = self._clock_skew(response)
             if skew is not None and abs(skew) > CLOCK_TOLERANCE_S / 2:

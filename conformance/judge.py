@@ -538,11 +538,39 @@ def _judge_attempt(judge: JudgeFunc, ev: CaseEvidence) -> Actual:
             status=None, summary=f"Forutsetning feilet: {exc.reason}.")
         return actual.check(exc.description, False, exc.reason)
     except Incomplete as exc:
+        refused = _refused_token(ev)
+        if refused is not None:
+            return refused
         actual = Actual(status=None, summary="Raden ble ikke fullført.")
         if exc.environment:
             actual.environment = exc.reason
             return actual
         return actual.check("beviset viser forespørslene raden krever", False, exc.reason)
+
+
+def _refused_token(ev: CaseEvidence) -> Actual | None:
+    """A row cut short because Maskinporten refused the bank's token request: the bank's
+    setup (client, certificate, scope) is wrong, and the refusal says how."""
+    from conformance.auth import mp_advice
+
+    for ex in ev.exchanges:
+        if ex.operation == "token" and ex.status is not None and 400 <= ex.status < 500:
+            code = mp_code(ex)
+            actual = Actual(
+                status=ex.status, error_code=code, answered_by="maskinporten",
+                summary=f"Maskinporten avviste tokenforespørselen ({code or ex.status}).",
+            )
+            return actual.check(
+                "Maskinporten utsteder token til banken", False,
+                f"{ex.error_message or ''} {mp_advice(code, _json_field(ex, 'error'))}".strip(),
+            )
+    return None
+
+
+def _json_field(ex: Exchange, name: str) -> str | None:
+    data = ex.json
+    value = data.get(name) if isinstance(data, dict) else None
+    return str(value) if value else None
 
 
 def decide(expected: Expectation, judge: JudgeFunc, exchanges: Iterable[dict[str, Any]],

@@ -280,6 +280,26 @@ def _read_cases(state: RunState) -> None:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     state.sheet_info = info
     state.specs = bind_cases(specs, registry, overrides)
+    _check_confirmations(state)
+
+
+def _check_confirmations(state: RunState) -> None:
+    """--manual may confirm rows a person carries out (manual, or with no step), never
+    overrule a row the tool proves with evidence; a bad entry stops the run before row 1."""
+    from conformance.pack.manual import confirmation_problem
+
+    specs = {spec.case_id: spec for spec in state.specs}
+    problems = []
+    for case_id, entry in state.manual.items():
+        spec = specs.get(case_id)
+        if spec is None:
+            problems.append(f"{case_id}: finnes ikke i arket")
+        elif not spec.manual and spec.binding is not None:
+            problems.append(f"{case_id}: er automatisert (trinn {spec.binding}); den bevises med utvekslinger, ikke med en bekreftelse")
+        elif problem := confirmation_problem(case_id, entry):
+            problems.append(problem)
+    if problems:
+        raise pytest.UsageError("kfr-conformance: --manual-filen kan ikke brukes:\n  - " + "\n  - ".join(problems))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -408,7 +428,7 @@ class CaseItem(pytest.Item):
         spec = self.spec
         from conformance import runner
 
-        if spec.manual:
+        if spec.manual or (self.step is None and spec.case_id in state.manual):
             result = runner.manual_result(spec, state.manual.get(spec.case_id))
         elif self.step is None:
             result = runner.not_automated_result(spec)
@@ -513,7 +533,6 @@ def _finish_run(state: RunState) -> None:
     from conformance import runner
     from conformance.results import ordered_results, write_outputs
 
-    info = state.sheet_info
     cases = ordered_results(state.specs, state.results, runner.not_run_result)
     record = RunRecord(
         run_id=state.env.run_id,
@@ -522,8 +541,7 @@ def _finish_run(state: RunState) -> None:
             "name": state.env.env_name, "kfr_base_url": state.env.kfr_base_url,
             "maskinporten_issuer": state.env.maskinporten_issuer,
         },
-        sheet={"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
-               "sha256": getattr(info, "sha256", None) or _sha256(state.sheet_path)},
+        sheet=_sheet_record(state),
         runner={"version": __version__, "python": platform.python_version(),
                 "platform": platform.platform()},
         attestation={"tester": state.tester, "role": state.tester_role,
@@ -555,6 +573,19 @@ def _build_pack(state: RunState):
                                  key_path=Path(state.env.key_path) if state.env.key_path else None)
     return build_pack(state.results_dir, certificate=creds.certificate,
                       private_key=creds.private_key, chain=creds.chain, contact=state.contact)
+
+
+def _sheet_record(state: RunState) -> dict[str, str]:
+    """The sheet as run: name, version, SHA-256, and whether it is the tool's own
+    reconstruction ("bundled") or the sheet the bank supplied ("supplied")."""
+    from conformance.suite import load_suite
+
+    info = state.sheet_info
+    sha = getattr(info, "sha256", None) or _sha256(state.sheet_path)
+    bundled = load_suite(state.suite_dir).sheet
+    source = "bundled" if bundled.is_file() and _sha256(bundled) == sha else "supplied"
+    return {"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
+            "sha256": sha, "source": source}
 
 
 def _sha256(path: Path) -> str:

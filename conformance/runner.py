@@ -190,6 +190,22 @@ def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any) -> Cas
         result.message = (result.message + "\n" + crash).strip()
     result.finished_at = iso(utc_now())
     result.duration_s = round(time.perf_counter() - t0, 4)
+    return redact_result(result, recorder.secrets)
+
+
+def redact_result(result: CaseResult, secrets: tuple[str, ...] = ()) -> CaseResult:
+    """Every free text of a result redacted as the evidence is: a token or password echoed
+    in an error message must not reach run.json, the manifest, the sheet or the terminal."""
+    from conformance.evidence import redact_text
+
+    result.actual = redact_text(result.actual, secrets)
+    result.message = redact_text(result.message, secrets)
+    result.comment = redact_text(result.comment, secrets)
+    result.checks = [
+        {**check, "description": redact_text(str(check.get("description", "")), secrets),
+         "detail": redact_text(str(check.get("detail", "")), secrets)}
+        for check in result.checks
+    ]
     return result
 
 
@@ -209,26 +225,20 @@ def _act(step: Step, ctx: CaseContext) -> str | None:
 
 
 def manual_result(spec: CaseSpec, confirmation: dict[str, str] | None) -> CaseResult:
-    """A manual row: pending until a person confirms it (``--manual FILE``)."""
+    """A row a person carries out: pending until confirmed (``--manual FILE``), then passed
+    or failed on that person's word — counted apart from rows proven by evidence. A row no
+    step can run may be confirmed the same way."""
+    from conformance.pack.manual import confirm_case, confirmation_problem, stamp_now
+
     result = CaseResult(
         case_id=spec.case_id, title=spec.title, expected=spec.expected,
         outcome=Outcome.PENDING, row=spec.row, binding=spec.binding, manual=True,
         actual="Manuell kontroll – ikke bekreftet",
         message="Raden må utføres manuelt og bekreftes med --manual FIL.",
     )
-    if confirmation:
-        status = str(confirmation.get("status", "")).strip().lower()
-        result.confirmed_by = confirmation.get("by") or confirmation.get("who") or None
-        result.comment = confirmation.get("comment", "")
-        if status in {"ok", "passed", "bestått", "godkjent"}:
-            result.outcome = Outcome.PASSED
-            result.actual = "Manuelt bekreftet OK"
-            result.message = ""
-        elif status in {"feilet", "failed", "ikke ok", "fail"}:
-            result.outcome = Outcome.FAILED
-            result.actual = "Manuelt kontrollert: feilet"
-            result.message = result.comment
-    return result
+    if confirmation and confirmation_problem(spec.case_id, confirmation) is None:
+        confirm_case(result, confirmation, stamp_now())
+    return redact_result(result)
 
 
 def not_automated_result(spec: CaseSpec) -> CaseResult:

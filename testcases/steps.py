@@ -671,6 +671,15 @@ def missing_scope(ctx: Any) -> None:
 
 @judge("missing_scope")
 def judge_missing_scope(ev: CaseEvidence) -> Actual:
+    alternative = ev.optional("token-alt", "token")
+    if alternative is not None and alternative.status is not None and 400 <= alternative.status < 500:
+        code = mp_code(alternative)
+        raise Precondition(
+            f"Maskinporten ga ikke token for det alternative scopet ({code or alternative.status}); "
+            "velg et scope klienten allerede har i Samarbeidsportalen (--alt-scope), eller kjør "
+            "uten --alt-scope, så testes KFR-002 med et etatsoppslag",
+            "forutsetning: token med et annet scope enn skrivescopet", alternative,
+        )
     ex = ev.request("main")
     if ex.operation == "add":
         issued = ev.request("token-alt", "token")
