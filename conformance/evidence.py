@@ -247,8 +247,11 @@ class EvidenceRecorder:
     not mix their cases up.
     """
 
-    def __init__(self, journal: Journal | None = None, *, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, journal: Journal | None = None, *, secrets: Iterable[str] = (),
+                 session: int = 1) -> None:
         self.journal = journal
+        # A run continued with --resume records its exchanges as session 2, 3, …
+        self.session = session
         self._current: ContextVar[str | None] = ContextVar(f"kfr_case_{id(self)}", default=None)
         self._attempt: ContextVar[int] = ContextVar(f"kfr_attempt_{id(self)}", default=1)
         self._lock = threading.Lock()
@@ -302,7 +305,7 @@ class EvidenceRecorder:
         with self._lock:
             case_id = self._current.get()
             items = self._by_case.setdefault(case_id, [])
-            exchange = {"case_id": case_id, "seq": len(items) + 1,
+            exchange = {"case_id": case_id, "session": self.session, "seq": len(items) + 1,
                         "attempt": exchange.pop("attempt", None) or self._attempt.get(), **exchange}
             items.append(exchange)
             # Journal inside the lock so the file's order is the recorded order.
@@ -323,11 +326,12 @@ class EvidenceRecorder:
         with self._lock:
             self._by_case.pop(case_id, None)
 
-    def write_case_file(self, case_id: str, path: Path) -> None:
-        """``{"case_id": …, "exchanges": […]}``, written atomically."""
+    def write_case_file(self, case_id: str, path: Path, earlier: Iterable[dict] = ()) -> None:
+        """``{"case_id": …, "exchanges": […]}``, written atomically; ``earlier`` are the
+        case's exchanges from earlier sessions of a resumed run, kept before this one's."""
         from conformance.atomic import atomic_write_bytes
 
-        data = {"case_id": case_id, "exchanges": self.exchanges(case_id)}
+        data = {"case_id": case_id, "exchanges": [*earlier, *self.exchanges(case_id)]}
         text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(Path(path), text.encode("utf-8"))
 

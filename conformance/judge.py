@@ -121,6 +121,11 @@ class Exchange:
         return value if isinstance(value, int) and value > 0 else 1
 
     @property
+    def session(self) -> int:
+        value = self.raw.get("session")
+        return value if isinstance(value, int) and value > 0 else 1
+
+    @property
     def correlation_id(self) -> str | None:
         value = self.raw.get("correlation_id")
         return value if isinstance(value, str) else None
@@ -356,6 +361,13 @@ class CaseEvidence:
         numbers = sorted({v.attempt for v in views}) or [1]
         return [cls([v for v in views if v.attempt == n], bank, n) for n in numbers]
 
+    @staticmethod
+    def sessions(raw: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """A resumed run's exchanges per session, oldest first (one list for a plain run)."""
+        items = [r for r in raw if isinstance(r, dict)]
+        numbers = sorted({Exchange(r).session for r in items}) or [1]
+        return [[r for r in items if Exchange(r).session == n] for n in numbers]
+
     # ---- logical requests
 
     def sent(self, role: str) -> list[Exchange]:
@@ -575,7 +587,20 @@ def _json_field(ex: Exchange, name: str) -> str | None:
 
 def decide(expected: Expectation, judge: JudgeFunc, exchanges: Iterable[dict[str, Any]],
            bank: str) -> Decision:
-    """A row's verdict from its sheet expectation and its recorded exchanges."""
+    """A row's verdict from its sheet expectation and its recorded exchanges. In a resumed
+    run the latest session that ran the row decides; earlier sessions stay in the evidence
+    and are named in the notes."""
+    sessions = CaseEvidence.sessions(exchanges)
+    earlier = [_decide_session(expected, judge, part, bank) for part in sessions[:-1]]
+    decision = _decide_session(expected, judge, sessions[-1], bank)
+    for number, old in enumerate(earlier, start=1):
+        decision.notes.insert(number - 1, f"Økt {number}: {old.outcome.label_nb}"
+                              + (f" ({old.message})" if old.message else ""))
+    return decision
+
+
+def _decide_session(expected: Expectation, judge: JudgeFunc, exchanges: Iterable[dict[str, Any]],
+                    bank: str) -> Decision:
     attempts = CaseEvidence.attempts(exchanges, bank)
     notes: list[str] = []
     for index, ev in enumerate(attempts):

@@ -143,6 +143,8 @@ class RunRecord:
     started_at: str
     finished_at: str
     cases: list[CaseResult] = field(default_factory=list)
+    # One entry per session of a resumed run: {"session", "started_at", "finished_at", "rows"}.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_sandbox(self) -> bool:
@@ -169,6 +171,7 @@ class RunRecord:
             "finished_at": self.finished_at,
             "counts": self.counts(),
             "cases": [c.to_dict() for c in self.cases],
+            "sessions": self.sessions,
         }
 
     def to_json(self) -> bytes:
@@ -188,6 +191,7 @@ class RunRecord:
             started_at=data["started_at"],
             finished_at=data["finished_at"],
             cases=[CaseResult.from_dict(c) for c in data.get("cases", [])],
+            sessions=list(data.get("sessions") or []),
         )
 
     @classmethod

@@ -27,6 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -73,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
     add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
+    add("--resume", metavar="KJØRINGS-ID", help="fortsett en tidligere kjøring (samme pakke): radene som velges (-k, --lf) kjøres på nytt, resten beholdes")
 
 
 # ------------------------------------------------------------------ state
@@ -94,6 +96,7 @@ class EnvironmentInfo:
     results_dir: str
     run_id: str
     ingest_rate: float
+    session: int = 1                         # > 1: a session of a run continued with --resume
 
 
 @dataclass
@@ -122,6 +125,9 @@ class RunState:
     pack_result: Any = None
     record: RunRecord | None = None
     sheet_only: bool = True                  # no test paths given: run the sheet, not tests/
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # earlier sessions (--resume)
+    session_started: dt.datetime | None = None
+    ran_now: set[str] = field(default_factory=set)  # case ids run in this session
 
     @property
     def results_dir(self) -> Path:
@@ -168,7 +174,7 @@ _OPTION_NAMES = (
     "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
-    "bank_name", "sandbox_data_dir", "ingest_rate",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume",
 )
 
 
@@ -188,10 +194,21 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
         sheet = settings.path("sheet") or suite.sheet
         if not sheet.is_file():
             raise UsageError(f"Arket {sheet} finnes ikke.")
+        previous = _previous_run(settings, config.getoption("resume"), sheet)
+        if previous is not None and previous.is_sandbox and not settings.get("kfr_base_url"):
+            # The embedded sandbox keeps its data; it must come back on the same address,
+            # so that one pack names one environment.
+            options["sandbox_port"] = urlsplit(previous.environment["kfr_base_url"]).port
+            settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
         environment = open_environment(settings)
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     try:
+        if previous is not None:
+            _check_resumable(previous, environment)
+            state = _controller_state(config, settings, environment, suite_dir, sheet, previous.run_id)
+            _resume(state, previous)
+            return state
         # The run id carries the start time; both come from one reading of the clock.
         started = utc_now()
         state = _controller_state(config, settings, environment, suite_dir, sheet, new_run_id(started))
@@ -200,6 +217,53 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     except BaseException:
         environment.close()
         raise
+
+
+def _previous_run(settings: Any, run_id: str | None, sheet: Path) -> RunRecord | None:
+    """The run ``--resume`` continues: same bank, same sheet, found in the reports folder."""
+    if not run_id:
+        return None
+    from conformance.results import load_record
+
+    reports_dir = settings.path("reports_dir") or settings.cwd / "reports"
+    folder = reports_dir / settings.orgnr / Path(run_id).name
+    if not (folder / "run.json").is_file():
+        raise UsageError(f"Finner ingen kjøring {run_id} for {settings.orgnr} i {reports_dir}.",
+                         hint=f"Tidligere kjøringer ligger i {reports_dir / settings.orgnr}.")
+    previous = load_record(folder)
+    if previous.bank.get("orgnr") != settings.orgnr:
+        raise UsageError(f"Kjøringen {run_id} gjelder {previous.bank.get('orgnr')}, ikke {settings.orgnr}.")
+    if previous.sheet.get("sha256") != _sha256(sheet):
+        raise UsageError(
+            f"Kjøringen {run_id} ble gjort med et annet testark ({previous.sheet.get('file_name')}, "
+            f"SHA-256 {previous.sheet.get('sha256', '')[:16]}…); én pakke dekker ett ark.",
+            hint="Bruk samme --sheet som i kjøringen, eller start en ny kjøring.",
+        )
+    return previous
+
+
+def _check_resumable(previous: RunRecord, environment: Any) -> None:
+    wanted = (previous.environment.get("name"), previous.environment.get("kfr_base_url"))
+    now = (environment.env_name, environment.kfr_base_url)
+    if wanted != now:
+        raise pytest.UsageError(
+            f"kfr-conformance: kjøringen {previous.run_id} gikk mot {wanted[0]} ({wanted[1]}), "
+            f"denne går mot {now[0]} ({now[1]}); én pakke dekker ett miljø."
+        )
+
+
+def _resume(state: RunState, previous: RunRecord) -> None:
+    """Continue ``previous``: its rows keep their results unless run again now; this
+    session's exchanges are recorded as the next session, after the earlier ones."""
+    from conformance.models import Outcome
+    from conformance.pack.manifest import parse_time
+
+    state.started = parse_time(previous.started_at)
+    state.sessions = list(previous.sessions) or [
+        {"session": 1, "started_at": previous.started_at, "finished_at": previous.finished_at}]
+    state.env.session = max(int(s.get("session", 1)) for s in state.sessions) + 1
+    state.results = {c.case_id: c for c in previous.cases if c.outcome is not Outcome.NOT_RUN}
+    state.session_started = dt.datetime.now(dt.UTC)
 
 
 def _controller_state(config: pytest.Config, settings: Any, environment: Any, suite_dir: Path,
@@ -516,6 +580,7 @@ class _ResultCollector:
             if name == RESULT_PROPERTY:
                 result = CaseResult.from_dict(json.loads(value))
                 self.state.results[result.case_id] = result
+                self.state.ran_now.add(result.case_id)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -550,6 +615,13 @@ def _finish_run(state: RunState) -> None:
         finished_at=runner.iso(dt.datetime.now(dt.UTC)),
         cases=cases,
     )
+    if state.sessions:  # a resumed run: one more session, named by the rows it ran
+        record.sessions = [*state.sessions, {
+            "session": state.env.session,
+            "started_at": runner.iso(state.session_started or state.started),
+            "finished_at": record.finished_at,
+            "rows": sorted(state.ran_now),
+        }]
     written = write_outputs(state.results_dir, record)
     state.finish_notes.extend(written.problems)
     if state.build_pack:

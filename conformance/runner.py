@@ -150,13 +150,15 @@ MAX_ROW_ATTEMPTS = 3  # a row the environment failed is tried again, with fresh 
 ROW_RETRY_PAUSE_S = 1.0
 
 
-def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any) -> CaseResult:
+def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any,
+             earlier: list[dict[str, Any]] | None = None) -> CaseResult:
     """Act, then judge the recorded evidence. Never raises for environment or step problems.
 
     The verdict is :func:`conformance.judge.decide` over exactly the exchanges that go into
     the evidence file, so ``verify`` reaches the same verdict from the pack. A row whose
     attempt ended in an environment failure is tried again (fresh customers, every attempt
-    kept in the evidence), up to ``MAX_ROW_ATTEMPTS``, unless the step forbids it."""
+    kept in the evidence), up to ``MAX_ROW_ATTEMPTS``, unless the step forbids it.
+    ``earlier``: the row's exchanges from earlier sessions of a resumed run."""
     from conformance.judge import decide
 
     started = utc_now()
@@ -166,7 +168,8 @@ def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any) -> Cas
     for number in range(1, attempts + 1):
         with recorder.attempt(number):
             crash = _act(step, ctx)
-        decision = decide(spec.expected, step.judge, recorder.exchanges(spec.case_id), ctx.fid)
+        decision = decide(spec.expected, step.judge,
+                          [*(earlier or ()), *recorder.exchanges(spec.case_id)], ctx.fid)
         if decision.outcome is not Outcome.ERROR or crash is not None or number == attempts:
             break
         ctx.progress(f"feil i testmiljøet ({decision.message}); prøver raden på nytt")

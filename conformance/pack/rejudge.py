@@ -240,7 +240,7 @@ def _journal_names(names: Sequence[str]) -> list[str]:
 
 def _key(exchange: dict[str, Any]) -> tuple[Any, ...]:
     response = exchange.get("response") if isinstance(exchange.get("response"), dict) else {}
-    return (exchange.get("seq"), exchange.get("attempt"), exchange.get("role"),
+    return (exchange.get("session"), exchange.get("seq"), exchange.get("attempt"), exchange.get("role"),
             exchange.get("operation"), exchange.get("correlation_id"),
             exchange.get("started_at"), response.get("status"))
 
