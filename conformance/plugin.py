@@ -74,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
     add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
+    add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
     add("--resume", metavar="KJØRINGS-ID", help="fortsett en tidligere kjøring (samme pakke): radene som velges (-k, --lf) kjøres på nytt, resten beholdes")
 
 
@@ -97,6 +98,7 @@ class EnvironmentInfo:
     run_id: str
     ingest_rate: float
     session: int = 1                         # > 1: a session of a run continued with --resume
+    test_ids: str | None = None              # --test-ids: the bank's own identities
 
 
 @dataclass
@@ -174,7 +176,7 @@ _OPTION_NAMES = (
     "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
-    "bank_name", "sandbox_data_dir", "ingest_rate", "resume",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids",
 )
 
 
@@ -217,6 +219,20 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     except BaseException:
         environment.close()
         raise
+
+
+def _checked_test_ids(settings: Any) -> str | None:
+    """--test-ids read and validated before row 1: a bad line stops the run, with its number."""
+    path = settings.path("test_ids")
+    if path is None:
+        return None
+    from conformance.testids import load_test_ids
+
+    try:
+        load_test_ids(path)
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    return str(path.resolve())
 
 
 def _previous_run(settings: Any, run_id: str | None, sheet: Path) -> RunRecord | None:
@@ -289,6 +305,7 @@ def _controller_state(config: pytest.Config, settings: Any, environment: Any, su
         ca_bundle=str(environment.ca_bundle) if environment.ca_bundle else None,
         alt_scope=environment.alt_scope, results_dir=str(results_dir), run_id=run_id,
         ingest_rate=float(settings.get("ingest_rate", 250.0)),
+        test_ids=_checked_test_ids(settings),
     )
     state = RunState(
         bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,

@@ -95,6 +95,7 @@ class CaseContext:
     progress: Callable[[str], None] = lambda msg: None
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
     write_scope: str = WRITE_SCOPE
+    identities: Any = None              # conformance.testids.TestIdentities (--test-ids), or synthetic
 
     @property
     def fid(self) -> str:
@@ -105,12 +106,18 @@ class CaseContext:
         return self.config.bank_name
 
     def new_fodselsnummer(self) -> str:
+        if self.identities is not None:
+            return self.identities.take("fodselsnummer")
         return synthetic_fodselsnummer(self.rng)
 
     def new_d_nummer(self) -> str:
+        if self.identities is not None:
+            return self.identities.take("d-nummer")
         return synthetic_d_nummer(self.rng)
 
     def new_orgnr(self) -> str:
+        if self.identities is not None:
+            return self.identities.take("orgnr")
         while True:
             value = synthetic_orgnr(self.rng)
             if value != self.fid:

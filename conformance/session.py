@@ -52,13 +52,15 @@ class ProcessSession:
         self.kfr = KfrClient(self.config.kfr_base_url, self.config.bank_orgnr, http=self.http,
                              auth=MaskinportenAuth(self.maskinporten, [WRITE_SCOPE]))
         self._allure = _allure_module(state)
+        self.identities = _test_identities(state)
 
     def run(self, spec: CaseSpec, step: Any, progress: Callable[[str], None]) -> CaseResult:
         rel = f"{EVIDENCE_DIR}/{safe_file_name(spec.case_id)}.json"
         earlier = self._earlier(self.results_dir / rel)
         with self.recorder.case(spec.case_id):
             ctx = CaseContext(case=spec, config=self.config, kfr=self.kfr,
-                              maskinporten=self.maskinporten, progress=progress)
+                              maskinporten=self.maskinporten, progress=progress,
+                              identities=self.identities)
             result = run_step(spec, step, ctx, self.recorder, earlier)
         exchanges = self.recorder.exchanges(spec.case_id)
         result.correlation_ids = correlation_ids([*earlier, *exchanges])
@@ -91,6 +93,25 @@ class ProcessSession:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _test_identities(state: Any) -> Any:
+    """The bank's own test identities (--test-ids), this worker's share; None = synthetic."""
+    import os
+
+    path = getattr(state.env, "test_ids", None)
+    if not path:
+        return None
+    from conformance.home import conformance_home
+    from conformance.testids import load_test_ids
+
+    ledger = conformance_home() / "test-ids" / f"{state.bank_orgnr}-{state.env.env_name}.used"
+    identities = load_test_ids(Path(path), ledger=ledger)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and count > 1:
+        identities = identities.share(int(worker[2:]), count)
+    return identities
 
 
 def _allure_module(state: Any) -> Any:
