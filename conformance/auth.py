@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import re
 import threading
 import time
@@ -85,6 +86,21 @@ def _password_bytes(password: str | bytes | None) -> bytes | None:
     return password.encode("utf-8") if isinstance(password, str) else password
 
 
+_LOADED: dict[str, Credentials] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _cache_key(data: bytes, password: str | bytes | None, key_path: Path | None) -> str:
+    digest = hashlib.sha256(data)
+    digest.update(b"\0" + (_password_bytes(password) or b""))
+    if key_path is not None:
+        try:
+            digest.update(b"\0" + Path(key_path).read_bytes())
+        except OSError:
+            digest.update(b"\0" + str(key_path).encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Credentials:
     """An enterprise certificate with its RSA private key (and any intermediate certificates)."""
@@ -123,14 +139,25 @@ class Credentials:
         same PEM file or in ``key_path``. Raises :class:`CredentialError` with a plain message."""
         path = Path(path)
         data = _read(path, "Sertifikatfilen")
+        # The run, each worker and the pack step all load the same file: decrypting a
+        # PKCS#12 costs tens of milliseconds, so one process does it once per content.
+        key = _cache_key(data, password, key_path)
+        with _LOADED_LOCK:
+            cached = _LOADED.get(key)
+        if cached is not None:
+            return cached
         if _looks_like_pem(data):
-            return cls._from_pem(path, data, password=password, key_path=key_path)
-        if key_path is not None:
+            loaded = cls._from_pem(path, data, password=password, key_path=key_path)
+        elif key_path is not None:
             raise CredentialError(
                 f"{path} er ikke en PEM-fil, men en nøkkelfil ble oppgitt "
                 f"({path} is not PEM; a separate key file only goes with a PEM certificate)."
             )
-        return cls._from_pkcs12(path, data, password)
+        else:
+            loaded = cls._from_pkcs12(path, data, password)
+        with _LOADED_LOCK:
+            _LOADED[key] = loaded
+        return loaded
 
     @classmethod
     def _from_pkcs12(cls, path: Path, data: bytes, password: str | bytes | None) -> Credentials:

@@ -55,6 +55,7 @@ PRODUCTION_MASKINPORTEN_HOSTS = frozenset({"maskinporten.no", "ver2.maskinporten
 DSOPBANK = "DSOPBANK"
 KFR_INGEST_RATE = 250.0  # relationships per second, from the KFR FAQ
 PROGRESS_EVERY_S = 0.5  # how often wait_until_visible reports while it keeps finding ids
+FIRST_POLL_S = 0.015  # the first pause while waiting for ingestion; doubles up to poll_s
 
 
 class _FreshCorrelation(str):
@@ -463,7 +464,7 @@ class KfrClient:
         customer_ids: Sequence[str],
         *,
         timeout_s: float | None = None,
-        poll_s: float = 0.2,
+        poll_s: float = 0.5,
         on_progress: Callable[[int, int], None] | None = None,
         from_date: dt.date | str | None = None,
     ) -> list[str]:
@@ -483,6 +484,7 @@ class KfrClient:
             timeout_s if timeout_s is not None else batch_deadline_s(total, self.ingest_rate)
         )
         last_report = time.monotonic()
+        delay = FIRST_POLL_S
         while missing:
             final = time.monotonic() >= deadline
             still: list[str] = []
@@ -501,7 +503,10 @@ class KfrClient:
                 last_report = time.monotonic()
             if final or not missing:
                 break
-            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+            # A few IDs are readable within milliseconds; a big file takes minutes. Start
+            # polling fast and back off to ``poll_s``.
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, poll_s)
         return missing
 
     def _visible(self, customer: str, from_date: dt.date | str | None) -> bool:
