@@ -68,6 +68,11 @@ def email_blockers(record: RunRecord) -> list[str]:
             f"({_line(record.environment.get('kfr_base_url', ''))}), ikke KFRs testmiljø; "
             "C-3 krever en vellykket kjøring mot testmiljøet (--kfr-env test)."
         )
+    if record.sheet.get("source") == "bundled":
+        blockers.append(
+            "Kjøringen brukte kfr-conformance sitt eget, rekonstruerte testark, ikke arket fra "
+            "Bits; C-3 krever arket Bits sendte banken (kjør med --sheet <arket fra Bits>)."
+        )
     if not record.cases:
         blockers.append("Kjøringen har ingen testtilfeller.")
     for case in record.cases:
@@ -135,7 +140,8 @@ def email_body(record: RunRecord, *, pack_name: str, sheet_name: str | None, con
         f"- Testtilfeller: {total} av {total} bestått"
         + (f" (herav {manual} manuelt bekreftet)" if manual else ""),
         f"- Testark: {_line(record.sheet.get('file_name', ''))}, "
-        f"versjon {_line(record.sheet.get('version', ''))}",
+        f"versjon {_line(record.sheet.get('version', ''))}, "
+        f"SHA-256 {_line(record.sheet.get('sha256', ''))}",
         f"- Miljø: {_line(record.environment.get('name', ''))} "
         f"({_line(record.environment.get('kfr_base_url', ''))})",
         f"- Kjøring: {_line(_run_time(record))}, kjørings-ID {_line(record.run_id)}",
