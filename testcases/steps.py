@@ -239,37 +239,42 @@ def judge_add_orgnr(ev: CaseEvidence) -> Actual:
     return _judge_add_new(ev, "orgnr", "organisasjonsnummer")
 
 
+def _register_then(ctx: Any, send: Any) -> None:
+    """Register a fresh customer (setup), then send the row's request about that customer."""
+    customer = ctx.new_fodselsnummer()
+    if _register(ctx, customer):
+        send(customer)
+
+
+def _judge_registered(ev: CaseEvidence, operation: str, summary: str, what: str) -> tuple[Actual, Exchange]:
+    """The row's main request about the customer its setup registered."""
+    setup = _setup_add(ev)
+    ex = ev.request("main", operation)
+    actual = _own(answer(ex, summary.format(customer=ex.customer_id)), ex, ev)
+    actual.identities = [setup.customer_id or ""]
+    return _same_customer(actual, ex, setup.customer_id, what), ex
+
+
 @step("add_existing", operation="add", status=200, case_ids=["KFR-05"],
       keywords=[("finnes", "eksisterer", "already", "exists", "allerede", "eksisterende")])
 def add_existing(ctx: Any) -> None:
-    customer = ctx.new_fodselsnummer()
-    if _register(ctx, customer):
-        ctx.kfr.add(customer)
+    _register_then(ctx, ctx.kfr.add)
 
 
 @judge("add_existing")
 def judge_add_existing(ev: CaseEvidence) -> Actual:
-    setup = _setup_add(ev)
-    ex = ev.request("main", "add")
-    actual = _own(answer(ex, f"Ny registrering av eksisterende kundeforhold {ex.customer_id}."), ex, ev)
-    actual.identities = [setup.customer_id or ""]
-    return _same_customer(actual, ex, setup.customer_id, "den nye registreringen")
+    return _judge_registered(ev, "add", "Ny registrering av eksisterende kundeforhold {customer}.",
+                             "den nye registreringen")[0]
 
 
 @step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"])
 def lookup_own_bank(ctx: Any) -> None:
-    customer = ctx.new_fodselsnummer()
-    if _register(ctx, customer):
-        ctx.kfr.lookup(customer)
+    _register_then(ctx, ctx.kfr.lookup)
 
 
 @judge("lookup_own_bank")
 def judge_lookup_own_bank(ev: CaseEvidence) -> Actual:
-    setup = _setup_add(ev)
-    ex = ev.request("main", "lookup")
-    actual = _own(answer(ex, f"Oppslag på {ex.customer_id}."), ex, ev)
-    actual.identities = [setup.customer_id or ""]
-    _same_customer(actual, ex, setup.customer_id, "oppslaget")
+    actual, ex = _judge_registered(ev, "lookup", "Oppslag på {customer}.", "oppslaget")
     if ex.status == 200:
         ok, detail = ev.own_listed(ex)
         actual.summary += f" {detail}."
@@ -289,18 +294,12 @@ def judge_lookup_own_bank(ev: CaseEvidence) -> Actual:
 
 @step("end_relationship", operation="end", status=204, case_ids=["KFR-07"])
 def end_relationship(ctx: Any) -> None:
-    customer = ctx.new_fodselsnummer()
-    if _register(ctx, customer):
-        ctx.kfr.end(customer)
+    _register_then(ctx, ctx.kfr.end)
 
 
 @judge("end_relationship")
 def judge_end_relationship(ev: CaseEvidence) -> Actual:
-    setup = _setup_add(ev)
-    ex = ev.request("main", "end")
-    actual = _own(answer(ex, f"Avslutning av kundeforhold {ex.customer_id}."), ex, ev)
-    actual.identities = [setup.customer_id or ""]
-    return _same_customer(actual, ex, setup.customer_id, "avslutningen")
+    return _judge_registered(ev, "end", "Avslutning av kundeforhold {customer}.", "avslutningen")[0]
 
 
 @step("history_after_end", operation="history", status=200, case_ids=["KFR-08"])
