@@ -298,3 +298,46 @@ def test_a_broken_root_profile_does_not_reach_runs_started_by_the_tests(tmp_path
         CONFORMANCE_TESTS_EMPTY_PROFILE=str(empty),
     )
     assert done.returncode != 0 and "kan ikke leses" in done.stdout + done.stderr
+
+
+# --- what the commands print after a real run -----------------------------------------------
+
+RAW_CODES = re.compile(r"\b(passed|failed|error|not_run|not_automated|pending)\b")
+
+
+@pytest.mark.slow
+def test_text_output_of_every_command_names_outcomes_in_norwegian(
+    pytester: pytest.Pytester, sandbox, tmp_path: Path, capsys
+) -> None:
+    """A real sandbox run with rows waiting for confirmation, then every command a bank,
+    Bits or an auditor runs on it: what they print has Norwegian outcome words only."""
+    reports = tmp_path / "reports"
+    pytester.runpytest_inprocess(
+        "--bank=311000004", f"--kfr-base-url={sandbox.kfr_base_url}",
+        f"--maskinporten-url={sandbox.maskinporten_issuer}",
+        f"--sandbox-data-dir={sandbox.data_dir}", f"--reports-dir={reports}",
+        f"--sheet={BUNDLED_SHEET}", "-p", "no:cacheprovider", "-k", "KFR-02 or KFR-09 or KFR-21",
+    )
+    run_dir = next((reports / "311000004").iterdir())
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(sandbox.ca_pem)
+    trust = ["--trust", str(ca), "--allow-sandbox"]
+    archive = ["--archive", str(tmp_path / "arkiv")]
+    capsys.readouterr()
+    for argv in (
+        ["email", str(run_dir)],
+        ["verify", str(run_dir), *trust],
+        ["archive", "add", str(run_dir), *archive, *trust],
+        ["archive", "list", *archive],
+        ["archive", "verify-all", *archive, *trust],
+        ["sheet", str(BUNDLED_SHEET)],
+    ):
+        code = main(argv)
+        out = capsys.readouterr()
+        printed = out.out + out.err
+        assert printed.strip(), argv
+        assert RAW_CODES.findall(printed) == [], (argv, printed)
+        assert "Traceback" not in printed and code in (0, 1), (argv, printed)
+    # The run did leave rows that were not run and rows waiting: the words were there to say.
+    verify_out = main(["verify", str(run_dir), *trust]), capsys.readouterr().out
+    assert "Ikke kjørt" in verify_out[1] or "Manuell – venter på bekreftelse" in verify_out[1]
