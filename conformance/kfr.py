@@ -55,6 +55,7 @@ PRODUCTION_MASKINPORTEN_HOSTS = frozenset({"maskinporten.no", "ver2.maskinporten
 DSOPBANK = "DSOPBANK"
 KFR_INGEST_RATE = 250.0  # relationships per second, from the KFR FAQ
 PROGRESS_EVERY_S = 0.5  # how often wait_until_visible reports while it keeps finding ids
+BATCH_READ_TIMEOUT_S = 120.0  # a 10 MB file is validated in full before KFR answers
 FIRST_POLL_S = 0.015  # the first pause while waiting for ingestion; doubles up to poll_s
 
 
@@ -418,6 +419,8 @@ class KfrClient:
             idempotent=False,
             role=role,
             retry=retry,
+            # KFR validates the whole file before it answers 201: allow it time.
+            read_timeout_s=BATCH_READ_TIMEOUT_S,
         )
 
     # ---- agency operations (other scopes; used to show the bank's token is refused there)
@@ -548,6 +551,7 @@ class KfrClient:
         content: bytes | None = None,
         role: str = "main",
         retry: bool = True,
+        read_timeout_s: float | None = None,
     ) -> KfrResponse:
         """Send with bounded retries. Every attempt is a new request with a new CorrelationID
         (unless the caller fixed one): KFR and Bits' logs see each attempt as what it is, and
@@ -577,6 +581,8 @@ class KfrClient:
                     content=content,
                     auth=request_auth,
                     extensions={"kfr_role": role},
+                    **({"timeout": httpx.Timeout(self.http.timeout.connect, read=read_timeout_s)}
+                       if read_timeout_s else {}),
                 )
             except (
                 httpx.ConnectError,

@@ -499,7 +499,7 @@ def judge_batch_bad_boundary(ev: CaseEvidence) -> Actual:
 def batch_too_large(ctx: Any) -> None:
     """A file just over 10 MB of distinct valid synthetic organisation numbers, sent once and
     never repeated: if an environment accepts it, its IDs are really queued for ingestion."""
-    body = oversize_batch_text(ctx.rng.randrange(1_000_000, 8_000_000), MAX_BATCH_BYTES + 1024)
+    body = oversize_batch_text(ctx.rng.randrange(0, 2_000_000 - 1_350_000), MAX_BATCH_BYTES + 1024)
     response = ctx.kfr.batch(body, retry=False)
     if response.status == 201:
         ctx.note_backlog(len(body) // 10, "KFR-20")
@@ -524,14 +524,16 @@ def judge_batch_too_large(ev: CaseEvidence) -> Actual:
 
 
 def oversize_batch_text(start: int, min_bytes: int) -> str:
-    """Comma-separated distinct valid 9-digit organisation numbers (3xxxxxxxx, a range not
-    handed out) from base ``start``, at least ``min_bytes`` long. One stdnum checksum per ten
-    numbers: the last base digit weighs 2, so its nine siblings follow by adding 2."""
+    """Comma-separated distinct valid 9-digit organisation numbers from the range 38xxxxxxx–
+    39xxxxxxx (not handed out by Brønnøysund, and never used by the rows' own synthetic
+    customers), from base offset ``start``, at least ``min_bytes`` long. One stdnum checksum
+    per ten numbers: the last base digit weighs 2, so its nine siblings follow by adding 2."""
     parts: list[str] = []
     size = -1
     block = start - start % 10
     while size < min_bytes:
-        prefix = f"3{block // 10 % 1_000_000:06d}"
+        base = block // 10 % 200_000  # 200 000 prefixes of seven digits: 38xxxxx and 39xxxxx
+        prefix = f"3{8 + base // 100_000}{base % 100_000:05d}"
         base_sum = _orgnr.checksum(prefix + "00")
         for digit in range(10):
             check = -(base_sum + 2 * digit) % 11

@@ -96,7 +96,7 @@ def test_main_job_runs_the_whole_bundled_sheet_against_the_embedded_sandbox(tmp_
     (tmp_path / "ca.pem").write_text(ca)
     verify = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "verify", str(packs[0]),
-         "--trust", str(tmp_path / "ca.pem"), "--allow-sandbox"],
+         "--trust", str(tmp_path / "ca.pem"), "--allow-sandbox", "--allow-bundled-sheet"],
         env=_env(home), capture_output=True, text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr

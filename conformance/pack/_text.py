@@ -314,8 +314,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "The test sheet «{file}» version {version} (SHA-256 {sha256}); no expectation given.",
     ),
     "sheet.bundled": (
-        "Kjøringen brukte kfr-conformance sitt eget, rekonstruerte testark ({file}), ikke arket fra Bits.",
-        "The run used kfr-conformance's own reconstructed test sheet ({file}), not the sheet from Bits.",
+        "Kjøringen brukte kfr-conformance sitt eget, rekonstruerte testark ({file}), ikke arket fra "
+        "Bits; onboarding krever arket Bits sendte banken (kjør med --sheet <arket fra Bits>).",
+        "The run used kfr-conformance's own reconstructed test sheet ({file}), not the sheet from "
+        "Bits; onboarding needs the sheet Bits sent the bank (run with --sheet <Bits' sheet>).",
     ),
     "sheet.sha256": (
         "Testarket har SHA-256 {actual}, forventet {expected}.",

@@ -68,11 +68,6 @@ def email_blockers(record: RunRecord) -> list[str]:
             f"({_line(record.environment.get('kfr_base_url', ''))}), ikke KFRs testmiljø; "
             "C-3 krever en vellykket kjøring mot testmiljøet (--kfr-env test)."
         )
-    if record.sheet.get("source") == "bundled":
-        blockers.append(
-            "Kjøringen brukte kfr-conformance sitt eget, rekonstruerte testark, ikke arket fra "
-            "Bits; C-3 krever arket Bits sendte banken (kjør med --sheet <arket fra Bits>)."
-        )
     if not record.cases:
         blockers.append("Kjøringen har ingen testtilfeller.")
     for case in record.cases:
