@@ -461,6 +461,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
+        "token uten skrivescope (KFR-002): "
+        + (f"registrering med alternativt scope «{state.env.alt_scope}»" if state.env.alt_scope
+           else "etatsoppslag med skrivetokenet (klienten har ikke oppgitt noe annet scope)"),
     ]
 
 
