@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "conformance.commands.sheet",
     "conformance.commands.pack",
     "conformance.commands.archive",
+    "conformance.commands.batch",
 )
 
 

@@ -7,7 +7,7 @@ is fed exactly such numbers, so the date check here knows the synthetic month of
 :func:`classify` is the reference (python-stdnum's check digits, one call per digit).
 :func:`classify_fast` gives the same answer for every ASCII string about ten times faster,
 from tables built once out of the same weights and the same date rule; it is what the D-3
-file tools use for millions of IDs, and ``tests/test_ids_fast.py`` proves it equal to
+file tools use for millions of IDs, and ``tests/test_firstload_fast_ids.py`` proves it equal to
 :func:`classify` and to python-stdnum on a large random sample.
 """
 

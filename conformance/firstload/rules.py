@@ -127,7 +127,9 @@ def format_count(n: int) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f} s".replace(".", ",")
+    seconds = round(seconds)
     days, rest = divmod(seconds, 86_400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
