@@ -58,7 +58,7 @@ def why_invalid(text: str) -> str:
     """Why ``text`` is not a customer ID, in words a bank's IT can act on."""
     if not text:
         return "mangler ID"
-    if text.startswith("\ufeff"):
+    if text.startswith(("\ufeff", "\u00ef\u00bb\u00bf")):  # a UTF-8 BOM, as text or as bytes read as latin-1
         return "starter med en byte order mark (BOM); lagre filen uten BOM"
     if not (text.isascii() and text.isdigit()):
         return "inneholder andre tegn enn sifre"
