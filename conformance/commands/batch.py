@@ -402,7 +402,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     state_path = args.state or _default_beside(files, f"opplasting-{orgnr}.json")
     total = sum(f.ids for f in files)
     _say(f"{len(files)} filer med {format_count(total)} ID-er er kontrollert; statusfil {state_path}")
-    with StateLock(state_path), _bank_client(args, orgnr, timeout_s=120.0) as (environment, client, outcome):
+    with _bank_client(args, orgnr, timeout_s=120.0) as (environment, client, outcome), StateLock(state_path):
         state = UploadState.open(state_path, _target(environment, orgnr))
         uploader = Uploader(client, outcome, state, rate=args.ingest_rate, max_queued=args.max_queued,
                             resend_unknown=args.resend_unknown, progress=_say)
@@ -424,7 +424,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     files = _checked_files(args.paths, allow_synthetic=True)
     state_path = args.state or _default_beside(files, f"bekreftelse-{orgnr}.json")
     missing_out = args.missing_out or _default_beside(files, f"ikke-synlige-{orgnr}.csv")
-    with StateLock(state_path), _bank_client(args, orgnr, timeout_s=30.0) as (environment, client, _):
+    with _bank_client(args, orgnr, timeout_s=30.0) as (environment, client, _), StateLock(state_path):
         confirmer = Confirmer(client, state_path, _target(environment, orgnr), rate=args.rate,
                               sample=args.sample, seed=args.seed, restart=args.restart, progress=_say)
         result = confirmer.run(files)

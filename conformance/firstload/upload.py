@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from conformance.errors import ConformanceError, TargetEnvironmentError, UsageError
+from conformance.errors import ConformanceError, UsageError
 from conformance.firstload.batchfile import read_batch_file
 from conformance.firstload.rules import KFR_READ_RATE, format_count, format_duration
 from conformance.firstload.state import load_state, parse_utc, save_state, utc_now
@@ -323,9 +323,11 @@ class Uploader:
         self.outcome.last = None
         try:
             response = self.client.batch(content, correlation_id=correlation_id)
-        except TargetEnvironmentError as exc:
+        except ConformanceError as exc:  # environment, Maskinporten, certificate …
             self._after_failure(label, entry, exc)
             return  # not reached: _after_failure raises
+        # Anything else (Ctrl-C mid-request, a crash) leaves the file marked "sending":
+        # the request may have reached KFR, and the next run asks what to do.
         if response.status == 201:
             self.state.record_answer(entry, ACCEPTED, status=201)
             self.progress(f"{label}: godtatt (201 – gyldig, leses inn av KFR i bakgrunnen).")
@@ -339,14 +341,16 @@ class Uploader:
             hint=_refusal_hint(response.status),
         )
 
-    def _after_failure(self, label: str, entry: dict[str, Any], exc: TargetEnvironmentError) -> None:
-        kind, detail = self.outcome.last or ("no_answer", None)
+    def _after_failure(self, label: str, entry: dict[str, Any], exc: ConformanceError) -> None:
+        # No batch POST reached the transport (e.g. Maskinporten refused the token first):
+        # the file was never sent.
+        kind, detail = self.outcome.last or ("not_sent", exc.message)
         if kind == "not_sent":
             self.state.forget_attempt(entry, f"ikke sendt: {detail}")
             raise UploadStopped(
-                f"{label}: kom ikke fram til KFR ({exc.message}). Filen er ikke sendt; "
-                "kjør samme kommando igjen når forbindelsen er i orden.",
-                hint=exc.hint,
+                f"{label}: filen ble ikke sendt: {exc.message}",
+                hint=exc.hint or "Kjør samme kommando igjen når feilen er rettet; "
+                "filer KFR alt har godtatt, sendes ikke på nytt.",
             ) from exc
         if kind == "answered" and detail not in AMBIGUOUS_STATUSES:
             self.state.record_answer(entry, REFUSED, status=int(detail), message=exc.message)
