@@ -266,8 +266,11 @@ def test_bounded_dedup_keeps_the_earliest_value(tmp_path: Path, spill_at: int) -
     assert not list((tmp_path / "tmp").glob("*/*")), "spill files are removed"
 
 
-def test_duplicate_finder_reports_every_occurrence(tmp_path: Path) -> None:
-    keys = [5, 7, 5, 9, 7, 5, 11]
-    finder = DuplicateFinder(partitions=3, spill_at=2, work_dir=tmp_path)
-    finder.add_many(keys, range(len(keys)))
-    assert dict(finder.duplicates()) == {5: [0, 2, 5], 7: [1, 4]}
+def test_duplicate_finder_counts_repeated_keys_across_spills(tmp_path: Path) -> None:
+    keys = [5, 7, 5, 9, 7, 5, 11, 10**10 + 5]
+    finder = DuplicateFinder(partitions=3, spill_at=2, work_dir=tmp_path / "tmp")
+    finder.add_keys(keys[:3])
+    finder.add_keys(keys[3:])
+    assert finder.spills == 2
+    assert dict(finder.duplicates()) == {5: 3, 7: 2}
+    assert not list((tmp_path / "tmp").glob("*/*"))

@@ -73,6 +73,16 @@ def test_every_problem_is_found_with_its_position(tmp_path: Path) -> None:
     assert report.ids == 5  # a, a, b, b, org (duplicates are valid IDs, counted where they stand)
 
 
+def test_duplicates_count_only_elements_that_passed(tmp_path: Path) -> None:
+    org = "988077917"
+    path = _write(tmp_path / "a.txt", f"{org}#2019-02-30,{org},{org}#2020-01-01")
+    report = check_files([path], today=TODAY)
+    problems = [(p.element, p.reason) for p in report.problems]
+    assert problems == [(1, "dato som ikke finnes: «2019-02-30»"),
+                        (3, "duplikat: står også som element 2 i samme fil")]
+    assert report.duplicates == 1 and report.ids == 2
+
+
 def test_synthetic_ids_are_errors_unless_allowed(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.txt", f"{ids.synthetic_fodselsnummer(random.Random(1))},988077917")
     refused = check_files([path], today=TODAY)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +29,12 @@ from conformance.firstload.rules import (
     id_problem,
     oslo_today,
 )
-from conformance.ids import IdKind, classify_fast, is_synthetic
+from conformance.ids import IdKind, classify_fast_many, is_synthetic
 
 __all__ = ["CheckReport", "FileCheck", "Problem", "check_files"]
 
 PROBLEMS_KEPT = 1000
-POSITION_BITS = 40  # a reference is file index << 40 | element number
+DUPLICATES_LOCATED = 100_000  # beyond this many duplicated IDs, only counted
 
 
 @dataclass(frozen=True)
@@ -128,30 +128,62 @@ def check_files(
         raise UsageError(f"Kan ikke lese {exc.filename}: {exc.strerror}") from exc
     finder = DuplicateFinder(partitions=partitions_for(total_bytes // 10), work_dir=work_dir)
     try:
-        for index, path in enumerate(paths):
-            report.files.append(_check_one(Path(path), index, allow_synthetic, dates, finder, collect, max_bytes))
-        names = [f.name for f in report.files]
-        for key, refs in finder.duplicates():
-            first_file, first_element = divmod(refs[0], 1 << POSITION_BITS)
-            customer = f"{key:011d}" if key >= 1_000_000_000 else f"{key:09d}"
-            for ref in refs[1:]:
-                file_index, element = divmod(ref, 1 << POSITION_BITS)
-                report.duplicates += 1
-                report.files[file_index].errors += 1
-                same = " i samme fil" if file_index == first_file else f" i {names[first_file]}"
-                collect(
-                    Problem(names[file_index], element,
-                            f"duplikat: står også som element {first_element}{same}", customer),
-                    "duplikat",
-                )
+        for path in paths:
+            report.files.append(_check_one(Path(path), allow_synthetic, dates, finder, collect, max_bytes))
+        repeated: dict[str, int] = {}
+        for key, seen in finder.duplicates():
+            report.duplicates += seen - 1
+            if len(repeated) < DUPLICATES_LOCATED:
+                repeated[f"{key:011d}" if key >= 1_000_000_000 else f"{key:09d}"] = seen
     finally:
         finder.close()
+    if repeated:
+        _locate_duplicates(report, repeated, dates, collect)
+    unlocated = report.duplicates - sum(seen - 1 for seen in repeated.values())
+    if unlocated:
+        report.errors += unlocated
+        report.reasons["duplikat"] += unlocated
     return report
+
+
+def _locate_duplicates(
+    report: CheckReport, repeated: dict[str, int], dates: StartDates, collect: _Collector
+) -> None:
+    """A second pass for the duplicated IDs only: where each stands, first one named.
+    Elements refused for their date were not counted in the first pass and are skipped."""
+    first_seen: dict[str, tuple[str, int]] = {}
+    for file in report.files:
+        number = 0
+        for element in _elements(file.path):
+            number += 1
+            customer, sep, day = element.partition("#")
+            if customer not in repeated or (sep and dates.check(day).__class__ is not int):
+                continue
+            earlier = first_seen.get(customer)
+            if earlier is None:
+                first_seen[customer] = (file.name, number)
+                continue
+            same = " i samme fil" if earlier[0] == file.name else f" i {earlier[0]}"
+            file.errors += 1
+            collect(Problem(file.name, number,
+                            f"duplikat: står også som element {earlier[1]}{same}", customer),
+                    "duplikat")
+
+
+def _elements(path: Path) -> Iterator[str]:
+    """The elements as the checks saw them (the last one without trailing whitespace)."""
+    with open(path, "rb") as handle:
+        carry = ""
+        while chunk := handle.read(READ_CHUNK):
+            parts = (carry + chunk.decode("latin-1")).split(",")
+            carry = parts.pop()
+            yield from parts
+    if carry.rstrip():
+        yield carry.rstrip()
 
 
 def _check_one(
     path: Path,
-    index: int,
     allow_synthetic: bool,
     dates: StartDates,
     finder: DuplicateFinder,
@@ -177,7 +209,7 @@ def _check_one(
             "for stor fil",
         )
     counts = {IdKind.FODSELSNUMMER: 0, IdKind.D_NUMMER: 0, IdKind.ORGNR: 0}
-    scan = _Scanner(name, index, allow_synthetic, dates, finder, collect, result, counts)
+    scan = _Scanner(name, allow_synthetic, dates, finder, collect, result, counts)
     try:
         with open(path, "rb") as handle:
             carry = ""
@@ -198,7 +230,6 @@ def _check_one(
                             "KFR-formatet trenger det ikke", warning=True), "avsluttende tegn")
     if tail:
         scan([tail])
-    scan.flush()
     result.elements = scan.number
     result.ids = sum(counts.values())
     result.by_kind.update({k: v for k, v in counts.items() if v})
@@ -206,46 +237,43 @@ def _check_one(
 
 
 class _Scanner:
-    """The hot loop: judges elements and hands valid IDs to the duplicate finder."""
+    """The hot loop: judges elements and hands valid IDs to the duplicate finder. IDs are
+    classified a chunk at a time (:func:`classify_fast_many`), so the loop here does only
+    dates, counting and bookkeeping."""
 
-    def __init__(self, name: str, index: int, allow_synthetic: bool, dates: StartDates,
+    def __init__(self, name: str, allow_synthetic: bool, dates: StartDates,
                  finder: DuplicateFinder, collect: _Collector, result: FileCheck,
                  counts: dict[IdKind, int]) -> None:
-        self.name, self.base, self.allow_synthetic = name, index << POSITION_BITS, allow_synthetic
+        self.name, self.allow_synthetic = name, allow_synthetic
         self.dates, self.finder, self.collect, self.result, self.counts = dates, finder, collect, result, counts
         self.number = 0
-        self.keys: list[int] = []
-        self.refs: list[int] = []
 
     def __call__(self, elements: list[str]) -> None:
-        number, base, counts = self.number, self.base, self.counts
-        keys, refs = self.keys, self.refs
-        allow_synthetic, check_date = self.allow_synthetic, self.dates.check
-        for element in elements:
+        number, counts = self.number, self.counts
+        allow_synthetic = self.allow_synthetic
+        known_dates, check_date = self.dates.known, self.dates.check
+        parts = [element.partition("#") for element in elements]
+        kinds = classify_fast_many([part[0] for part in parts])
+        keys: list[int] = []
+        append = keys.append
+        for (customer, sep, day), kind in zip(parts, kinds, strict=True):
             number += 1
-            customer, sep, day = element.partition("#")
-            kind = classify_fast(customer)
             if kind is None or (not allow_synthetic and is_synthetic(customer)):
-                self._element_problem(number, element)
+                self._element_problem(number, customer + sep + day)
                 continue
             if sep:
-                verdict = check_date(day)
-                if type(verdict) is not int:
+                verdict = known_dates.get(day)
+                if verdict is None:
+                    verdict = check_date(day)
+                if verdict.__class__ is not int:
                     self.result.errors += 1
-                    self.collect(Problem(self.name, number, str(verdict), element[:40]),
+                    self.collect(Problem(self.name, number, str(verdict), (customer + sep + day)[:40]),
                                  "startdato etter i dag" if "etter i dag" in str(verdict) else "ugyldig startdato")
                     continue
             counts[kind] += 1
-            keys.append(int(customer))
-            refs.append(base | number)
+            append(int(customer))
         self.number = number
-        if len(keys) >= 65_536:
-            self.flush()
-
-    def flush(self) -> None:
-        self.finder.add_many(self.keys, self.refs)
-        self.keys.clear()
-        self.refs.clear()
+        self.finder.add_keys(keys)
 
     def _element_problem(self, number: int, element: str) -> None:
         """Say what is wrong with an element whose ID did not pass (the slow path)."""

@@ -123,18 +123,27 @@ class EarliestByKey(_PartitionedPairs):
 
 
 class DuplicateFinder(_PartitionedPairs):
-    """Finds keys added more than once; the values are where they were seen."""
+    """Counts keys added more than once. Only keys are kept (the values column stays
+    empty): where each duplicate stands is found afterwards, for the few there are."""
 
-    def duplicates(self) -> Iterator[tuple[int, list[int]]]:
-        """``(key, [value, …])`` in the order added, for every key seen more than once."""
+    def add_keys(self, keys: Iterable[int]) -> None:
+        buffers, p = self._keys, self.partitions
+        count = 0
+        for key in keys:
+            buffers[key % p].append(key)
+            count += 1
+        self.added += count
+        self._buffered += count
+        if self._buffered >= self.spill_at:
+            self._spill()
+
+    def duplicates(self) -> Iterator[tuple[int, int]]:
+        """``(key, times seen)`` for every key seen more than once."""
         for index in range(self.partitions):
-            keys, values = self._partition(index)
+            keys, _ = self._partition(index)
             if len(set(keys)) == len(keys):  # the common case, at C speed
                 continue
-            repeated = {key for key, n in Counter(keys).items() if n > 1}
-            found: dict[int, list[int]] = {}
-            for key, value in zip(keys, values, strict=True):
-                if key in repeated:
-                    found.setdefault(key, []).append(value)
-            yield from found.items()
+            for key, seen in Counter(keys).items():
+                if seen > 1:
+                    yield key, seen
         self.close()

@@ -93,17 +93,17 @@ class StartDates:
 
     def __init__(self, today: dt.date) -> None:
         self.today = today
-        self._seen: dict[str, int | str] = {}
+        self.known: dict[str, int | str] = {}  # read directly by hot loops: one dict lookup
 
     def check(self, text: str) -> int | str:
         """The date's ordinal, or the reason it is refused (a ``str``)."""
-        known = self._seen.get(text)
+        known = self.known.get(text)
         if known is not None:
             return known
         verdict = self._judge(text)
-        if len(self._seen) >= self.MAX_REMEMBERED:
-            self._seen.clear()
-        self._seen[text] = verdict
+        if len(self.known) >= self.MAX_REMEMBERED:
+            self.known.clear()
+        self.known[text] = verdict
         return verdict
 
     def _judge(self, text: str) -> int | str:

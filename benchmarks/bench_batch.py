@@ -1,0 +1,296 @@
+"""First load (D-3): ``batch build`` on a 5-million-line export, ``batch check`` speed, and
+the fast identifier check against python-stdnum.
+
+    python3 benchmarks/bench_batch.py [--lines 5000000] [--work /tmp/batch-bench] [--no-write]
+
+1. Writes a synthetic core-system export (semicolon CSV: ID, start date in two formats or
+   empty, end date, status) of ``--lines`` rows: 90 % current relationships with unique
+   Tenor-style IDs (fødselsnummer, D-nummer, 5 % organisasjonsnummer), 3 % duplicates of a
+   recent ID with the same or a later date, 4 % ended, 2 % wrong check digit, 1 % impossible
+   start date. While writing it keeps the expected counts and an order-independent
+   checksum of the expected output (``id#date`` of every current ID, earliest date).
+2. Runs ``kfr-conformance batch build`` as its own process; wall time and peak RSS
+   (``wait4``). Then reads every file back: each ≤ the limit, and count and checksum equal
+   to the expected set (round trip); the printed summary's counts equal the generator's.
+3. Runs ``kfr-conformance batch check`` on the files (its own process): the IDs/s it
+   reports (timed inside, without interpreter start-up), wall time and peak RSS.
+4. Times ``classify`` (python-stdnum) and ``classify_fast`` on 1 million IDs in this process.
+
+Goals (issue 10): build streams in bounded memory; check ≥ 200 000 IDs/s. Figures go to
+the "## First load (D-3)" section of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from conformance import ids  # noqa: E402
+from conformance.firstload.rules import MAX_CUSTOMERS_BYTES  # noqa: E402
+
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+SECTION = "## First load (D-3)"
+MASK = (1 << 64) - 1
+W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
+W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+ORG_W = (3, 2, 7, 6, 5, 4, 3, 2)
+
+
+def _digest(entry: str) -> int:
+    return int.from_bytes(hashlib.blake2b(entry.encode(), digest_size=8).digest(), "big")
+
+
+class IdSource:
+    """Unique synthetic IDs in a fixed order: (date prefix, individual number) pairs never
+    repeat; check digits from precomputed partial sums."""
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(seed)
+        prefixes = []
+        for offset in range(365 * 60):
+            day = dt.date(1940, 1, 1) + dt.timedelta(days=offset)
+            for d_number in (False, True):
+                prefixes.append(f"{day.day + (40 if d_number else 0):02d}{day.month + 80:02d}{day.year % 100:02d}")
+        rng.shuffle(prefixes)
+        self.prefixes = [(p, sum(w * int(c) for w, c in zip(W1, p, strict=False)),
+                          sum(w * int(c) for w, c in zip(W2, p, strict=False))) for p in prefixes]
+        self.individual = [(f"{i:03d}", sum(w * int(c) for w, c in zip(W1[6:], f"{i:03d}", strict=True)),
+                            sum(w * int(c) for w, c in zip(W2[6:9], f"{i:03d}", strict=True)))
+                           for i in range(1000)]
+        self.position = 0
+        self.org = 3_000_000
+
+    def person(self) -> str:
+        while True:
+            n = self.position
+            self.position += 1
+            prefix, p1, p2 = self.prefixes[n % len(self.prefixes)]
+            individual, i1, i2 = self.individual[n // len(self.prefixes)]
+            k1 = (11 - (p1 + i1) % 11) % 11
+            if k1 == 10:
+                continue
+            k2 = (11 - (p2 + i2 + 2 * k1) % 11) % 11
+            if k2 == 10:
+                continue
+            return f"{prefix}{individual}{k1}{k2}"
+
+    def orgnr(self) -> str:
+        while True:
+            digits = f"3{self.org:07d}"
+            self.org += 1
+            check = (11 - sum(w * int(c) for w, c in zip(ORG_W, digits, strict=True)) % 11) % 11
+            if check != 10:
+                return digits + str(check)
+
+
+def write_export(path: Path, lines: int, seed: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    source = IdSource(seed)
+    dates = [dt.date(2000, 1, 1) + dt.timedelta(days=i * 3) for i in range(3000)]
+    counts = {"rows": lines, "rejected": 0, "ended": 0, "duplicates": 0, "unique": 0, "checksum": 0}
+    recent: list[tuple[str, int]] = []
+    checksum = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("Kunde-ID;Startdato;Sluttdato;Status\n")
+        buffer = []
+        for _ in range(lines):
+            r = rng.random()
+            customer = source.orgnr() if rng.random() < 0.05 else source.person()
+            if r < 0.02:
+                bad = customer[:-1] + str((int(customer[-1]) + 1) % 10)
+                buffer.append(f"{bad};2015-01-01;;Aktiv\n")
+                counts["rejected"] += 1
+            elif r < 0.03:
+                buffer.append(f"{customer};31.02.2020;;Aktiv\n")
+                counts["rejected"] += 1
+            elif r < 0.07:
+                buffer.append(f"{customer};2010-01-01;2020-01-01;Avsluttet\n")
+                counts["ended"] += 1
+            elif r < 0.10 and recent:
+                earlier, index = recent[rng.randrange(len(recent))]
+                later = dates[min(len(dates) - 1, index + rng.randrange(0, 3))]
+                buffer.append(f"{earlier};{later.isoformat()};;Aktiv\n")
+                counts["duplicates"] += 1
+            else:
+                if rng.random() < 0.1:
+                    buffer.append(f"{customer};;;\n")
+                    entry = customer
+                else:
+                    index = rng.randrange(len(dates))
+                    start = dates[index]
+                    text = start.isoformat() if rng.random() < 0.5 else start.strftime("%d.%m.%Y")
+                    buffer.append(f"{customer};{text};;Aktiv\n")
+                    entry = f"{customer}#{start.isoformat()}"
+                    if len(recent) < 1000:
+                        recent.append((customer, index))
+                    else:
+                        recent[rng.randrange(1000)] = (customer, index)
+                counts["unique"] += 1
+                checksum = (checksum + _digest(entry)) & MASK
+            if len(buffer) >= 10_000:
+                out.write("".join(buffer))
+                buffer = []
+        out.write("".join(buffer))
+    counts["checksum"] = checksum
+    return counts
+
+
+def run_measured(command: list[str], work: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of a child process. The child is reaped with
+    ``wait4`` here (not by subprocess), so its own ``ru_maxrss`` is what is reported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out_path, err_path = work / "child.out", work / "child.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stdout = out_path.read_text()
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{command} failed ({process.returncode}):\n{stdout}\n{err_path.read_text()}")
+    return seconds, usage.ru_maxrss / 1024, stdout
+
+
+def read_back(out_dir: Path) -> tuple[int, int, int, int]:
+    count = checksum = 0
+    largest = 0
+    files = sorted(out_dir.glob("kfr-batch-*.txt"))
+    for path in files:
+        data = path.read_bytes()
+        largest = max(largest, len(data))
+        for entry in data.decode("ascii").split(","):
+            count += 1
+            checksum = (checksum + _digest(entry)) & MASK
+    return count, checksum, len(files), largest
+
+
+def classify_rates(n: int = 1_000_000) -> tuple[float, float]:
+    source = IdSource(99)
+    values = [source.person() for _ in range(n)]
+    started = time.perf_counter()
+    for v in values:
+        ids.classify(v)
+    slow = n / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for v in values:
+        ids.classify_fast(v)
+    fast = n / (time.perf_counter() - started)
+    return slow, fast
+
+
+def write_section(text: str) -> None:
+    current = PERFORMANCE_DOC.read_text("utf-8") if PERFORMANCE_DOC.exists() else "# Performance\n"
+    start = current.find(f"\n{SECTION}\n")
+    if start < 0:
+        updated = current.rstrip("\n") + "\n\n" + text
+    else:
+        end = current.find("\n## ", start + len(SECTION) + 2)
+        updated = current[: start + 1] + text + (current[end + 1 :] if end >= 0 else "")
+    PERFORMANCE_DOC.write_text(updated, "utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=5_000_000)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/batch-bench"))
+    parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    export, out = args.work / "eksport.csv", args.work / "ut"
+    started = time.perf_counter()
+    expected = write_export(export, args.lines, args.seed)
+    generate_s = time.perf_counter() - started
+    export_mb = export.stat().st_size / 1048576
+    print(f"export: {args.lines:,} lines, {export_mb:.0f} MiB in {generate_s:.0f} s", flush=True)
+
+    cli = [sys.executable, "-m", "conformance.cli", "batch"]
+    build_s, build_rss, _ = run_measured(
+        [*cli, "build", "--in", str(export), "--out-dir", str(out), "--allow-synthetic"], args.work)
+    summary = json.loads((out / "sammendrag.json").read_text())
+    count, checksum, files, largest = read_back(out)
+    round_trip = count == expected["unique"] and checksum == expected["checksum"]
+    counts_ok = (summary["rejected"], summary["ended_left_out"], summary["duplicate_rows_removed"],
+                 summary["unique_ids"]) == (expected["rejected"], expected["ended"],
+                                            expected["duplicates"], expected["unique"])
+    print(f"build: {build_s:.1f} s, peak RSS {build_rss:.0f} MiB, {files} files, largest {largest:,} B, "
+          f"round trip {'equal' if round_trip else 'DIFFERENT'}, counts {'equal' if counts_ok else 'DIFFERENT'}",
+          flush=True)
+
+    check_s, check_rss, check_out = run_measured([*cli, "check", str(out), "--allow-synthetic"], args.work)
+    match = re.search(r"Kontrollert på ([\d.]+) s \(([\d ]+) ID-er/s\)", check_out)
+    check_inside_s = float(match.group(1)) if match else float("nan")
+    check_rate = count / check_inside_s if match else float("nan")
+    check_ok = "Filene følger KFRs format" in check_out
+    print(f"check: {check_rate:,.0f} IDs/s inside, {check_s:.1f} s wall, peak RSS {check_rss:.0f} MiB, "
+          f"{'valid' if check_ok else 'INVALID'}", flush=True)
+
+    slow, fast = classify_rates()
+    print(f"classify (python-stdnum): {slow:,.0f}/s; classify_fast: {fast:,.0f}/s", flush=True)
+
+    today = time.strftime("%Y-%m-%d")
+    verdict = "met" if check_rate >= 200_000 else "MISSED"
+    text = f"""{SECTION}
+
+Command: `python3 benchmarks/bench_batch.py` (last run {today}, Python {platform.python_version()},
+{os.cpu_count()} cores shared with other work, local ext4 under /tmp).
+
+Method: the script writes a synthetic core-system export of {args.lines:,} lines ({export_mb:.0f} MiB,
+semicolon CSV with ID, start date as ISO or `dd.mm.yyyy` or empty, end date, status): 90 %
+current relationships with unique Tenor-style IDs (5 % organisasjonsnummer), 3 % duplicates
+of a recent ID with the same or a later date, 4 % ended, 2 % wrong check digit, 1 %
+impossible start date. `batch build` and `batch check` then run as their own processes;
+peak memory is the child's `ru_maxrss` from `wait4`. The round trip reads every file back
+and compares the count and an order-independent checksum (sum of BLAKE2b-64 of every
+`id#date`) with what the generator expects; the summary's counts are compared too. The
+check rate is the one `batch check` prints (timed inside the process, without start-up).
+
+| measure | result | goal |
+|---|---|---|
+| `batch build`, {args.lines:,} lines | {build_s:.0f} s wall = {args.lines / build_s:,.0f} lines/s | streaming |
+| `batch build` peak memory (RSS) | {build_rss:.0f} MiB | bounded |
+| files written | {files}, largest {largest:,} bytes (limit {MAX_CUSTOMERS_BYTES:,}) | ≤ 10 MB each |
+| round trip / counts | {"equal" if round_trip else "DIFFERENT"} ({count:,} IDs) / {"equal" if counts_ok else "DIFFERENT"} | equal |
+| `batch check` on those files | {check_rate:,.0f} IDs/s ({check_inside_s:.1f} s; {check_s:.1f} s wall) | ≥ 200 000 IDs/s — {verdict} |
+| `batch check` peak memory (RSS) | {check_rss:.0f} MiB | bounded |
+| `ids.classify` (python-stdnum), 1 M IDs | {slow:,.0f} IDs/s | |
+| `ids.classify_fast`, same IDs | {fast:,.0f} IDs/s | |
+
+Notes: duplicates are found without a set of all IDs: every (ID, value) pair goes to one of
+P partitions (`ID % P`, P from the input size, ~200 000 pairs each), buffered in
+`array('q')` and spilled to a temporary file per partition at 1 M buffered pairs; each
+partition is then read back alone (`conformance/firstload/dedup.py`). Memory is therefore
+the buffers (16 MiB) plus one partition, whatever the export's length; a Python set of
+5 M IDs alone would take ~350 MB. `classify_fast` replaces python-stdnum's per-digit
+loops with three table lookups per check digit sum (weights and date rule unchanged,
+proven equal in `tests/test_firstload_fast_ids.py`). Build time is mostly the csv module
+and per-row Python work (~5 µs a row).
+"""
+    print(text)
+    if not args.no_write:
+        write_section(text)
+        print(f"written to {PERFORMANCE_DOC}")
+    if not args.no_write and (not round_trip or not counts_ok or not check_ok):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
