@@ -42,7 +42,7 @@ from conformance.firstload.rules import (
     oslo_today,
     why_invalid,
 )
-from conformance.ids import IdKind, classify_fast, is_synthetic
+from conformance.ids import IdKind, classify_fast_many, is_synthetic
 
 __all__ = ["REJECTED_CSV", "SUMMARY_JSON", "BuildOptions", "BuildSummary", "build_first_load"]
 
@@ -50,7 +50,8 @@ REJECTED_CSV = "avviste-linjer.csv"
 SUMMARY_JSON = "sammendrag.json"
 NO_DATE = 1 << 40  # sorts after every real date: a dated row wins over an undated one
 EXAMPLES_KEPT = 20
-BATCH_ROWS = 65_536
+BATCH_ROWS = 65_536  # entries handed to the file writer at a time
+_UNSEEN: Any = object()
 SMALLEST_LINE = 12  # an 11-digit ID and a newline: the most rows an export of n bytes can hold
 
 R_SYNTHETIC = "syntetisk test-ID (tillatt bare med --allow-synthetic)"
@@ -142,12 +143,6 @@ def _prepare_out_dir(out_dir: Path) -> None:
         raise UsageError(f"Kan ikke lage mappen {out_dir}: {exc.strerror or exc}") from exc
 
 
-def _kind_of_key(key: int) -> IdKind:
-    if key < 1_000_000_000:
-        return IdKind.ORGNR
-    return IdKind.D_NUMMER if key // 10_000_000_000 >= 4 else IdKind.FODSELSNUMMER
-
-
 def build_first_load(export: Path, out_dir: Path, options: BuildOptions | None = None) -> BuildSummary:
     """Read ``export`` and write the batch files, ``avviste-linjer.csv`` and
     ``sammendrag.json`` into ``out_dir`` (which must not hold an earlier build)."""
@@ -194,11 +189,11 @@ def _read_rows(
     rejected: Any,
 ) -> None:
     dates = DateReader(options.date_format)
+    known_dates = dates.known
     statuses = StatusReader(set(options.ended_statuses), set(options.active_statuses))
+    status_seen: dict[str, bool | None] = {"": False}
     allow_synthetic = options.allow_synthetic
     today_ordinal = today.toordinal()
-    keys: list[int] = []
-    starts: list[int] = []
     reasons = summary.rejected_by_reason
     examples = summary.rejected_examples
 
@@ -209,48 +204,56 @@ def _read_rows(
         if len(examples) < EXAMPLES_KEPT:
             examples.append((line, detail or category))
 
-    for row in reader:
-        summary.rows += 1
-        customer = row.customer_id
-        if not customer.isdigit():
-            customer = customer.replace(" ", "").replace("-", "").replace(":", "")
-        kind = classify_fast(customer)
-        if kind is None:
-            reason = why_invalid(customer)
-            reject(row.line, row.customer_id, reason)
-            continue
-        if not allow_synthetic and is_synthetic(customer):
-            reject(row.line, row.customer_id, R_SYNTHETIC)
-            continue
-        start = dates.read(row.start) if row.start else None
-        if isinstance(start, str):
-            reject(row.line, row.customer_id, R_START, f"{R_START}: {start}")
-            continue
-        end = dates.read(row.end) if row.end else None
-        if isinstance(end, str):
-            reject(row.line, row.customer_id, R_END, f"{R_END}: {end}")
-            continue
-        ended = statuses.is_ended(row.status) if row.status else False
-        if ended is None:
-            reject(row.line, row.customer_id, R_STATUS, f"{R_STATUS} «{row.status[:30]}» (se --ended-status/--active-status)")
-            continue
-        if ended or (end is not None and end.toordinal() <= today_ordinal):
-            summary.ended += 1
-            continue
-        if start is None:
-            start_ordinal = NO_DATE
-        else:
-            start_ordinal = start.toordinal()
-            if start_ordinal > today_ordinal:
-                reject(row.line, row.customer_id, R_START_FUTURE,
-                       f"{R_START_FUTURE} ({start.isoformat()}): førstegangslasten gjelder eksisterende kundeforhold")
+    for rows in reader.chunks():
+        summary.rows += len(rows)
+        customers = [
+            raw if raw.isdigit() else raw.replace(" ", "").replace("-", "").replace(":", "")
+            for _, raw, _, _, _ in rows
+        ]
+        keys: list[int] = []
+        starts: list[int] = []
+        for (line, raw, start_text, end_text, status), customer, kind in zip(
+            rows, customers, classify_fast_many(customers), strict=True
+        ):
+            if kind is None:
+                reject(line, raw, why_invalid(customer))
                 continue
-        keys.append(int(customer))
-        starts.append(start_ordinal)
-        if len(keys) >= BATCH_ROWS:
-            table.add_many(keys, starts)
-            keys, starts = [], []
-    if keys:
+            if not allow_synthetic and is_synthetic(customer):
+                reject(line, raw, R_SYNTHETIC)
+                continue
+            start = known_dates.get(start_text) if start_text else None
+            if start is None and start_text:
+                start = dates.read(start_text)
+            if start.__class__ is str:
+                reject(line, raw, R_START, f"{R_START}: {start}")
+                continue
+            end = known_dates.get(end_text) if end_text else None
+            if end is None and end_text:
+                end = dates.read(end_text)
+            if end.__class__ is str:
+                reject(line, raw, R_END, f"{R_END}: {end}")
+                continue
+            ended = status_seen.get(status, _UNSEEN)
+            if ended is _UNSEEN:
+                ended = status_seen[status] = statuses.is_ended(status)
+            if ended is None:
+                reject(line, raw, R_STATUS,
+                       f"{R_STATUS} «{status[:30]}» (se --ended-status/--active-status)")
+                continue
+            if ended or (end is not None and end.toordinal() <= today_ordinal):
+                summary.ended += 1
+                continue
+            if start is None:
+                start_ordinal = NO_DATE
+            else:
+                start_ordinal = start.toordinal()
+                if start_ordinal > today_ordinal:
+                    reject(line, raw, R_START_FUTURE,
+                           f"{R_START_FUTURE} ({start.isoformat()}): førstegangslasten gjelder "
+                           "eksisterende kundeforhold")
+                    continue
+            keys.append(int(customer))
+            starts.append(start_ordinal)
         table.add_many(keys, starts)
     summary.kept_rows = table.added
 
@@ -261,10 +264,18 @@ def _write_files(table: EarliestByKey, out_dir: Path, max_bytes: int, summary: B
     by_kind = summary.by_kind
     entries: list[str] = []
     try:
+        persons = d_numbers = organisations = 0
         for key, start in table.unique():
-            summary.unique += 1
-            by_kind[_kind_of_key(key)] += 1
-            customer = f"{key:011d}" if key >= 1_000_000_000 else f"{key:09d}"
+            # The kind from the number itself: 9 digits, or an 11-digit one whose day is +40.
+            if key < 1_000_000_000:
+                organisations += 1
+                customer = f"{key:09d}"
+            else:
+                if key >= 40_000_000_000:
+                    d_numbers += 1
+                else:
+                    persons += 1
+                customer = f"{key:011d}"
             if start == NO_DATE:
                 summary.undated += 1
                 entries.append(customer)
@@ -278,6 +289,9 @@ def _write_files(table: EarliestByKey, out_dir: Path, max_bytes: int, summary: B
                 entries = []
         writer.add_many(entries)
         summary.files = writer.close()
+        summary.unique = persons + d_numbers + organisations
+        by_kind.update({kind: n for kind, n in ((IdKind.FODSELSNUMMER, persons),
+                        (IdKind.D_NUMMER, d_numbers), (IdKind.ORGNR, organisations)) if n})
     except BaseException:
         writer.abort()
         raise

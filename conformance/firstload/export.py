@@ -49,6 +49,7 @@ ACTIVE_STATUSES = frozenset({
 })
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
+CHUNK_ROWS = 8192
 
 
 def _norm(header: str) -> str:
@@ -124,13 +125,10 @@ class ColumnMapping:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class ExportRow:
-    line: int            # physical line number in the export (1-based)
-    customer_id: str
-    start: str
-    end: str
-    status: str
+# One row: (physical line number from 1, customer ID, start date, end date, status), the
+# texts stripped, "" when the column is absent. A plain tuple: a NamedTuple costs ~0.3 µs
+# a row to build, 1.5 s of a 5-million-line export.
+ExportRow = tuple[int, str, str, str, str]
 
 
 class ExportReader:
@@ -189,13 +187,15 @@ class ExportReader:
             # A one-column export may still carry a header ("fnr"): skip a first line of text.
             self._list_header = any(ch.isalpha() for ch in lines[0]) and has_header
 
-    def __iter__(self) -> Iterator[ExportRow]:
+    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[ExportRow]]:
+        """The rows in lists of up to ``size``: the caller can then classify a whole list
+        of IDs in one call."""
         try:
             with open(self.path, encoding=self.encoding, newline="") as handle:
                 if self.fmt == "list":
-                    yield from self._list_rows(handle)
+                    yield from self._list_rows(handle, size)
                 else:
-                    yield from self._csv_rows(handle)
+                    yield from self._csv_rows(handle, size)
         except UnicodeDecodeError as exc:
             raise _decode_error(self.path, self.encoding, getattr(self, "_line", None)) from exc
         except csv.Error as exc:
@@ -205,8 +205,13 @@ class ExportReader:
         except OSError as exc:
             raise UsageError(f"Kan ikke lese eksporten {self.path}: {exc.strerror or exc}") from exc
 
-    def _list_rows(self, handle: TextIO) -> Iterator[ExportRow]:
+    def __iter__(self) -> Iterator[ExportRow]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def _list_rows(self, handle: TextIO, size: int) -> Iterator[list[ExportRow]]:
         skip_header = self._list_header
+        chunk: list[ExportRow] = []
         for number, line in enumerate(handle, start=1):
             self._line = number
             text = line.strip()
@@ -215,29 +220,43 @@ class ExportReader:
             if skip_header:
                 skip_header = False
                 continue
-            yield ExportRow(number, text, "", "", "")
+            chunk.append((number, text, "", "", ""))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        yield chunk
 
-    def _csv_rows(self, handle: TextIO) -> Iterator[ExportRow]:
+    def _csv_rows(self, handle: TextIO, size: int) -> Iterator[list[ExportRow]]:
         reader = csv.reader(handle, delimiter=self.delimiter)
         cols = self.columns
         id_col, start_col, end_col, status_col = cols["id"], cols["start"], cols["end"], cols["status"]
+        # Absent fields read from a column that is always empty: one code path per row.
+        width = 1 + max(c for c in (id_col, start_col, end_col, status_col) if c is not None)
+        empty = width
+        start_col = empty if start_col is None else start_col
+        end_col = empty if end_col is None else end_col
+        status_col = empty if status_col is None else status_col
+        padding = [""] * (width + 1)
         previous_line = 0
-        for index, row in enumerate(reader):
+        chunk: list[ExportRow] = []
+        if self.has_header:
+            next(reader, None)
+            previous_line = reader.line_num
+        for row in reader:
             line = previous_line + 1  # a quoted field may span lines: report where the row starts
             previous_line = reader.line_num
-            self._line = line
-            if index == 0 and self.has_header:
+            if not any(row):  # a blank line or only delimiters
                 continue
-            if not row or not any(field.strip() for field in row):
-                continue
-            width = len(row)
-            yield ExportRow(
-                line,
-                row[id_col].strip() if id_col < width else "",
-                row[start_col].strip() if start_col is not None and start_col < width else "",
-                row[end_col].strip() if end_col is not None and end_col < width else "",
-                row[status_col].strip() if status_col is not None and status_col < width else "",
-            )
+            if len(row) <= width:
+                row = row + padding
+            chunk.append((line, row[id_col].strip(), row[start_col].strip(),
+                          row[end_col].strip(), row[status_col].strip()))
+            if len(chunk) >= size:
+                self._line = line
+                yield chunk
+                chunk = []
+        self._line = previous_line
+        yield chunk
 
 
 def _sniff_delimiter(lines: list[str]) -> str | None:
@@ -276,18 +295,18 @@ class DateReader:
 
     def __init__(self, date_format: str | None = None) -> None:
         self.date_format = date_format
-        self._seen: dict[str, dt.date | str] = {}
+        self.known: dict[str, dt.date | str] = {}  # read directly by hot loops
 
     def read(self, text: str) -> dt.date | str | None:
         """None for an empty field, the date, or the reason it cannot be read (a ``str``)."""
         if not text:
             return None
-        known = self._seen.get(text)
+        known = self.known.get(text)
         if known is None:
             known = self._parse(text)
-            if len(self._seen) >= self.MAX_REMEMBERED:
-                self._seen.clear()
-            self._seen[text] = known
+            if len(self.known) >= self.MAX_REMEMBERED:
+                self.known.clear()
+            self.known[text] = known
         return known
 
     def _parse(self, text: str) -> dt.date | str:
