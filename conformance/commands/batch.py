@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import io
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from conformance.atomic import atomic_file, atomic_write_bytes
 from conformance.errors import UsageError
 from conformance.firstload.announce import (
     announcement_email,
@@ -281,10 +283,6 @@ def _problem_csv(path: Path | None) -> Iterator[Callable[[Problem], None] | None
     if path is None:
         yield None
         return
-    import io
-
-    from conformance.atomic import atomic_file
-
     with atomic_file(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         writer = csv.writer(text, delimiter=";")
@@ -442,7 +440,5 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def _write_missing(path: Path, missing: Sequence[tuple[str, str]]) -> None:
-    from conformance.atomic import atomic_write_bytes
-
     lines = ["id;fil", *(f"{customer};{name}" for customer, name in missing)]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
