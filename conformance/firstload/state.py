@@ -21,8 +21,13 @@ from conformance.errors import UsageError
 __all__ = ["StateLock", "load_state", "save_state", "utc_now"]
 
 
+def utc_stamp(seconds: float) -> str:
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp(dt.datetime.now(dt.UTC).timestamp())
 
 
 def parse_utc(text: str) -> float:

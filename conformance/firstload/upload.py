@@ -31,7 +31,7 @@ import httpx
 from conformance.errors import ConformanceError, UsageError
 from conformance.firstload.batchfile import read_batch_file
 from conformance.firstload.rules import KFR_READ_RATE, format_count, format_duration
-from conformance.firstload.state import load_state, parse_utc, save_state, utc_now
+from conformance.firstload.state import load_state, parse_utc, save_state, utc_now, utc_stamp
 
 __all__ = [
     "STATE_FORMAT",
@@ -85,22 +85,27 @@ class Target:
 class UploadState:
     """Which files KFR has accepted, refused, or may have (``sending``), by SHA-256."""
 
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+    def __init__(self, path: Path, data: dict[str, Any], clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.data = data
+        self.clock = clock  # stamps and queue estimates use one clock (tests pass their own)
+
+    def _stamp(self) -> str:
+        return utc_stamp(self.clock())
 
     @classmethod
-    def open(cls, path: Path, target: Target) -> UploadState:
+    def open(cls, path: Path, target: Target, *, clock: Callable[[], float] = time.time) -> UploadState:
         data = load_state(path, STATE_FORMAT)
         if data is None:
             data = {"format": STATE_FORMAT, "target": target.identity(), "files": [],
                     "created_at": utc_now()}
         elif data.get("target") != target.identity():
             raise UsageError(
-                f"Statusfilen {path} gjelder {data.get('target')}, ikke {target.identity()}.",
+                f"Statusfilen {path} gjelder {_describe(data.get('target'))}, "
+                f"ikke {_describe(target.identity())}.",
                 hint="Bruk en egen statusfil (--state) for hvert miljø og hver bank.",
             )
-        return cls(path, data)
+        return cls(path, data, clock)
 
     @property
     def entries(self) -> list[dict[str, Any]]:
@@ -124,7 +129,7 @@ class UploadState:
             entry = {"name": file.name, "sha256": file.sha256, "ids": file.ids,
                      "bytes": file.bytes, "attempts": 0}
             self.entries.append(entry)
-        entry.update(state=SENDING, correlation_id=correlation_id, sent_at=utc_now(),
+        entry.update(state=SENDING, correlation_id=correlation_id, sent_at=self._stamp(),
                      answered_at=None, status=None, error_code=None, message=None)
         entry["attempts"] = int(entry.get("attempts", 0)) + 1
         self.save()
@@ -132,13 +137,13 @@ class UploadState:
 
     def record_answer(self, entry: dict[str, Any], state: str, *, status: int | None,
                       error_code: str | None = None, message: str | None = None) -> None:
-        entry.update(state=state, answered_at=utc_now(), status=status,
+        entry.update(state=state, answered_at=self._stamp(), status=status,
                      error_code=error_code, message=message)
         self.save()
 
     def forget_attempt(self, entry: dict[str, Any], message: str) -> None:
         """The request never left this machine: nothing to resolve later."""
-        entry.update(state=REFUSED, answered_at=utc_now(), status=None, error_code=None,
+        entry.update(state=REFUSED, answered_at=self._stamp(), status=None, error_code=None,
                      message=message)
         self.save()
 
@@ -159,6 +164,13 @@ class UploadState:
         if previous is None:
             return 0.0
         return max(0.0, queue - rate * max(0.0, now - previous))
+
+
+def _describe(identity: Any) -> str:
+    if not isinstance(identity, dict):
+        return "et ukjent mål"
+    where = "sandkassen" if identity.get("environment") != "test" else f"testmiljøet ({identity.get('kfr')})"
+    return f"bank {identity.get('bank')} i {where}"
 
 
 class BatchOutcome:
@@ -284,9 +296,10 @@ class Uploader:
             + "\nKFR kan ha fått filen. En ny sending gir ikke doble kundeforhold (KFR legger ikke "
             "inn et kundeforhold som finnes fra før), men KFR leser da alle ID-ene én gang til, "
             "så køen dobles for den filen (ca. "
-            + format_duration(sum(e["ids"] for e in unknown) / self.rate) + " ekstra).",
+            + format_duration(sum(e["ids"] for e in unknown) / self.rate) + " ekstra). "
+            "Derfor sendes den på nytt bare med --resend-unknown.",
             hint="Sjekk først med «kfr-conformance batch confirm FIL --bank …» om ID-ene er synlige; "
-            "send på nytt med --resend-unknown bare hvis de ikke er det.",
+            "bruk --resend-unknown bare hvis de ikke er det.",
         )
 
     # ---- pacing
