@@ -259,6 +259,8 @@ class _Scanner:
         for (customer, sep, day), kind in zip(parts, kinds, strict=True):
             number += 1
             if kind is None or (not allow_synthetic and is_synthetic(customer)):
+                if kind is not None:
+                    counts[kind] -= 1  # valid, but refused: not counted below
                 self._element_problem(number, customer + sep + day)
                 continue
             if sep:
@@ -266,12 +268,16 @@ class _Scanner:
                 if verdict is None:
                     verdict = check_date(day)
                 if verdict.__class__ is not int:
+                    counts[kind] -= 1
                     self.result.errors += 1
                     self.collect(Problem(self.name, number, str(verdict), (customer + sep + day)[:40]),
                                  "startdato etter i dag" if "etter i dag" in str(verdict) else "ugyldig startdato")
                     continue
-            counts[kind] += 1
             append(int(customer))
+        # Counted per chunk with list.count (identity comparisons in C): hashing an enum
+        # member per ID, as a dict of counters would, costs more than the rest of the loop.
+        for kind in counts:
+            counts[kind] += kinds.count(kind)
         self.number = number
         self.finder.add_keys(keys)
 
