@@ -325,7 +325,7 @@ def _print_check(report: CheckReport, seconds: float) -> None:
 # ---------------------------------------------------------------- upload and confirm
 
 
-def _checked_files(paths: Sequence[Path], allow_synthetic: bool) -> list[Any]:
+def _checked_files(paths: Sequence[Path], allow_synthetic: bool, *, nothing_done: str) -> list[Any]:
     from conformance.firstload.upload import UploadFile
 
     files = expand_batch_paths(paths)
@@ -333,7 +333,7 @@ def _checked_files(paths: Sequence[Path], allow_synthetic: bool) -> list[Any]:
     if not report.ok:
         _print_check(report, 0.0)
         raise UsageError(
-            "Filene er ikke i orden; ingenting er sendt.",
+            f"Filene er ikke i orden; {nothing_done}.",
             hint="Rett filene (eller bygg dem på nytt med «batch build») og prøv igjen.",
         )
     return [UploadFile(Path(f.path), f.sha256, f.ids, f.bytes) for f in report.files]
@@ -396,7 +396,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from conformance.firstload.upload import Uploader, UploadState
 
     orgnr = require_orgnr(args.bank)
-    files = _checked_files(args.paths, args.allow_synthetic)
+    files = _checked_files(args.paths, args.allow_synthetic, nothing_done="ingenting er sendt")
     state_path = args.state or _default_beside(files, f"opplasting-{orgnr}.json")
     total = sum(f.ids for f in files)
     _say(f"{len(files)} filer med {format_count(total)} ID-er er kontrollert; statusfil {state_path}")
@@ -419,7 +419,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from conformance.firstload.state import StateLock
 
     orgnr = require_orgnr(args.bank)
-    files = _checked_files(args.paths, allow_synthetic=True)
+    files = _checked_files(args.paths, allow_synthetic=True, nothing_done="ingenting er slått opp")
     state_path = args.state or _default_beside(files, f"bekreftelse-{orgnr}.json")
     missing_out = args.missing_out or _default_beside(files, f"ikke-synlige-{orgnr}.csv")
     with _bank_client(args, orgnr, timeout_s=30.0) as (environment, client, _), StateLock(state_path):
