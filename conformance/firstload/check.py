@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.errors import UsageError
-from conformance.firstload.batchfile import READ_CHUNK, sha256_of
+from conformance.firstload.batchfile import READ_CHUNK, iter_elements, sha256_of
 from conformance.firstload.dedup import DuplicateFinder, partitions_for
 from conformance.firstload.rules import (
     MAX_CUSTOMERS_BYTES,
@@ -172,14 +172,13 @@ def _locate_duplicates(
 
 def _elements(path: Path) -> Iterator[str]:
     """The elements as the checks saw them (the last one without trailing whitespace)."""
-    with open(path, "rb") as handle:
-        carry = ""
-        while chunk := handle.read(READ_CHUNK):
-            parts = (carry + chunk.decode("latin-1")).split(",")
-            carry = parts.pop()
-            yield from parts
-    if carry.rstrip():
-        yield carry.rstrip()
+    previous: str | None = None
+    for element in iter_elements(path):
+        if previous is not None:
+            yield previous
+        previous = element
+    if previous is not None and previous.rstrip():
+        yield previous.rstrip()
 
 
 def _check_one(
