@@ -37,9 +37,11 @@ __all__ = [
     "STATE_FORMAT",
     "BatchOutcome",
     "BatchOutcomeTransport",
+    "Target",
     "UploadFile",
     "UploadResult",
     "UploadState",
+    "UploadStopped",
     "Uploader",
 ]
 
