@@ -267,6 +267,10 @@ def main() -> int:
     check = measure_check(out, count, args.work)
     print(f"check: {check['cli_rate']:,.0f} IDs/s inside the CLI, {check['cpu_rate']:,.0f} IDs per CPU-second "
           f"in process, load average {check['load']:.1f}", flush=True)
+    tiny = args.work / "tiny"
+    tiny.mkdir()
+    (tiny / "kfr-batch-0001.txt").write_text("988077917")
+    baseline = run_measured([*cli, "check", str(tiny)], args.work)[2]
     slow, fast, bulk = classify_rates()
     print(f"classify: {slow:,.0f}/s; classify_fast: {fast:,.0f}/s; classify_fast_many: {bulk:,.0f}/s (CPU)",
           flush=True)
@@ -305,11 +309,14 @@ check rate is the one `batch check` prints (timed inside the process, without st
 
 Notes: the machine is shared, so wall-clock rates depend on what else runs; IDs per
 CPU-second is what one core of its own does. Duplicates are found without a set of all
-IDs: every ID (with its start date, for build) goes to one of P partitions (`ID % P`, P from the input size, ~200 000 pairs each), buffered in
+IDs: every ID (with its start date, for build) goes to one of P partitions (`ID % P`, P
+from the input size, ~200 000 pairs each), buffered in
 `array('q')` and spilled to a temporary file per partition at 1 M buffered pairs; each
 partition is then read back alone (`conformance/firstload/dedup.py`). Memory is therefore
 the buffers (16 MiB) plus one partition, whatever the export's length; a Python set of
-5 M IDs alone would take ~350 MB. `classify_fast` replaces python-stdnum's per-digit
+5 M IDs alone would take ~350 MB. Of the peak RSS, ~{baseline:.0f} MiB is the interpreter with the
+tool's modules loaded (`batch check` on a one-ID file peaks at {baseline:.0f} MiB), so the
+{args.lines / 1e6:g} M export costs build ~{build_rss - baseline:.0f} MiB and check ~{check["cli_rss"] - baseline:.0f} MiB on top. `classify_fast` replaces python-stdnum's per-digit
 loops with three table lookups per check digit sum (weights and date rule unchanged,
 proven equal in `tests/test_firstload_fast_ids.py`); `batch check` classifies a 1 MiB
 chunk of IDs per call (`classify_fast_many`), so no Python call is made per ID. Build time
