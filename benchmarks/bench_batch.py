@@ -316,7 +316,8 @@ partition is then read back alone (`conformance/firstload/dedup.py`). Memory is 
 the buffers (16 MiB) plus one partition, whatever the export's length; a Python set of
 5 M IDs alone would take ~350 MB. Of the peak RSS, ~{baseline:.0f} MiB is the interpreter with the
 tool's modules loaded (`batch check` on a one-ID file peaks at {baseline:.0f} MiB), so the
-{args.lines / 1e6:g} M export costs build ~{build_rss - baseline:.0f} MiB and check ~{check["cli_rss"] - baseline:.0f} MiB on top. `classify_fast` replaces python-stdnum's per-digit
+{args.lines / 1e6:g} M export costs build ~{build_rss - baseline:.0f} MiB and check ~{check["cli_rss"] - baseline:.0f} MiB on top.
+`classify_fast` replaces python-stdnum's per-digit
 loops with three table lookups per check digit sum (weights and date rule unchanged,
 proven equal in `tests/test_firstload_fast_ids.py`); `batch check` classifies a 1 MiB
 chunk of IDs per call (`classify_fast_many`), so no Python call is made per ID. Build time
