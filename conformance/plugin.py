@@ -364,18 +364,39 @@ def _read_cases(state: RunState) -> None:
     _check_confirmations(state)
 
 
+def _unmet_requirements(step: Any, state: RunState) -> list[str]:
+    """Settings a step needs that this run lacks (e.g. an alternative scope): such a row is
+    decided at start-up to be a manual procedure, with the step's own instructions."""
+    if step is None or step.manual:
+        return []
+    return [name for name in step.requires if not getattr(state.env, name, None)]
+
+
+def _manual_by_configuration(state: RunState) -> list[tuple[CaseSpec, Any]]:
+    from conformance.suite import load_suite
+
+    registry = load_suite(state.suite_dir).registry
+    found = []
+    for spec in state.specs:
+        step = registry.get(spec.binding) if spec.binding else None
+        if _unmet_requirements(step, state):
+            found.append((spec, step))
+    return found
+
+
 def _check_confirmations(state: RunState) -> None:
     """--manual may confirm rows a person carries out (manual, or with no step), never
     overrule a row the tool proves with evidence; a bad entry stops the run before row 1."""
     from conformance.pack.manual import confirmation_problem
 
     specs = {spec.case_id: spec for spec in state.specs}
+    manual_now = {spec.case_id for spec, _ in _manual_by_configuration(state)}
     problems = []
     for case_id, entry in state.manual.items():
         spec = specs.get(case_id)
         if spec is None:
             problems.append(f"{case_id}: finnes ikke i arket")
-        elif not spec.manual and spec.binding is not None:
+        elif not spec.manual and spec.binding is not None and spec.case_id not in manual_now:
             problems.append(f"{case_id}: er automatisert (trinn {spec.binding}); den bevises med utvekslinger, ikke med en bekreftelse")
         elif problem := confirmation_problem(case_id, entry):
             problems.append(problem)
@@ -460,9 +481,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
-        "token uten skrivescope (KFR-002): "
-        + (f"registrering med alternativt scope «{state.env.alt_scope}»" if state.env.alt_scope
-           else "etatsoppslag med skrivetokenet (klienten har ikke oppgitt noe annet scope)"),
+    ] + [
+        f"MANUELL denne gangen: {spec.case_id} «{spec.title}»: {step.without}"
+        for spec, step in _manual_by_configuration(state)
     ]
 
 
@@ -512,8 +533,10 @@ class CaseItem(pytest.Item):
         spec = self.spec
         from conformance import runner
 
-        if spec.manual or (self.step is None and spec.case_id in state.manual):
-            result = runner.manual_result(spec, state.manual.get(spec.case_id))
+        unmet = _unmet_requirements(self.step, state)
+        if spec.manual or unmet or (self.step is None and spec.case_id in state.manual):
+            result = runner.manual_result(spec, state.manual.get(spec.case_id),
+                                          instructions=self.step.without if unmet else "")
         elif self.step is None:
             result = runner.not_automated_result(spec)
         else:

@@ -84,6 +84,10 @@ class Step:
     title: str = ""
     judge: Callable[[Any], Actual] | None = None
     retryable: bool = True
+    # Settings the step cannot run without (RunConfig fields, e.g. "alt_scope"). When one is
+    # missing, the row is decided at start-up to be a manual procedure, described by ``without``.
+    requires: tuple[str, ...] = ()
+    without: str = ""
 
 
 class StepRegistry:
@@ -111,6 +115,8 @@ class StepRegistry:
         manual: bool = False,
         title: str = "",
         retryable: bool = True,
+        requires: Iterable[str] = (),
+        without: str = "",
     ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
         def decorator(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
             self.add(
@@ -128,6 +134,8 @@ class StepRegistry:
                     manual=manual,
                     title=title or name,
                     retryable=retryable,
+                    requires=tuple(requires),
+                    without=without,
                 )
             )
             return func

@@ -43,7 +43,6 @@ judge = REGISTRY.judge
 
 DSOPBANK = "DSOPBANK"
 WRITE_SCOPE = "bits:kundeforhold.write"
-AGENCY_SCOPE = "bits:kundeforhold"
 MAX_BATCH_BYTES = 10 * 1024 * 1024
 BAD_RELATIONSHIP_TYPE = "UGYLDIG"  # as the sheet's Testdata column says
 BAD_DATE = "08.11.2019"             # a start date in the wrong format, as the sheet says
@@ -647,61 +646,47 @@ def judge_no_token(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("missing_scope", operation="add", status=403, error_code="KFR-002", case_ids=["KFR-18"])
+@step("missing_scope", operation="add", status=403, error_code="KFR-002", case_ids=["KFR-18"],
+      requires=("alt_scope",),
+      without=(
+          "Klienten har ikke oppgitt noe annet scope enn bits:kundeforhold.write, og et token "
+          "uten skrivescopet kan bare hentes for et scope klienten har. Legg til et annet scope "
+          "på integrasjonen i Samarbeidsportalen (et scope virksomheten har tilgang til, f.eks. "
+          "et åpent testscope), og kjør raden med --alt-scope SCOPE --resume <kjørings-ID> -k "
+          "KFR-18. Går ikke det, gjør kjernesystemet forespørselen med et slikt token, og raden "
+          "bekreftes manuelt (--manual); Bits ser den da som bekreftet, ikke bevist."
+      ))
 def missing_scope(ctx: Any) -> None:
-    """With an alternative scope: register with a token that has only that scope. Without
-    one (a client with only the write scope): look up as an agency with the write token —
-    KFR answers the same KFR-002 for a token without the operation's scope. The method is
-    decided at start-up and shown in the report."""
+    """Register with a token that has only the alternative scope (the write scope missing)."""
     customer = ctx.new_fodselsnummer()
-    scope = ctx.config.alt_scope
-    issued = None
-    if scope:
-        # A refused alternative scope (MP-200) is in the evidence; the row then falls back
-        # to the agency lookup instead of failing on the bank's configuration.
-        with contextlib.suppress(AuthError):
-            issued = ctx.maskinporten.fetch_token([scope], role="token-alt")
-    if issued is not None:
-        ctx.kfr.add(customer, auth=_StaticBearer(issued.value))
-    else:
-        try:
-            issued = ctx.maskinporten.fetch_token([ctx.write_scope], role="token-write")
-        except AuthError:
-            return
-        ctx.kfr.customer_relationships(customer, auth=_StaticBearer(issued.value))
+    try:
+        issued = ctx.maskinporten.fetch_token([ctx.config.alt_scope], role="token-alt")
+    except AuthError:
+        return  # the refusal is in the evidence
+    ctx.kfr.add(customer, auth=_StaticBearer(issued.value))
     ctx.kfr.add(customer, role="control")
 
 
 @judge("missing_scope")
 def judge_missing_scope(ev: CaseEvidence) -> Actual:
-    alternative = ev.optional("token-alt", "token")
-    refused_alternative = alternative is not None and alternative.status is not None \
-        and 400 <= alternative.status < 500
-    ex = ev.request("main")
-    if ex.operation == "add":
-        issued = ev.request("token-alt", "token")
-        actual = _own(answer(ex, f"Registrering med token som bare har scope «{issued.token_claims.get('scope')}»."), ex, ev)
-        actual.check("tokenet mangler scope bits:kundeforhold.write",
-                     not contract.token_has_scope(issued.token_claims, WRITE_SCOPE).ok,
-                     str(issued.token_claims.get("scope")))
-    elif ex.operation == "agency_lookup":
-        issued = ev.request("token-write", "token")
-        actual = answer(ex, "Oppslag som etat (customerRelationships) med bankens skrivetoken, "
-                            "som mangler scope bits:kundeforhold.")
-        if refused_alternative:
-            actual.summary += (
-                f" Maskinporten ga ikke token for det alternative scopet ({mp_code(alternative)}); "
-                "velg et scope klienten allerede har (--alt-scope), eller kjør uten."
-            )
-        actual.check("tokenet mangler etatens scope bits:kundeforhold",
-                     not contract.token_has_scope(issued.token_claims, AGENCY_SCOPE).ok,
-                     str(issued.token_claims.get("scope")))
-    else:
-        raise Incomplete(f"hovedforespørselen er {ex.operation}, raden krever registrering eller etatsoppslag")
+    issued = ev.request("token-alt", "token")
+    if issued.status is not None and 400 <= issued.status < 500:
+        code = mp_code(issued)
+        raise Precondition(
+            f"Maskinporten ga ikke token for det alternative scopet ({code or issued.status}); "
+            "velg et scope klienten allerede har i Samarbeidsportalen (--alt-scope) – det er "
+            "ikke Bits som gir det",
+            "forutsetning: token med et annet scope enn skrivescopet", issued,
+        )
+    ex = ev.request("main", "add")
+    scope = issued.token_claims.get("scope")
+    actual = _own(answer(ex, f"Registrering med token som bare har scope «{scope}»."), ex, ev)
     actual.identities = [ex.customer_id or ""]
+    actual.check("tokenet mangler scope bits:kundeforhold.write",
+                 not contract.token_has_scope(issued.token_claims, WRITE_SCOPE).ok, str(scope))
     actual.check("forespørselen bruker tokenet som ble hentet i raden",
                  ex.token_sha256 is not None and ex.token_sha256 == issued.issued_token_sha256, "")
-    control = _control(actual, ev, "add", "registrering med bankens skrivetoken")
+    control = _control(actual, ev, "add", "samme registrering med bankens skrivetoken")
     actual.check("kontrollen gjelder samme kunde", control.customer_id == ex.customer_id, "")
     return actual
 

@@ -425,3 +425,53 @@ def test_alluredir_gets_each_exchange_as_a_redacted_attachment(
         data = path.read_text()
         assert json.loads(data)["request"]["method"] in {"POST", "DELETE", "GET"}
         assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ", data), path
+
+
+# ------------------------------------------------------------------ KFR-18 without another scope
+
+
+def _evidence_operations(run_dir: Path, case_id: str) -> list[tuple[str, str, int | None]]:
+    data = json.loads((run_dir / "evidence" / f"{case_id}.json").read_text())
+    return [(e["role"], e["operation"], (e.get("response") or {}).get("status")) for e in data["exchanges"]]
+
+
+def test_kfr18_for_a_client_with_only_the_write_scope_is_a_manual_row_decided_at_start_up(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
+) -> None:
+    """A client with only bits:kundeforhold.write cannot get a KFR token without it: the row
+    is decided at start-up to be a manual procedure, with one message saying what to do."""
+    reports = tmp_path / "r"
+    args = [f"--bank={bank.orgnr}", "--kfr-env=test", f"--kfr-base-url={sandbox.kfr_base_url}",
+            f"--maskinporten-url={sandbox.maskinporten_issuer}", f"--client-id={bank.client_id}",
+            f"--cert={bank.p12}", f"--reports-dir={reports}", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_inprocess(*args, "-k", "KFR-18")
+    result.assert_outcomes(skipped=1)
+    out = result.stdout.str()
+    assert "MANUELL denne gangen: KFR-18" in out and "--alt-scope SCOPE" in out
+    run_dir = single_run_dir(reports, bank.orgnr)
+    case = next(c for c in RunRecord.from_json((run_dir / "run.json").read_bytes()).cases
+                if c.case_id == "KFR-18")
+    assert case.outcome is Outcome.PENDING and "Samarbeidsportalen" in case.message
+    assert not (run_dir / "evidence" / "KFR-18.json").exists()  # nothing was sent
+    # Confirmed by a person, it counts as attested: shown apart, and Bits decides.
+    manual = tmp_path / "m.toml"
+    manual.write_text('[KFR-18]\nstatus = "OK"\nby = "Kari"\ncomment = "kjernesystemet fikk KFR-002"\n')
+    result = pytester.runpytest_inprocess(*args, "-k", "KFR-18", f"--manual={manual}",
+                                          f"--resume={run_dir.name}")
+    result.assert_outcomes(passed=1)
+    case = next(c for c in RunRecord.from_json((run_dir / "run.json").read_bytes()).cases
+                if c.case_id == "KFR-18")
+    assert case.attested and case.confirmed_by == "Kari" and case.confirmed_at
+
+
+def test_kfr18_with_a_scope_the_client_lacks_fails_with_advice_to_choose_another(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path,
+) -> None:
+    _, run_dir = run_against(pytester, sandbox, tmp_path / "r", "--alt-scope=bits:finnes.ikke", "-k", "KFR-18")
+    record = RunRecord.from_json((run_dir / "run.json").read_bytes())
+    case = next(c for c in record.cases if c.case_id == "KFR-18")
+    assert case.outcome is Outcome.FAILED
+    assert "MP-200" in case.message and "velg et scope klienten allerede har" in case.message
+    assert "ikke Bits som gir det" in case.message
+    ops = _evidence_operations(run_dir, "KFR-18")
+    assert ops == [("token-alt", "token", 400)]
