@@ -72,6 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--bank-name", metavar="NAME", help="bankens navn (standard: fra profil eller sertifikat)")
     add("--profile", metavar="FILE", help=f"profilfil (standard: {PROFILE_FILE} i prosjektroten)")
     add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
+    add("--realistic", action="store_true", default=None, help="den innebygde sandkassen svarer som Bits' testmiljø: en API-gateway foran KFR (gateway-svar ved autentiseringsfeil, struping, 5xx)")
     add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
     add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
@@ -176,7 +177,7 @@ _OPTION_NAMES = (
     "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
-    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids", "realistic",
 )
 
 
