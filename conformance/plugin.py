@@ -192,6 +192,16 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     try:
+        # Fail fast (one token and one KFR request) before a results folder exists.
+        from conformance.preflight import start_up_check
+
+        start_up_check(environment)
+    except BaseException as exc:
+        environment.close()
+        if isinstance(exc, ConformanceError):
+            raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+        raise
+    try:
         return _controller_state(config, settings, environment, suite_dir, sheet, new_run_id())
     except BaseException:
         environment.close()
