@@ -596,6 +596,19 @@ class _Exchange:
     error: BaseException | None = None
 
 
+def _as_httpx_error(exc: BaseException) -> BaseException:
+    """httpcore's exception as httpx's. httpx maps them through a table of httpcore's
+    classes built on first use; if httpcore was imported again since (pytest's in-process
+    test runs drop the modules they imported), the table misses and httpcore's own
+    exception escapes the clients, which only know httpx's. Same names, so map by name."""
+    if isinstance(exc, httpx.HTTPError) or not type(exc).__module__.startswith("httpcore"):
+        return exc
+    mapped = getattr(httpx, type(exc).__name__, None)
+    if isinstance(mapped, type) and issubclass(mapped, httpx.TransportError):
+        return mapped(str(exc))
+    return exc
+
+
 class _ObservingTransport(httpx.BaseTransport):
     """Wraps each transport of the preflight's HTTP client (direct and proxied): the clients
     turn network errors into prose and do not expose Date headers, the preflight needs both."""
@@ -611,8 +624,11 @@ class _ObservingTransport(httpx.BaseTransport):
             response = self.inner.handle_request(request)
             response.read()  # small answers only here; the clients read it again from memory
         except BaseException as exc:
-            exchange.received_at, exchange.error = time.time(), exc
-            raise
+            mapped = _as_httpx_error(exc)
+            exchange.received_at, exchange.error = time.time(), mapped
+            if mapped is exc:
+                raise
+            raise mapped from exc
         exchange.received_at = time.time()
         exchange.status = response.status_code
         exchange.date = response.headers.get("date")
