@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpcore  # noqa: F401 - see below
+import httpcore  # imported early on purpose: see below
 import httpx
 import pytest
 from cryptography import x509
@@ -502,10 +502,38 @@ def test_start_up_check_passes_a_healthy_or_merely_flaky_environment(
     sandbox: RunningSandbox, bank: BankCredentials,
 ) -> None:
     start_up_check(env_for(sandbox, bank))
+    # An alternative scope the client lacks concerns one row (KFR-18), not the run.
+    start_up_check(env_for(sandbox, bank, alt_scope="bits:finnes.ikke"))
     for faults in (Faults(error_rate_500=1.0), Faults(drop_rate=1.0),
                    Faults(misbehave=frozenset({"token_wrong_scope"}))):
         sandbox.set_faults(faults)
         start_up_check(env_for(sandbox, bank))  # the rows report these; the run must go on
+
+
+class _RefusingTransport(httpx.BaseTransport):
+    """Raises what httpcore raises for a refused connection, unmapped (as after pytester
+    re-imported httpcore)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+
+
+def test_httpcores_own_exceptions_reach_the_clients_as_httpx_ones() -> None:
+    from conformance.preflight.probe import _ObservingTransport
+
+    log: list[Any] = []
+    with httpx.Client(transport=_ObservingTransport(_RefusingTransport(), log)) as http, \
+            pytest.raises(httpx.ConnectError) as raised:
+        http.get("http://127.0.0.1:9/")
+    ep = Endpoint.for_url("KFR", "http://127.0.0.1:9/", "http://127.0.0.1:9/")
+    from conformance.preflight import describe_network_error
+
+    problem = describe_network_error(log[-1].error, ep, "standard rotsertifikater")
+    assert raised.value is log[-1].error
+    assert problem.layer == "tcp" and "connection refused" in problem.text and not problem.reached
 
 
 def test_start_up_check_stops_on_a_refused_token_and_a_wrong_clock(sandbox: RunningSandbox,
