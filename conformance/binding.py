@@ -35,7 +35,7 @@ from conformance.errors import UsageError
 from conformance.models import CaseSpec
 from conformance.steps import Step, StepRegistry, StepSignature
 
-__all__ = ["bind_cases", "load_bindings_file", "normalise_case_id", "text_features"]
+__all__ = ["bind_cases", "load_bindings_file", "normalise_case_id", "parse_bindings", "text_features"]
 
 NOT_AUTOMATED = ("-", "")
 
@@ -346,6 +346,12 @@ def load_bindings_file(path: Path) -> dict[str, str]:
         raise UsageError(f"Finner ikke bindingsfilen «{path}».") from exc
     except OSError as exc:
         raise UsageError(f"Kan ikke lese bindingsfilen «{path}»: {exc.strerror or exc}.") from exc
+    return parse_bindings(path, raw)
+
+
+def parse_bindings(path: Path, raw: bytes) -> dict[str, str]:
+    """:func:`load_bindings_file` for bytes already read (the copy inside a pack)."""
+    path = Path(path)
     data = _parse_bindings(path, raw)
     bindings = data.get("bindings") if isinstance(data, dict) else None
     if not isinstance(bindings, dict):

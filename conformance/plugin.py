@@ -27,6 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -73,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
     add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
+    add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
+    add("--resume", metavar="KJØRINGS-ID", help="fortsett en tidligere kjøring (samme pakke): radene som velges (-k, --lf) kjøres på nytt, resten beholdes")
 
 
 # ------------------------------------------------------------------ state
@@ -94,6 +97,8 @@ class EnvironmentInfo:
     results_dir: str
     run_id: str
     ingest_rate: float
+    session: int = 1                         # > 1: a session of a run continued with --resume
+    test_ids: str | None = None              # --test-ids: the bank's own identities
 
 
 @dataclass
@@ -122,6 +127,9 @@ class RunState:
     pack_result: Any = None
     record: RunRecord | None = None
     sheet_only: bool = True                  # no test paths given: run the sheet, not tests/
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # earlier sessions (--resume)
+    session_started: dt.datetime | None = None
+    ran_now: set[str] = field(default_factory=set)  # case ids run in this session
 
     @property
     def results_dir(self) -> Path:
@@ -168,13 +176,13 @@ _OPTION_NAMES = (
     "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
-    "bank_name", "sandbox_data_dir", "ingest_rate",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids",
 )
 
 
 def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     from conformance.profile import load_settings, open_environment
-    from conformance.runner import new_run_id
+    from conformance.runner import new_run_id, utc_now
     from conformance.suite import default_suite_dir, load_suite
 
     # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
@@ -188,6 +196,12 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
         sheet = settings.path("sheet") or suite.sheet
         if not sheet.is_file():
             raise UsageError(f"Arket {sheet} finnes ikke.")
+        previous = _previous_run(settings, config.getoption("resume"), sheet)
+        if previous is not None and previous.is_sandbox and not settings.get("kfr_base_url"):
+            # The embedded sandbox keeps its data; it must come back on the same address,
+            # so that one pack names one environment.
+            options["sandbox_port"] = urlsplit(previous.environment["kfr_base_url"]).port
+            settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
         environment = open_environment(settings)
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
@@ -202,10 +216,80 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
             raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
         raise
     try:
-        return _controller_state(config, settings, environment, suite_dir, sheet, new_run_id())
+        if previous is not None:
+            _check_resumable(previous, environment)
+            state = _controller_state(config, settings, environment, suite_dir, sheet, previous.run_id)
+            _resume(state, previous)
+            return state
+        # The run id carries the start time; both come from one reading of the clock.
+        started = utc_now()
+        state = _controller_state(config, settings, environment, suite_dir, sheet, new_run_id(started))
+        state.started = started
+        return state
     except BaseException:
         environment.close()
         raise
+
+
+def _checked_test_ids(settings: Any) -> str | None:
+    """--test-ids read and validated before row 1: a bad line stops the run, with its number."""
+    path = settings.path("test_ids")
+    if path is None:
+        return None
+    from conformance.testids import load_test_ids
+
+    try:
+        load_test_ids(path)
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    return str(path.resolve())
+
+
+def _previous_run(settings: Any, run_id: str | None, sheet: Path) -> RunRecord | None:
+    """The run ``--resume`` continues: same bank, same sheet, found in the reports folder."""
+    if not run_id:
+        return None
+    from conformance.results import load_record
+
+    reports_dir = settings.path("reports_dir") or settings.cwd / "reports"
+    folder = reports_dir / settings.orgnr / Path(run_id).name
+    if not (folder / "run.json").is_file():
+        raise UsageError(f"Finner ingen kjøring {run_id} for {settings.orgnr} i {reports_dir}.",
+                         hint=f"Tidligere kjøringer ligger i {reports_dir / settings.orgnr}.")
+    previous = load_record(folder)
+    if previous.bank.get("orgnr") != settings.orgnr:
+        raise UsageError(f"Kjøringen {run_id} gjelder {previous.bank.get('orgnr')}, ikke {settings.orgnr}.")
+    if previous.sheet.get("sha256") != _sha256(sheet):
+        raise UsageError(
+            f"Kjøringen {run_id} ble gjort med et annet testark ({previous.sheet.get('file_name')}, "
+            f"SHA-256 {previous.sheet.get('sha256', '')[:16]}…); én pakke dekker ett ark.",
+            hint="Bruk samme --sheet som i kjøringen, eller start en ny kjøring.",
+        )
+    return previous
+
+
+def _check_resumable(previous: RunRecord, environment: Any) -> None:
+    wanted = (previous.environment.get("name"), previous.environment.get("kfr_base_url"))
+    now = (environment.env_name, environment.kfr_base_url)
+    if wanted != now:
+        raise pytest.UsageError(
+            f"kfr-conformance: kjøringen {previous.run_id} gikk mot {wanted[0]} ({wanted[1]}), "
+            f"denne går mot {now[0]} ({now[1]}); én pakke dekker ett miljø."
+        )
+
+
+def _resume(state: RunState, previous: RunRecord) -> None:
+    """Continue ``previous``: its rows keep their results unless run again now; this
+    session's exchanges are recorded as the next session, after the earlier ones."""
+    from conformance.models import Outcome
+    from conformance.pack.manifest import parse_time
+
+    state.started = parse_time(previous.started_at)
+    state.sessions = list(previous.sessions) or [
+        {"session": 1, "started_at": previous.started_at, "finished_at": previous.finished_at}]
+    state.env.session = max(int(s.get("session", 1)) for s in state.sessions) + 1
+    state.results = {c.case_id: c for c in previous.cases if c.outcome is not Outcome.NOT_RUN}
+    state.session_started = dt.datetime.now(dt.UTC)
 
 
 def _controller_state(config: pytest.Config, settings: Any, environment: Any, suite_dir: Path,
@@ -231,6 +315,7 @@ def _controller_state(config: pytest.Config, settings: Any, environment: Any, su
         ca_bundle=str(environment.ca_bundle) if environment.ca_bundle else None,
         alt_scope=environment.alt_scope, results_dir=str(results_dir), run_id=run_id,
         ingest_rate=float(settings.get("ingest_rate", 250.0)),
+        test_ids=_checked_test_ids(settings),
     )
     state = RunState(
         bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,
@@ -286,6 +371,26 @@ def _read_cases(state: RunState) -> None:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     state.sheet_info = info
     state.specs = bind_cases(specs, registry, overrides)
+    _check_confirmations(state)
+
+
+def _check_confirmations(state: RunState) -> None:
+    """--manual may confirm rows a person carries out (manual, or with no step), never
+    overrule a row the tool proves with evidence; a bad entry stops the run before row 1."""
+    from conformance.pack.manual import confirmation_problem
+
+    specs = {spec.case_id: spec for spec in state.specs}
+    problems = []
+    for case_id, entry in state.manual.items():
+        spec = specs.get(case_id)
+        if spec is None:
+            problems.append(f"{case_id}: finnes ikke i arket")
+        elif not spec.manual and spec.binding is not None:
+            problems.append(f"{case_id}: er automatisert (trinn {spec.binding}); den bevises med utvekslinger, ikke med en bekreftelse")
+        elif problem := confirmation_problem(case_id, entry):
+            problems.append(problem)
+    if problems:
+        raise pytest.UsageError("kfr-conformance: --manual-filen kan ikke brukes:\n  - " + "\n  - ".join(problems))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -365,6 +470,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
+        "token uten skrivescope (KFR-002): "
+        + (f"registrering med alternativt scope «{state.env.alt_scope}»" if state.env.alt_scope
+           else "etatsoppslag med skrivetokenet (klienten har ikke oppgitt noe annet scope)"),
     ]
 
 
@@ -414,7 +522,7 @@ class CaseItem(pytest.Item):
         spec = self.spec
         from conformance import runner
 
-        if spec.manual:
+        if spec.manual or (self.step is None and spec.case_id in state.manual):
             result = runner.manual_result(spec, state.manual.get(spec.case_id))
         elif self.step is None:
             result = runner.not_automated_result(spec)
@@ -502,6 +610,7 @@ class _ResultCollector:
             if name == RESULT_PROPERTY:
                 result = CaseResult.from_dict(json.loads(value))
                 self.state.results[result.case_id] = result
+                self.state.ran_now.add(result.case_id)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -519,7 +628,6 @@ def _finish_run(state: RunState) -> None:
     from conformance import runner
     from conformance.results import ordered_results, write_outputs
 
-    info = state.sheet_info
     cases = ordered_results(state.specs, state.results, runner.not_run_result)
     record = RunRecord(
         run_id=state.env.run_id,
@@ -528,8 +636,7 @@ def _finish_run(state: RunState) -> None:
             "name": state.env.env_name, "kfr_base_url": state.env.kfr_base_url,
             "maskinporten_issuer": state.env.maskinporten_issuer,
         },
-        sheet={"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
-               "sha256": getattr(info, "sha256", None) or _sha256(state.sheet_path)},
+        sheet=_sheet_record(state),
         runner={"version": __version__, "python": platform.python_version(),
                 "platform": platform.platform()},
         attestation={"tester": state.tester, "role": state.tester_role,
@@ -538,6 +645,13 @@ def _finish_run(state: RunState) -> None:
         finished_at=runner.iso(dt.datetime.now(dt.UTC)),
         cases=cases,
     )
+    if state.sessions:  # a resumed run: one more session, named by the rows it ran
+        record.sessions = [*state.sessions, {
+            "session": state.env.session,
+            "started_at": runner.iso(state.session_started or state.started),
+            "finished_at": record.finished_at,
+            "rows": sorted(state.ran_now),
+        }]
     written = write_outputs(state.results_dir, record)
     state.finish_notes.extend(written.problems)
     if state.build_pack:
@@ -561,6 +675,19 @@ def _build_pack(state: RunState):
                                  key_path=Path(state.env.key_path) if state.env.key_path else None)
     return build_pack(state.results_dir, certificate=creds.certificate,
                       private_key=creds.private_key, chain=creds.chain, contact=state.contact)
+
+
+def _sheet_record(state: RunState) -> dict[str, str]:
+    """The sheet as run: name, version, SHA-256, and whether it is the tool's own
+    reconstruction ("bundled") or the sheet the bank supplied ("supplied")."""
+    from conformance.suite import load_suite
+
+    info = state.sheet_info
+    sha = getattr(info, "sha256", None) or _sha256(state.sheet_path)
+    bundled = load_suite(state.suite_dir).sheet
+    source = "bundled" if bundled.is_file() and _sha256(bundled) == sha else "supplied"
+    return {"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
+            "sha256": sha, "source": source}
 
 
 def _sha256(path: Path) -> str:

@@ -96,7 +96,7 @@ def test_main_job_runs_the_whole_bundled_sheet_against_the_embedded_sandbox(tmp_
     (tmp_path / "ca.pem").write_text(ca)
     verify = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "verify", str(packs[0]),
-         "--trust", str(tmp_path / "ca.pem"), "--allow-sandbox"],
+         "--trust", str(tmp_path / "ca.pem"), "--allow-sandbox", "--allow-bundled-sheet"],
         env=_env(home), capture_output=True, text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -340,12 +340,13 @@ def test_an_interrupted_run_keeps_what_it_did(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the test environment and C-3
 
 
-def test_a_fully_passing_test_environment_run_gets_its_c3_email(
+def test_a_test_environment_run_elsewhere_gets_no_c3_email_but_verifies_when_accepted(
     pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
 ) -> None:
-    """`--kfr-env test` pointed at a local KFR (the real one is not reachable here): with the
-    bank's own credentials and every manual row confirmed, the C-3 e-mail is produced and
-    `verify` accepts the pack once told to accept that KFR URL."""
+    """`--kfr-env test` pointed at a local KFR (the real one is not reachable here) with the
+    bundled sheet: every row passes, but the session verifies its own pack as Bits will and
+    writes no C-3 e-mail — the evidence shows another environment and the tool's own sheet.
+    `verify` accepts the pack once told to accept exactly those."""
     manual = tmp_path / "manual.json"
     manual.write_text(json.dumps({c: {"status": "OK", "by": "Kari", "comment": "utført"} for c in MANUAL}))
     reports = tmp_path / "r"
@@ -358,23 +359,21 @@ def test_a_fully_passing_test_environment_run_gets_its_c3_email(
     )
     result.assert_outcomes(passed=22)
     run_dir = single_run_dir(reports, bank.orgnr)
-    assert "SANDBOX" not in result.stdout.str()
-    eml = run_dir / "c3-epost.eml"
-    assert eml.is_file(), result.stdout.str()
-    import email
-    from email import policy
-
-    message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
-    assert message["To"] == "DSOP@bits.no"
-    assert bank.orgnr in message["Subject"] and "KFR integrasjonstest" in message["Subject"]
-    names = {part.get_filename() for part in message.iter_attachments()}
-    assert any(n.endswith(".zip") for n in names) and any(n.endswith(".xlsx") for n in names)
+    out = result.stdout.str()
+    assert "SANDBOX" not in out
+    assert not (run_dir / "c3-epost.eml").exists()
+    assert "C-3-e-post er ikke laget" in out
+    assert "avviser pakken – Miljø" in out and sandbox.kfr_base_url in out
+    assert "avviser pakken – Testark" in out and "rekonstruerte" in out
 
     from conformance.cli import main
 
-    args = ["verify", str(eml), "--trust", str(bank.ca_pem), f"--accept-kfr-url={sandbox.kfr_base_url}"]
+    pack = next(run_dir.glob("*.zip"))
+    args = ["verify", str(pack), "--trust", str(bank.ca_pem), f"--accept-kfr-url={sandbox.kfr_base_url}",
+            f"--accept-maskinporten-url={sandbox.maskinporten_issuer}", "--allow-bundled-sheet"]
     assert main(args) == 0
-    assert main(args[:-1]) == 1  # an unknown KFR URL is not Bits' test environment
+    assert main(args[:4] + args[5:]) == 1  # an unknown KFR URL is not Bits' test environment
+    assert main(args[:-1]) == 1  # nor is the tool's own sheet Bits' sheet
 
 
 def test_a_run_with_failures_gets_no_c3_email_and_says_why(
