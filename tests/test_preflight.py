@@ -443,19 +443,22 @@ def test_a_client_without_the_write_scope_gets_mp_200_explained(sandbox: Running
     lines, token, _, kfr = _token_lines(env_for(sandbox, creds, alt_scope=None))
     line = lines["maskinporten.token"]
     assert token is None and line.status is Status.FAIL
-    assert "MP-200" in line.message and "Be Bits om tilgang" in (line.advice or "")
+    assert "MP-200" in line.message
+    assert "bits:kundeforhold.write" in (line.advice or "") and "Samarbeidsportalen" in (line.advice or "")
     assert kfr.status is Status.WARN and "uten token" in kfr.message  # reachable, not tried with a token
 
 
 def test_the_alternative_scope_line(sandbox: RunningSandbox, bank: BankCredentials) -> None:
+    # Refused or not given, the row falls back to an agency lookup: a warning, not red.
     _, _, missing, _ = _token_lines(env_for(sandbox, bank, alt_scope="bits:finnes.ikke"))
-    assert missing.status is Status.FAIL and "MP-200" in missing.message
+    assert missing.status is Status.WARN and "MP-200" in missing.message
+    assert "etatsoppslag" in missing.message
     # The fix for this row is a scope the client already has, not asking Bits (issue 11.6).
     assert "allerede har" in (missing.advice or "") and "Be Bits" not in (missing.advice or "")
     _, _, unset, _ = _token_lines(env_for(sandbox, bank, alt_scope=None))
-    assert unset.status is Status.WARN and "--alt-scope" in (unset.advice or "")
+    assert unset.status is Status.OK and "etatsoppslag" in unset.message
     _, _, write, _ = _token_lines(env_for(sandbox, bank, alt_scope="bits:kundeforhold.write"))
-    assert write.status is Status.FAIL
+    assert write.status is Status.FAIL and "KFR-18" in write.message
 
 
 def test_an_answer_that_is_not_kfr_is_red(sandbox: RunningSandbox, bank: BankCredentials) -> None:

@@ -71,20 +71,20 @@ def _certificate_failure(env: BankEnvironment, exc: ConformanceError) -> CheckLi
         if b"-----BEGIN " in data[:4096]:
             if "passord" in text.lower():
                 return make_line(STEP_CERTIFICATE, "certificate.password", Status.FAIL, text,
-                             password_advice, file=str(path))
+                                 password_advice, file=str(path))
         elif _pkcs12_refuses_password(data, env.cert_password):
             message = (
                 f"{path.name} er passordbeskyttet, men passord mangler." if not env.cert_password
                 else f"Passordet åpner ikke {path.name}: feil passord."
             )
             return make_line(STEP_CERTIFICATE, "certificate.password", Status.FAIL, message,
-                         password_advice, file=str(path))
+                             password_advice, file=str(path))
         if "hører ikke til sertifikatet" in text:
             return make_line(STEP_CERTIFICATE, "certificate.key_match", Status.FAIL, text, advice,
-                         file=str(path))
+                             file=str(path))
     return make_line(STEP_CERTIFICATE, "certificate.readable", Status.FAIL, text,
-                 advice or "Oppgi bankens virksomhetssertifikat med --cert (PKCS#12 eller PEM).",
-                 file=str(path))
+                     advice or "Oppgi bankens virksomhetssertifikat med --cert (PKCS#12 eller PEM).",
+                     file=str(path))
 
 
 def _name_label(name: x509.Name) -> str:
@@ -117,12 +117,12 @@ def check_certificate(
     name = Path(env.cert_path).name
     lines = [
         make_line(STEP_CERTIFICATE, "certificate.readable", Status.OK,
-              f"Sertifikatet {name} kan leses: «{_name_label(cert.subject)}».", file=str(env.cert_path)),
+                  f"Sertifikatet {name} kan leses: «{_name_label(cert.subject)}».", file=str(env.cert_path)),
         make_line(STEP_CERTIFICATE, "certificate.password", Status.OK,
-              "Passordet åpner sertifikatet." if env.cert_password
-              else "Sertifikatet trenger ikke passord."),
+                  "Passordet åpner sertifikatet." if env.cert_password
+                  else "Sertifikatet trenger ikke passord."),
         make_line(STEP_CERTIFICATE, "certificate.key_match", Status.OK,
-              "Den private nøkkelen hører til sertifikatet."),
+                  "Den private nøkkelen hører til sertifikatet."),
         check_certificate_orgnr(credentials, env.orgnr),
         check_certificate_issuer(cert, env),
         check_certificate_validity(cert, now=now),
@@ -132,8 +132,8 @@ def check_certificate(
         signing = _load_signing(signing_cert, signing_password)
     except ConformanceError as exc:
         lines.append(make_line(STEP_CERTIFICATE, "certificate.signing_usage", Status.FAIL,
-                           f"Signeringssertifikatet (--signing-cert) kan ikke brukes: {exc.message}",
-                           exc.hint))
+                               f"Signeringssertifikatet (--signing-cert) kan ikke brukes: {exc.message}",
+                               exc.hint))
     else:
         lines.append(check_signing_usage(credentials, signing, env.orgnr))
     return lines, credentials
@@ -143,17 +143,17 @@ def check_certificate_orgnr(credentials: Credentials, orgnr: str) -> CheckLine:
     found = credentials.orgnr
     if found == orgnr:
         return make_line(STEP_CERTIFICATE, "certificate.orgnr", Status.OK,
-                     f"Sertifikatet tilhører banken ({orgnr}).", orgnr=found)
+                         f"Sertifikatet tilhører banken ({orgnr}).", orgnr=found)
     if found is None:
         return make_line(STEP_CERTIFICATE, "certificate.orgnr", Status.FAIL,
-                     "Sertifikatet oppgir ikke noe organisasjonsnummer (organizationIdentifier "
-                     "NTRNO-…, serialNumber eller O=…-<orgnr>).",
-                     "Bruk bankens virksomhetssertifikat fra Buypass eller Commfides.")
+                         "Sertifikatet oppgir ikke noe organisasjonsnummer (organizationIdentifier "
+                         "NTRNO-…, serialNumber eller O=…-<orgnr>).",
+                         "Bruk bankens virksomhetssertifikat fra Buypass eller Commfides.")
     return make_line(STEP_CERTIFICATE, "certificate.orgnr", Status.FAIL,
-                 f"Sertifikatet tilhører organisasjonsnummer {found}, ikke banken {orgnr}; "
-                 "Maskinporten ville avvist det (MP-122).",
-                 f"Bruk bankens eget virksomhetssertifikat, eller kjør med --bank {found} hvis "
-                 "det er den banken som skal testes.", orgnr=found)
+                     f"Sertifikatet tilhører organisasjonsnummer {found}, ikke banken {orgnr}; "
+                     "Maskinporten ville avvist det (MP-122).",
+                     f"Bruk bankens eget virksomhetssertifikat, eller kjør med --bank {found} hvis "
+                     "det er den banken som skal testes.", orgnr=found)
 
 
 def _sandbox_ca(env: BankEnvironment) -> x509.Certificate | None:
@@ -173,36 +173,36 @@ def check_certificate_issuer(cert: x509.Certificate, env: BankEnvironment) -> Ch
         ca = _sandbox_ca(env)
         if ca is None:
             return make_line(STEP_CERTIFICATE, "certificate.issuer", Status.WARN,
-                         f"Utstedt av «{issuer}»; sandkassens CA finnes ikke i "
-                         f"{env.sandbox_data_dir}, så utstederen kan ikke kontrolleres.",
-                         "Oppgi sandkassens datamappe med --sandbox-data-dir.", issuer=issuer)
+                             f"Utstedt av «{issuer}»; sandkassens CA finnes ikke i "
+                             f"{env.sandbox_data_dir}, så utstederen kan ikke kontrolleres.",
+                             "Oppgi sandkassens datamappe med --sandbox-data-dir.", issuer=issuer)
         try:
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
             return make_line(STEP_CERTIFICATE, "certificate.issuer", Status.FAIL,
-                         f"Sertifikatet er utstedt av «{issuer}», ikke av sandkassens test-CA; "
-                         "sandkassens Maskinporten avviser det (MP-120).",
-                         "Utelat --cert i sandkassen (verktøyet utsteder et selv), eller lag et "
-                         "med «kfr-conformance sandbox issue-cert».", issuer=issuer)
+                             f"Sertifikatet er utstedt av «{issuer}», ikke av sandkassens test-CA; "
+                             "sandkassens Maskinporten avviser det (MP-120).",
+                             "Utelat --cert i sandkassen (verktøyet utsteder et selv), eller lag et "
+                             "med «kfr-conformance sandbox issue-cert».", issuer=issuer)
         return make_line(STEP_CERTIFICATE, "certificate.issuer", Status.OK,
-                     f"Utstedt av sandkassens test-CA («{issuer}»).", issuer=issuer)
+                         f"Utstedt av sandkassens test-CA («{issuer}»).", issuer=issuer)
     text = " ".join(str(a.value) for a in cert.issuer).lower()
     vendor = next((v for v in ("Buypass", "Commfides") if v.lower() in text), None)
     if vendor and "test" in text:
         return make_line(STEP_CERTIFICATE, "certificate.issuer", Status.OK,
-                     f"Testsertifikat fra {vendor} («{issuer}»), som testmiljøet krever.",
-                     issuer=issuer)
+                         f"Testsertifikat fra {vendor} («{issuer}»), som testmiljøet krever.",
+                         issuer=issuer)
     if vendor:
         return make_line(STEP_CERTIFICATE, "certificate.issuer", Status.FAIL,
-                     f"Sertifikatet er et produksjonssertifikat fra {vendor} («{issuer}»); "
-                     "Maskinportens testmiljø godtar bare testsertifikater.",
-                     f"Bestill et testsertifikat fra {vendor} (A-3), f.eks. utstedt under "
-                     "«Buypass Class 3 Test4 CA G2 ST Business» eller «Commfides Legal Person - G3 - TEST».",
-                     issuer=issuer)
+                         f"Sertifikatet er et produksjonssertifikat fra {vendor} («{issuer}»); "
+                         "Maskinportens testmiljø godtar bare testsertifikater.",
+                         f"Bestill et testsertifikat fra {vendor} (A-3), f.eks. utstedt under "
+                         "«Buypass Class 3 Test4 CA G2 ST Business» eller «Commfides Legal Person - G3 - TEST».",
+                         issuer=issuer)
     return make_line(STEP_CERTIFICATE, "certificate.issuer", Status.FAIL,
-                 f"Sertifikatet er utstedt av «{issuer}», ikke av en test-CA fra Buypass eller "
-                 "Commfides; Maskinportens testmiljø avviser det (MP-120).",
-                 "Bruk bankens testsertifikat fra Buypass eller Commfides (A-3).", issuer=issuer)
+                     f"Sertifikatet er utstedt av «{issuer}», ikke av en test-CA fra Buypass eller "
+                     "Commfides; Maskinportens testmiljø avviser det (MP-120).",
+                     "Bruk bankens testsertifikat fra Buypass eller Commfides (A-3).", issuer=issuer)
 
 
 def check_certificate_validity(cert: x509.Certificate, *, now: dt.datetime | None = None) -> CheckLine:
@@ -211,22 +211,22 @@ def check_certificate_validity(cert: x509.Certificate, *, now: dt.datetime | Non
     details = {"not_before": start.isoformat(), "not_after": end.isoformat()}
     if now < start:
         return make_line(STEP_CERTIFICATE, "certificate.validity", Status.FAIL,
-                     f"Sertifikatet er ikke gyldig før {start:%Y-%m-%d %H:%M} UTC.",
-                     "Vent til gyldighetsperioden starter, eller kontroller maskinens klokke.",
-                     **details)
+                         f"Sertifikatet er ikke gyldig før {start:%Y-%m-%d %H:%M} UTC.",
+                         "Vent til gyldighetsperioden starter, eller kontroller maskinens klokke.",
+                         **details)
     if end < now:
         return make_line(STEP_CERTIFICATE, "certificate.validity", Status.FAIL,
-                     f"Sertifikatet utløp {end:%Y-%m-%d} ({(now - end).days} dager siden); "
-                     "Maskinporten avviser det (MP-121).",
-                     "Bestill et nytt testsertifikat fra Buypass eller Commfides (A-3).", **details)
+                         f"Sertifikatet utløp {end:%Y-%m-%d} ({(now - end).days} dager siden); "
+                         "Maskinporten avviser det (MP-121).",
+                         "Bestill et nytt testsertifikat fra Buypass eller Commfides (A-3).", **details)
     left = (end - now).days
     if left < EXPIRY_WARN_DAYS:
         return make_line(STEP_CERTIFICATE, "certificate.validity", Status.WARN,
-                     f"Sertifikatet utløper {end:%Y-%m-%d}, om {left} dager.",
-                     "Bestill et nytt testsertifikat nå, så testen og pakken ikke stopper.",
-                     **details)
+                         f"Sertifikatet utløper {end:%Y-%m-%d}, om {left} dager.",
+                         "Bestill et nytt testsertifikat nå, så testen og pakken ikke stopper.",
+                         **details)
     return make_line(STEP_CERTIFICATE, "certificate.validity", Status.OK,
-                 f"Sertifikatet er gyldig til {end:%Y-%m-%d} ({left} dager).", **details)
+                     f"Sertifikatet er gyldig til {end:%Y-%m-%d} ({left} dager).", **details)
 
 
 def _key_usage(cert: x509.Certificate) -> list[str] | None:
@@ -240,13 +240,13 @@ def check_authentication_usage(cert: x509.Certificate) -> CheckLine:
     if usage is None or "digital_signature" in usage:
         shown = ", ".join(usage) if usage else "ingen begrensning"
         return make_line(STEP_CERTIFICATE, "certificate.auth_usage", Status.OK,
-                     f"Nøkkelbruken passer for autentisering mot Maskinporten ({shown}).",
-                     key_usage=usage)
+                         f"Nøkkelbruken passer for autentisering mot Maskinporten ({shown}).",
+                         key_usage=usage)
     return make_line(STEP_CERTIFICATE, "certificate.auth_usage", Status.FAIL,
-                 f"Sertifikatet er ikke et autentiseringssertifikat (nøkkelbruk: "
-                 f"{', '.join(usage) or 'ingen'}); Maskinporten krever digitalSignature.",
-                 "Bruk autentiseringssertifikatet i sertifikatsettet fra Buypass/Commfides "
-                 "med --cert.", key_usage=usage)
+                     f"Sertifikatet er ikke et autentiseringssertifikat (nøkkelbruk: "
+                     f"{', '.join(usage) or 'ingen'}); Maskinporten krever digitalSignature.",
+                     "Bruk autentiseringssertifikatet i sertifikatsettet fra Buypass/Commfides "
+                     "med --cert.", key_usage=usage)
 
 
 def check_signing_usage(auth: Credentials, signing: Credentials | None, orgnr: str) -> CheckLine:
@@ -257,21 +257,21 @@ def check_signing_usage(auth: Credentials, signing: Credentials | None, orgnr: s
     usage = _key_usage(cert)
     if signing is not None and signing.orgnr != orgnr:
         return make_line(STEP_CERTIFICATE, "certificate.signing_usage", Status.FAIL,
-                     f"Signeringssertifikatet tilhører {signing.orgnr or 'ingen virksomhet'}, ikke "
-                     f"banken {orgnr}; verify ville avvist pakken.",
-                     "Bruk bankens eget signeringssertifikat.", key_usage=usage)
+                         f"Signeringssertifikatet tilhører {signing.orgnr or 'ingen virksomhet'}, ikke "
+                         f"banken {orgnr}; verify ville avvist pakken.",
+                         "Bruk bankens eget signeringssertifikat.", key_usage=usage)
     if usage is None or "non_repudiation" in usage:
         return make_line(STEP_CERTIFICATE, "certificate.signing_usage", Status.OK,
-                     f"Resultatpakken signeres med {which}, som er ment for signering "
-                     f"({'nonRepudiation' if usage else 'ingen begrensning'}).", key_usage=usage)
+                         f"Resultatpakken signeres med {which}, som er ment for signering "
+                         f"({'nonRepudiation' if usage else 'ingen begrensning'}).", key_usage=usage)
     if "digital_signature" in usage:
         return make_line(STEP_CERTIFICATE, "certificate.signing_usage", Status.WARN,
-                     f"Resultatpakken signeres med {which} (digitalSignature). verify godtar "
-                     "det, men signeringssertifikatet (nonRepudiation) er det som er ment for å "
-                     "signere.",
-                     "Oppgi signeringssertifikatet fra samme sertifikatsett med --signing-cert "
-                     "(og --signing-cert-password-env).", key_usage=usage)
+                         f"Resultatpakken signeres med {which} (digitalSignature). verify godtar "
+                         "det, men signeringssertifikatet (nonRepudiation) er det som er ment for å "
+                         "signere.",
+                         "Oppgi signeringssertifikatet fra samme sertifikatsett med --signing-cert "
+                         "(og --signing-cert-password-env).", key_usage=usage)
     return make_line(STEP_CERTIFICATE, "certificate.signing_usage", Status.FAIL,
-                 f"{which[0].upper()}{which[1:]} kan ikke signere resultatpakken (nøkkelbruk: "
-                 f"{', '.join(usage) or 'ingen'}); verify ville avvist signaturen.",
-                 "Oppgi signeringssertifikatet (nonRepudiation) med --signing-cert.", key_usage=usage)
+                     f"{which[0].upper()}{which[1:]} kan ikke signere resultatpakken (nøkkelbruk: "
+                     f"{', '.join(usage) or 'ingen'}); verify ville avvist signaturen.",
+                     "Oppgi signeringssertifikatet (nonRepudiation) med --signing-cert.", key_usage=usage)

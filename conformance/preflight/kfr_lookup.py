@@ -38,44 +38,44 @@ def check_kfr_lookup(probe: Probe, token: str | None) -> CheckLine:
         if problem is None and exchange is not None and exchange.status is not None:
             kind = _kfr_shaped(exchange.body)
             return make_line(STEP_KFR, "kfr.lookup", Status.WARN if kind else Status.FAIL,
-                         f"KFR ({ep.host}) svarte HTTP {exchange.status} på oppslag for egen bank"
-                         + ("; tjenesten nås, men hadde en feil." if kind else
-                            ", og svaret kom ikke fra KFR (en proxy eller brannmur?)."),
-                         "Prøv igjen om litt; vedvarer det, kontakt Bits (DSOP@bits.no)." if kind
-                         else "Kontroller proxy og brannmur mot KFR-verten (A-7).",
-                         status=exchange.status)
+                             f"KFR ({ep.host}) svarte HTTP {exchange.status} på oppslag for egen bank"
+                             + ("; tjenesten nås, men hadde en feil." if kind else
+                                ", og svaret kom ikke fra KFR (en proxy eller brannmur?)."),
+                             "Prøv igjen om litt; vedvarer det, kontakt Bits (DSOP@bits.no)." if kind
+                             else "Kontroller proxy og brannmur mot KFR-verten (A-7).",
+                             status=exchange.status)
         return make_line(STEP_KFR, "kfr.lookup", Status.FAIL,
-                     f"KFR kan ikke nås – {problem.text if problem else exc.message} ({ep.route}).",
-                     problem.advice if problem else exc.hint)
+                         f"KFR kan ikke nås – {problem.text if problem else exc.message} ({ep.route}).",
+                         problem.advice if problem else exc.hint)
     kind = _kfr_shaped(response.body)
     status = response.status
     details = {"status": status, "error_code": response.error_code,
                "correlation_id": response.correlation_id}
     if kind is None:
         return make_line(STEP_KFR, "kfr.lookup", Status.FAIL,
-                     f"{ep.host} svarte HTTP {status}, men ikke som KFR (verken «banks» eller "
-                     "errorCode); svaret kommer trolig fra en proxy eller brannmur.",
-                     "Kontroller KFR-URL-en (--kfr-base-url) og proxyen (A-7).", **details)
+                         f"{ep.host} svarte HTTP {status}, men ikke som KFR (verken «banks» eller "
+                         "errorCode); svaret kommer trolig fra en proxy eller brannmur.",
+                         "Kontroller KFR-URL-en (--kfr-base-url) og proxyen (A-7).", **details)
     if status == 200:
         return make_line(STEP_KFR, "kfr.lookup", Status.OK,
-                     f"KFR svarte 200 på oppslag for egen bank (CorrelationID "
-                     f"{response.correlation_id}); ingenting ble skrevet.", **details)
+                         f"KFR svarte 200 på oppslag for egen bank (CorrelationID "
+                         f"{response.correlation_id}); ingenting ble skrevet.", **details)
     if token is None:
         return make_line(STEP_KFR, "kfr.lookup", Status.WARN,
-                     f"KFR nås (svarte HTTP {status} uten token), men oppslaget kunne ikke "
-                     "prøves med token.", "Rett Maskinporten-linjene over først.", **details)
+                         f"KFR nås (svarte HTTP {status} uten token), men oppslaget kunne ikke "
+                         "prøves med token.", "Rett Maskinporten-linjene over først.", **details)
     if status in (401, 403):
         who = "API-gatewayen" if kind == "gateway" else "KFR"
         return make_line(STEP_KFR, "kfr.lookup", Status.FAIL,
-                     f"{who} avviste oppslaget med bankens token (HTTP {status}"
-                     f"{' ' + response.error_code if response.error_code else ''}).",
-                     "Bits gir tilgang i testmiljøet når registreringsskjemaet er godkjent (B-2, "
-                     "C-1); kontroller også scope og consumer i linjene over.", **details)
+                         f"{who} avviste oppslaget med bankens token (HTTP {status}"
+                         f"{' ' + response.error_code if response.error_code else ''}).",
+                         "Bits gir tilgang i testmiljøet når registreringsskjemaet er godkjent (B-2, "
+                         "C-1); kontroller også scope og consumer i linjene over.", **details)
     if status >= 500:
         return make_line(STEP_KFR, "kfr.lookup", Status.WARN,
-                     f"KFR nås, men svarte HTTP {status} på oppslaget.",
-                     "Prøv igjen om litt; vedvarer det, kontakt Bits (DSOP@bits.no).", **details)
+                         f"KFR nås, men svarte HTTP {status} på oppslaget.",
+                         "Prøv igjen om litt; vedvarer det, kontakt Bits (DSOP@bits.no).", **details)
     return make_line(STEP_KFR, "kfr.lookup", Status.WARN,
-                 f"KFR nås, men svarte HTTP {status}"
-                 f"{' ' + response.error_code if response.error_code else ''} på oppslaget.",
-                 "Se svaret i KFR-dokumentasjonen; oppslag for egen bank skal gi 200.", **details)
+                     f"KFR nås, men svarte HTTP {status}"
+                     f"{' ' + response.error_code if response.error_code else ''} på oppslaget.",
+                     "Se svaret i KFR-dokumentasjonen; oppslag for egen bank skal gi 200.", **details)

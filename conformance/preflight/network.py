@@ -200,8 +200,8 @@ def check_clock(ep: Endpoint, skew: float | None) -> CheckLine:
     check = f"clock.{ep.role.lower()}"
     if skew is None:
         return make_line(STEP_NETWORK, check, Status.WARN,
-                     f"Svaret fra {ep.role} ({ep.host}) hadde ingen Date-header; klokkeavviket "
-                     "kan ikke måles.", _NTP_ADVICE)
+                         f"Svaret fra {ep.role} ({ep.host}) hadde ingen Date-header; klokkeavviket "
+                         "kan ikke måles.", _NTP_ADVICE)
     direction = "foran" if skew > 0 else "bak"
     seconds = f"{abs(skew):.1f}".replace(".", ",")
     measured = f"Klokken her går {seconds} s {direction} {ep.role} ({ep.host}, Date-headeren)"
@@ -210,11 +210,11 @@ def check_clock(ep: Endpoint, skew: float | None) -> CheckLine:
         return make_line(STEP_NETWORK, check, Status.OK, f"{measured}.", **details)
     if ep.role == "Maskinporten" and abs(skew) >= CLOCK_FAIL_S:
         return make_line(STEP_NETWORK, check, Status.FAIL,
-                     f"{measured}; Maskinporten godtar bare ±{CLOCK_FAIL_S:.0f} s, så hver "
-                     "tokenforespørsel avvises (MP-130).", _NTP_ADVICE, **details)
+                         f"{measured}; Maskinporten godtar bare ±{CLOCK_FAIL_S:.0f} s, så hver "
+                         "tokenforespørsel avvises (MP-130).", _NTP_ADVICE, **details)
     return make_line(STEP_NETWORK, check, Status.WARN,
-                 f"{measured}; over {CLOCK_WARN_S:.0f} s gir lite margin mot Maskinportens "
-                 f"grense på ±{CLOCK_FAIL_S:.0f} s.", _NTP_ADVICE, **details)
+                     f"{measured}; over {CLOCK_WARN_S:.0f} s gir lite margin mot Maskinportens "
+                     f"grense på ±{CLOCK_FAIL_S:.0f} s.", _NTP_ADVICE, **details)
 
 
 def _resolve(host: str, port: int, timeout_s: float) -> list[str]:
@@ -243,27 +243,27 @@ def check_dns(ep: Endpoint) -> tuple[CheckLine, list[str]]:
     check = f"network.dns.{ep.role.lower()}"
     if _is_ip(host):
         return make_line(STEP_NETWORK, check, Status.OK,
-                     f"{ep.role}: {who} er en IP-adresse (ikke noe DNS-oppslag); {ep.route}.",
-                     host=host, proxy=ep.proxy), [host.strip("[]")]
+                         f"{ep.role}: {who} er en IP-adresse (ikke noe DNS-oppslag); {ep.route}.",
+                         host=host, proxy=ep.proxy), [host.strip("[]")]
     try:
         addresses = _resolve(host, port, SOCKET_TIMEOUT_S)
     except concurrent.futures.TimeoutError:
         return make_line(STEP_NETWORK, check, Status.FAIL,
-                     f"{ep.role}: DNS svarte ikke på {SOCKET_TIMEOUT_S:.0f} s for {who}; TCP og "
-                     "TLS ble ikke prøvd.",
-                     "Kontroller maskinens DNS-oppsett (resolv.conf / nettverkskortet).",
-                     host=host, proxy=ep.proxy), []
+                         f"{ep.role}: DNS svarte ikke på {SOCKET_TIMEOUT_S:.0f} s for {who}; TCP og "
+                         "TLS ble ikke prøvd.",
+                         "Kontroller maskinens DNS-oppsett (resolv.conf / nettverkskortet).",
+                         host=host, proxy=ep.proxy), []
     except (socket.gaierror, UnicodeError, OSError) as exc:
         return make_line(STEP_NETWORK, check, Status.FAIL,
-                     f"{ep.role}: navnet {who} kan ikke slås opp i DNS "
-                     f"({getattr(exc, 'strerror', None) or exc}); TCP og TLS ble ikke prøvd.",
-                     "Kontroller HTTPS_PROXY." if ep.proxy else
-                     "Kontroller vertsnavnet i URL-en og maskinens DNS; krever nettet en proxy, "
-                     "sett HTTPS_PROXY.", host=host, proxy=ep.proxy), []
+                         f"{ep.role}: navnet {who} kan ikke slås opp i DNS "
+                         f"({getattr(exc, 'strerror', None) or exc}); TCP og TLS ble ikke prøvd.",
+                         "Kontroller HTTPS_PROXY." if ep.proxy else
+                         "Kontroller vertsnavnet i URL-en og maskinens DNS; krever nettet en proxy, "
+                         "sett HTTPS_PROXY.", host=host, proxy=ep.proxy), []
     extra = f" (navnet {ep.host} slås opp av proxyen)" if ep.proxy else ""
     return make_line(STEP_NETWORK, check, Status.OK,
-                 f"{ep.role}: {who} slås opp til {', '.join(addresses[:3])}{extra}.",
-                 host=host, addresses=addresses, proxy=ep.proxy), addresses
+                     f"{ep.role}: {who} slås opp til {', '.join(addresses[:3])}{extra}.",
+                     host=host, addresses=addresses, proxy=ep.proxy), addresses
 
 
 def check_tcp(ep: Endpoint, addresses: list[str]) -> CheckLine:
@@ -275,8 +275,8 @@ def check_tcp(ep: Endpoint, addresses: list[str]) -> CheckLine:
         try:
             with socket.create_connection((address, port), timeout=SOCKET_TIMEOUT_S):
                 return make_line(STEP_NETWORK, check, Status.OK,
-                             f"{ep.role}: TCP-forbindelse til {who} ({address}) åpnet.",
-                             host=host, port=port, proxy=ep.proxy)
+                                 f"{ep.role}: TCP-forbindelse til {who} ({address}) åpnet.",
+                                 host=host, port=port, proxy=ep.proxy)
         except OSError as exc:
             last = exc
     refused = isinstance(last, ConnectionRefusedError)
@@ -290,5 +290,5 @@ def check_tcp(ep: Endpoint, addresses: list[str]) -> CheckLine:
         f"Bestill brannmuråpning mot {ep.address} (A-7), eller sett HTTPS_PROXY hvis nettet krever proxy."
     )
     return make_line(STEP_NETWORK, check, Status.FAIL,
-                 f"{ep.role}: TCP-forbindelse til {who} feilet ({reason}); TLS ble ikke prøvd.",
-                 advice, host=host, port=port, proxy=ep.proxy)
+                     f"{ep.role}: TCP-forbindelse til {who} feilet ({reason}); TLS ble ikke prøvd.",
+                     advice, host=host, port=port, proxy=ep.proxy)

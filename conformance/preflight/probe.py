@@ -171,12 +171,12 @@ def check_tls(probe: Probe, ep: Endpoint) -> CheckLine:
     if problem is None and exchange is not None and exchange.status is not None:
         what = (f"TLS verifisert med {probe.ca}" if ep.tls else "HTTP uten TLS (sandkasse)")
         return make_line(STEP_NETWORK, check, Status.OK,
-                     f"{ep.role}: {what}; {ep.host} svarte HTTP {exchange.status} ({ep.route}).",
-                     host=ep.host, proxy=ep.proxy, status=exchange.status)
+                         f"{ep.role}: {what}; {ep.host} svarte HTTP {exchange.status} ({ep.route}).",
+                         host=ep.host, proxy=ep.proxy, status=exchange.status)
     problem = problem or NetworkProblem("answer", "ingen svar", "Prøv igjen.")
     return make_line(STEP_NETWORK, check, Status.FAIL,
-                 f"{ep.role}: {problem.text} ({ep.route}).", problem.advice,
-                 host=ep.host, proxy=ep.proxy, layer=problem.layer)
+                     f"{ep.role}: {problem.text} ({ep.route}).", problem.advice,
+                     host=ep.host, proxy=ep.proxy, layer=problem.layer)
 
 
 def check_endpoint(probe: Probe, ep: Endpoint) -> list[CheckLine]:
