@@ -207,6 +207,16 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     try:
+        # Fail fast (one token and one KFR request) before a results folder exists.
+        from conformance.preflight import start_up_check
+
+        start_up_check(environment)
+    except BaseException as exc:
+        environment.close()
+        if isinstance(exc, ConformanceError):
+            raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+        raise
+    try:
         if previous is not None:
             _check_resumable(previous, environment)
             state = _controller_state(config, settings, environment, suite_dir, sheet, previous.run_id)
