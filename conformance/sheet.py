@@ -63,7 +63,8 @@ _HEADER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
          "case id", "caseid", "testtilfelle", "testtilfelle id", "testtilfelle nr",
          "testtilfellenr", "testnr", "test nr", "testnummer", "test no", "id", "nr", "no",
          "#", "løpenr", "lnr"),
-        ("nummer", "number", "ref", "referanse", "reference"),
+        # "Test case" often heads the id column too; a better-named title column wins it.
+        ("nummer", "number", "ref", "referanse", "reference", "test case", "testcase"),
     ),
     "title": (
         ("tittel", "title", "testnavn", "test name", "overskrift", "sammendrag", "summary",

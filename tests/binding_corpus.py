@@ -1,0 +1,539 @@
+"""Sheets written in other words than ours, to measure how binding generalises.
+
+We have never seen Bits' current sheet. These workbooks are the same KFR cases (and a few
+rows no step does) written the way another author might: Norwegian and English, terse or
+in prose, user-story style, claims instead of statuses ("the token carries scope …"),
+statuses in free phrasing ("svarer 201", "should get a 404 back"), other ids, other column
+names and order. Each row carries its *truth*: the step that should run it, or ``None``
+when no step of the KFR suite does what the row asks (binding it would be wrong).
+
+The sheets are split in two, and the split is the point:
+
+- ``TUNED`` may be looked at while the binder's vocabulary and weights are changed;
+- ``HELD_OUT`` were written before any tuning and are only *measured*
+  (``benchmarks/bench_binding.py``, ``tests/test_binding.py``). Do not add words to the
+  binder or the step signatures because a held-out row needs them; write a new tuned row
+  instead, and a new held-out sheet when the old ones have been looked at too often.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+
+@dataclass(frozen=True)
+class Row:
+    case_id: object
+    title: str
+    expected: str
+    truth: str | None
+    description: str = ""
+    test_data: str = ""
+    preconditions: str = ""
+    category: str = ""
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class CorpusSheet:
+    name: str
+    language: str  # nb | en | mixed
+    # role → header text, in the order the columns appear
+    columns: dict[str, str]
+    rows: Sequence[Row]
+    title_lines: Sequence[str] = field(default_factory=tuple)
+
+    def should_run(self) -> list[Row]:
+        return [r for r in self.rows if r.truth is not None]
+
+
+def build_sheet(path: Path, sheet: CorpusSheet) -> Path:
+    """Write ``sheet`` as an xlsx at ``path`` (header after the optional title lines)."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Tester"
+    for line in sheet.title_lines:
+        ws.append([line])
+    if sheet.title_lines:
+        ws.append([])
+    roles = list(sheet.columns)
+    ws.append([sheet.columns[role] for role in roles])
+    for cell in ws[ws.max_row]:
+        cell.font = Font(bold=True)
+    for row in sheet.rows:
+        values = {
+            "id": row.case_id,
+            "title": row.title,
+            "description": row.description,
+            "expected": row.expected,
+            "test_data": row.test_data,
+            "preconditions": row.preconditions,
+            "category": row.category,
+            "type": row.type,
+        }
+        ws.append([values.get(role, "") or None for role in roles])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def _story(case_id: str, title: str, steps: str, expected: str, truth: str | None) -> Row:
+    """A row written as scenario → steps → expected outcome."""
+    return Row(case_id, title, expected, truth, description=steps)
+
+
+# =========================================================================== tuned sheets
+
+TUNED_NB_TERSE = CorpusSheet(
+    name="tuned_nb_terse",
+    language="nb",
+    columns={"id": "Nr", "title": "Test", "test_data": "Data", "expected": "Forventet",
+             "actual": "Faktisk", "status": "OK/Feilet"},
+    title_lines=("KFR integrasjonstest – sjekkliste",),
+    rows=(
+        Row(1, "Hent token", "Token med scope bits:kundeforhold.write mottas", "token",
+            test_data="Maskinporten test"),
+        Row(2, "Ny kunde, fødselsnummer", "Kunden er registrert", "add_fodselsnummer",
+            test_data="fnr"),
+        Row(3, "Ny kunde, D-nummer", "Kunden er registrert", "add_d_nummer", test_data="dnr"),
+        Row(4, "Ny bedriftskunde", "Bedriften er registrert", "add_orgnr",
+            test_data="orgnr"),
+        Row(5, "Registrer kunden igjen", "Svarer 200, ingen endring", "add_existing",
+            test_data="fnr som allerede er registrert"),
+        Row(6, "Slå opp kunden", "Vår bank står i svaret", "lookup_own_bank",
+            test_data="registrert fnr"),
+        Row(7, "Slett kundeforhold", "Svarer 204", "end_relationship",
+            test_data="registrert fnr"),
+        Row(8, "Slett kunde som ikke er registrert", "Gir 404 med KFR-008", "end_missing",
+            test_data="ubrukt fnr"),
+        Row(9, "Historikk etter sletting", "Funnet for perioden før slettingen, ikke etter",
+            "history_after_end", test_data="fromDate/toDate"),
+        Row(10, "Fil med datoer", "Filen godtas, kundene får startdato fra filen",
+            "batch_with_dates", test_data="id#2019-11-08"),
+        Row(11, "Fil uten datoer", "Filen godtas", "batch_without_dates",
+            test_data="id,id,id"),
+        Row(12, "Fil med feil dato", "Gir 400 med KFR-010", "batch_bad_date",
+            test_data="id#31.12.2019"),
+        Row(13, "Feil kontrollsiffer", "Gir 400 med KFR-005", "bad_customer_id",
+            test_data="fnr med feil siste siffer"),
+        Row(14, "Feil kundeforholdstype", "Gir 400 med KFR-009", "bad_relationship_type",
+            test_data="type=ABC"),
+        Row(15, "Uten CorrelationID", "Gir 400 med KFR-004", "missing_correlation_id"),
+        Row(16, "Annen banks fid", "Gir 403 med KFR-003", "other_bank_fid"),
+        Row(17, "Uten token", "Gir 401 med KFR-001", "no_token"),
+        Row(18, "Token uten skrivetilgang", "Gir 403 med KFR-002", "missing_scope"),
+        Row(19, "Boundary i anførselstegn", "Gir 403", "batch_bad_boundary"),
+        Row(20, "For stor fil", "Gir 413", "batch_too_large", test_data="11 MB"),
+        Row(21, "Rutine: slett først etter innlest fil", "Bekreftes manuelt", "manual_d3"),
+        Row(22, "Rutine: kjernesystemet oppdaterer KFR", "Bekreftes manuelt", "manual_a8"),
+        Row(23, "Endre kundens adresse", "Adressen er oppdatert", None),
+        Row(24, "Skatteetaten slår opp kunden", "Liste over banker", None,
+            test_data="scope bits:kundeforhold"),
+    ),
+)
+
+TUNED_EN_STORY = CorpusSheet(
+    name="tuned_en_story",
+    language="en",
+    columns={"id": "Test case", "title": "Scenario", "description": "Steps",
+             "expected": "Expected outcome", "actual": "Actual outcome", "comment": "Notes"},
+    rows=(
+        _story("TC-01", "Authenticate against Maskinporten",
+            "Given a client registered for the write scope, when the bank requests a token",
+            "The issued access token contains bits:kundeforhold.write", "token"),
+        _story("TC-02", "Customer with a birth number joins the bank",
+            "When the bank registers the relationship for a person (fødselsnummer)",
+            "The API should respond 201", "add_fodselsnummer"),
+        _story("TC-03", "Foreign national with a D-number joins",
+            "When the bank registers the relationship for the D-number",
+            "should get a 201 back", "add_d_nummer"),
+        _story("TC-04", "A limited company becomes a customer",
+            "When the bank registers the relationship for the company's organisation number",
+            "Relationship is created", "add_orgnr"),
+        _story("TC-05", "Registering a relationship that already exists",
+            "Given the relationship is already registered, when the bank sends it again",
+            "The API returns 200 and nothing is changed", "add_existing"),
+        _story("TC-06", "Bank checks its own registration",
+            "When the bank queries the register for the customer",
+            "The response lists our organisation number", "lookup_own_bank"),
+        _story("TC-07", "Customer leaves the bank",
+            "When the bank ends the relationship",
+            "should get a 204 back", "end_relationship"),
+        _story("TC-08", "Ending a relationship that is not there",
+            "When the bank ends a relationship for a customer it never registered",
+            "should get a 404 back with KFR-008", "end_missing"),
+        _story("TC-09", "History survives the end of a relationship",
+            "When the bank queries a period before and a period after the end",
+            "Found for the earlier period only", "history_after_end"),
+        _story("TC-10", "Initial load with start dates",
+            "When the bank uploads a file where every ID has a start date",
+            "The file is accepted and each relationship starts on its own date",
+            "batch_with_dates"),
+        _story("TC-11", "Initial load without dates",
+            "When the bank uploads a file of IDs with no dates",
+            "The file is accepted and relationships start today", "batch_without_dates"),
+        _story("TC-12", "File with a bad date",
+            "When one ID in the file has a date like 2019-13-45",
+            "should get a 400 back with KFR-010", "batch_bad_date"),
+        _story("TC-13", "Malformed customer ID",
+            "When the bank registers an ID that fails the checksum",
+            "should get a 400 back with KFR-005", "bad_customer_id"),
+        _story("TC-14", "Unsupported relationship type",
+            "When the path has a relationship type other than DSOPBANK",
+            "Rejected with KFR-009", "bad_relationship_type"),
+        _story("TC-15", "Request lacks a correlation id",
+            "When the CorrelationID header is left out",
+            "Rejected with KFR-004", "missing_correlation_id"),
+        _story("TC-16", "Bank acts on behalf of another bank",
+            "When the fid in the path is not the bank's own",
+            "Rejected with KFR-003", "other_bank_fid"),
+        _story("TC-17", "Anonymous call",
+            "When no Authorization header is sent",
+            "should get a 401 back", "no_token"),
+        _story("TC-18", "Token without write permission",
+            "When the token was issued for a different scope",
+            "should get a 403 back with KFR-002", "missing_scope"),
+        _story("TC-19", "Upload with a quoted boundary",
+            "When the multipart boundary is in quotes",
+            "should get a 403 back", "batch_bad_boundary"),
+        _story("TC-20", "Upload above the size limit",
+            "When the file is bigger than 10 MB",
+            "The upload is rejected as too large", "batch_too_large"),
+        _story("TC-21", "Manual: ending waits for the uploaded file",
+            "The bank shows that deletes for customers in an uploaded file wait until it is read",
+            "Confirmed by the bank", "manual_d3"),
+        _story("TC-22", "Manual: core system keeps KFR up to date",
+            "The bank shows new and leaving customers flow from the core system",
+            "Confirmed by the bank", "manual_a8"),
+        _story("TC-23", "Police asks where a customer banks",
+            "When an agency looks the customer up with scope bits:kundeforhold",
+            "The agency gets a list of banks", None),
+        _story("TC-24", "Token request with expired assertion",
+            "When the JWT grant has exp in the past",
+            "Maskinporten answers invalid_grant (MP-130)", None),
+    ),
+)
+
+TUNED_NB_FREE = CorpusSheet(
+    name="tuned_nb_free",
+    language="nb",
+    columns={"category": "Område", "id": "Test-ID", "description": "Hva testes",
+             "preconditions": "Forberedelser", "expected": "Forventet svar",
+             "comment": "Merknad"},
+    rows=(
+        Row("A-1", "", "Maskinporten svarer 200 og tokenet har skrivescope", "token",
+            description="Tilgangstoken hentes fra Maskinporten med virksomhetssertifikat.",
+            category="Tilgang"),
+        Row("A-2", "", "KFR svarer 401, KFR-001", "no_token",
+            description="Kall til KFR uten Authorization-header.", category="Tilgang"),
+        Row("A-3", "", "KFR svarer 403 (KFR-002)", "missing_scope",
+            description="Kall med token som mangler bits:kundeforhold.write.",
+            category="Tilgang"),
+        Row("A-4", "", "KFR svarer 403 (KFR-003)", "other_bank_fid",
+            description="Registrering der fid er en annen banks organisasjonsnummer.",
+            category="Tilgang"),
+        Row("B-1", "", "KFR svarer 201", "add_fodselsnummer",
+            description="Opprett kundeforhold for en privatperson med fødselsnummer.",
+            category="Enkeltregistrering"),
+        Row("B-2", "", "KFR svarer 201", "add_d_nummer",
+            description="Opprett kundeforhold for en person med D-nummer.",
+            category="Enkeltregistrering"),
+        Row("B-3", "", "KFR svarer 201", "add_orgnr",
+            description="Opprett kundeforhold for et aksjeselskap (organisasjonsnummer).",
+            category="Enkeltregistrering"),
+        Row("B-4", "", "KFR svarer 200 – kundeforholdet var der fra før", "add_existing",
+            description="Opprett det samme kundeforholdet to ganger.",
+            category="Enkeltregistrering"),
+        Row("B-5", "", "KFR gir 400 med KFR-005", "bad_customer_id",
+            description="Opprett kundeforhold med et fødselsnummer med ugyldig kontrollsiffer.",
+            category="Enkeltregistrering"),
+        Row("B-6", "", "KFR gir 400 med KFR-009", "bad_relationship_type",
+            description="Opprett kundeforhold med relationshipType DSOPXYZ.",
+            category="Enkeltregistrering"),
+        Row("B-7", "", "KFR gir 400 med KFR-004", "missing_correlation_id",
+            description="Opprett kundeforhold uten CorrelationID.",
+            category="Enkeltregistrering"),
+        Row("C-1", "", "Egen bank er med i svaret", "lookup_own_bank",
+            description="Hent bankene kunden er registrert hos.", category="Oppslag"),
+        Row("C-2", "", "Banken er med for perioden før avslutning, ikke for perioden etter",
+            "history_after_end",
+            description="Oppslag med fromDate/toDate på et kundeforhold som er avsluttet.",
+            category="Oppslag"),
+        Row("D-1", "", "KFR svarer 204", "end_relationship",
+            description="Avslutt et registrert kundeforhold.", category="Avslutning"),
+        Row("D-2", "", "KFR gir 404 med KFR-008", "end_missing",
+            description="Avslutt et kundeforhold som ikke er registrert.",
+            category="Avslutning"),
+        Row("E-1", "", "KFR svarer 201, og hver kunde starter på sin dato", "batch_with_dates",
+            description="Send fil med kunde-ID#dato for hver kunde.", category="Fil"),
+        Row("E-2", "", "KFR svarer 201, kundeforholdene starter i dag", "batch_without_dates",
+            description="Send fil med kunde-ID-er uten dato.", category="Fil"),
+        Row("E-3", "", "KFR gir 400 med KFR-010", "batch_bad_date",
+            description="Send fil der en dato er 2019-02-30.", category="Fil"),
+        Row("E-4", "", "KFR svarer 403", "batch_bad_boundary",
+            description="Send fil med boundary i anførselstegn.", category="Fil"),
+        Row("E-5", "", "KFR avviser filen (413)", "batch_too_large",
+            description="Send fil på over 10 MB.", category="Fil"),
+        Row("F-1", "", "Banken bekrefter", "manual_d3", type="Manuell",
+            description="Sletting av kunder i en opplastet fil venter til filen er lest inn.",
+            category="Rutiner"),
+        Row("F-2", "", "Banken bekrefter", "manual_a8", type="Manuell",
+            description="Kjernebanksystemet melder nye og avsluttede kunder til KFR.",
+            category="Rutiner"),
+        Row("G-1", "", "KFR svarer 400 med ERR-003", None,
+            description="Oppslag der fromDate er etter toDate.", category="Oppslag"),
+        Row("G-2", "", "Maskinporten svarer 400 (MP-012)", None,
+            description="Samme JWT-grant (jti) brukes to ganger.", category="Tilgang"),
+    ),
+)
+
+TUNED: tuple[CorpusSheet, ...] = (TUNED_NB_TERSE, TUNED_EN_STORY, TUNED_NB_FREE)
+
+# =========================================================================== held out
+# Written before any tuning. Measure only; never tune on these rows.
+
+HELD_OUT_EN_CLAIMS = CorpusSheet(
+    name="heldout_en_claims",
+    language="en",
+    columns={"id": "Ref", "title": "Test", "test_data": "Input", "expected": "Expected",
+             "actual": "Result", "status": "Pass/Fail"},
+    title_lines=("KFR onboarding – integration test", "Version 3.0"),
+    rows=(
+        Row("H1-01", "Get access token", "The token carries scope bits:kundeforhold.write",
+            "token", test_data="Maskinporten test, client with bits:kundeforhold.write"),
+        Row("H1-02", "Register customer (person, national ID)",
+            "Customer relationship is stored", "add_fodselsnummer", test_data="Synthetic fnr"),
+        Row("H1-03", "Register customer with D number", "Relationship created",
+            "add_d_nummer", test_data="D-number"),
+        Row("H1-04", "Register business customer", "Relationship created for the company",
+            "add_orgnr", test_data="Organisation number of a company"),
+        Row("H1-05", "Register the same customer twice",
+            "Second request accepted, nothing changes (200)", "add_existing",
+            test_data="fnr already registered"),
+        Row("H1-06", "Query which banks the customer has", "Our bank is listed in the response",
+            "lookup_own_bank", test_data="fnr registered with us"),
+        Row("H1-07", "Remove a customer relationship", "Relationship no longer active; 204",
+            "end_relationship", test_data="registered fnr"),
+        Row("H1-08", "Ended relationship still visible for past period",
+            "Lookup for the earlier period still lists our bank, later period does not",
+            "history_after_end", test_data="fromDate/toDate before the end date"),
+        Row("H1-09", "Remove a relationship that was never registered", "Rejected with KFR-008",
+            "end_missing", test_data="unused fnr"),
+        Row("H1-10", "Upload file with start date per customer",
+            "File accepted; customers visible after processing", "batch_with_dates",
+            test_data="id#2019-11-08,..."),
+        Row("H1-11", "Upload file, no dates", "File accepted, relationships start today",
+            "batch_without_dates", test_data="comma-separated ids"),
+        Row("H1-12", "Upload file with malformed date", "Whole file rejected, error KFR-010",
+            "batch_bad_date", test_data="id#08.11.2019"),
+        Row("H1-13", "Register customer with wrong check digit", "Refused: KFR-005",
+            "bad_customer_id", test_data="fnr with last digit changed"),
+        Row("H1-14", "Unknown relationship type in path", "Refused, KFR-009",
+            "bad_relationship_type", test_data="relationshipType=DSOPXXX"),
+        Row("H1-15", "Omit the CorrelationID header", "Error KFR-004", "missing_correlation_id"),
+        Row("H1-16", "Register for a different institution's fid", "Access denied (KFR-003)",
+            "other_bank_fid", test_data="fid of another bank"),
+        Row("H1-17", "Call the API with no bearer token", "Unauthenticated, KFR-001",
+            "no_token"),
+        Row("H1-18", "Token lacking the write scope", "Forbidden, KFR-002", "missing_scope",
+            test_data="token with a read-only scope"),
+        Row("H1-19", "Quoted multipart boundary", "Upload refused (403)", "batch_bad_boundary",
+            test_data='boundary="abc"'),
+        Row("H1-20", "File exceeding the size limit", "Upload refused as too large",
+            "batch_too_large", test_data="11 MB file"),
+        Row("H1-21", "Deletes wait for uploaded file to be processed (manual)",
+            "Bank confirms the routine", "manual_d3"),
+        Row("H1-22", "Manual: core banking system keeps the register current",
+            "Confirmed by bank", "manual_a8"),
+        Row("H1-23", "Agency looks up where a customer has relationships",
+            "List of institutions returned", None, test_data="scope bits:kundeforhold"),
+        Row("H1-24", "Change the customer's address", "Address updated (200)", None),
+        Row("H1-25", "Token request with wrong audience", "invalid_grant, MP-110", None,
+            test_data="aud = token endpoint"),
+    ),
+)
+
+HELD_OUT_NB_PROSE = CorpusSheet(
+    name="heldout_nb_prose",
+    language="nb",
+    columns={"id": "Løpenr", "category": "Område", "expected": "Forventet resultat",
+             "description": "Beskrivelse av test", "test_data": "Testdata",
+             "type": "Type", "comment": "Kommentar"},
+    rows=(
+        Row("1.1", "", "Tokenet inneholder skrivetilgang (bits:kundeforhold.write).", "token",
+            description="Banken henter et tilgangstoken fra Maskinporten (testmiljøet) ved "
+            "hjelp av virksomhetssertifikatet.", category="Tilgang"),
+        Row("1.2", "", "Kallet avvises med 401 og KFR-001.", "no_token",
+            description="Kall mot KFR gjøres helt uten tilgangstoken.", category="Tilgang"),
+        Row("1.3", "", "Tilgang nektes (KFR-002).", "missing_scope",
+            description="Kall med et token som kun har lesetilgang, ikke skrivetilgang.",
+            category="Tilgang"),
+        Row("1.4", "", "Nektet: KFR-003", "other_bank_fid",
+            description="Banken forsøker å melde inn en kunde på vegne av et annet "
+            "finansforetak (fremmed fid).", category="Tilgang"),
+        Row("2.1", "", "KFR svarer 201.", "add_fodselsnummer",
+            description="Ny privatkunde meldes inn i registeret med fødselsnummer.",
+            category="Innmelding"),
+        Row("2.2", "", "Kunden er registrert.", "add_d_nummer",
+            description="Ny kunde som har D-nummer meldes inn.", category="Innmelding"),
+        Row("2.3", "", "Foretaket er registrert hos banken i KFR.", "add_orgnr",
+            description="Nytt foretak (organisasjonsnummer) meldes inn som kunde.",
+            category="Innmelding"),
+        Row("2.4", "", "Gir 200; ingen endring.", "add_existing",
+            description="Samme kunde meldes inn på nytt selv om kundeforholdet allerede er der.",
+            category="Innmelding"),
+        Row("2.5", "", "Avvist, feilkode KFR-005.", "bad_customer_id",
+            description="Innmelding med en kunde-ID som ikke er et gyldig fødselsnummer "
+            "(feil kontrollsiffer).", category="Innmelding"),
+        Row("2.6", "", "Gir 400 med KFR-009.", "bad_relationship_type",
+            description="Innmelding med kundeforholdstype som ikke finnes.",
+            category="Innmelding"),
+        Row("2.7", "", "Avvist med KFR-004.", "missing_correlation_id",
+            description="Innmelding der CorrelationID ikke er satt.", category="Innmelding"),
+        Row("3.1", "", "Utmeldingen bekreftes med 204.", "end_relationship",
+            description="Kunden slutter i banken; kundeforholdet meldes ut av KFR.",
+            category="Utmelding"),
+        Row("3.2", "", "Svar 404, KFR-008.", "end_missing",
+            description="Utmelding av en kunde banken aldri har meldt inn.",
+            category="Utmelding"),
+        Row("3.3", "", "Banken vises for perioden før, ikke etter.", "history_after_end",
+            description="Etter utmelding hentes historikken for en periode før og en periode "
+            "etter utmeldingsdatoen.", category="Utmelding"),
+        Row("4.1", "", "Egen bank står i listen.", "lookup_own_bank",
+            description="Se hvilke banker kunden er registrert hos, og kontroller at egen "
+            "bank er med.", category="Oppslag"),
+        Row("5.1", "", "Filen godtas (201) og kundene blir synlige etter innlesing.",
+            "batch_with_dates",
+            description="Masseinnmelding via fil der hver kunde har egen startdato.",
+            category="Fil"),
+        Row("5.2", "", "Filen godtas og kundeforholdene gjelder fra i dag.",
+            "batch_without_dates", description="Masseinnmelding via fil uten datoer.",
+            category="Fil"),
+        Row("5.3", "", "Hele filen avvises med KFR-010.", "batch_bad_date",
+            description="Fil der en av datoene er skrevet som 08.11.2019.", category="Fil"),
+        Row("5.4", "", "KFR svarer 403.", "batch_bad_boundary",
+            description="Filen sendes med boundary i anførselstegn i Content-Type.",
+            category="Fil"),
+        Row("5.5", "", "Filen avvises fordi den er for stor.", "batch_too_large",
+            description="Fil som er større enn tillatt maksimum (10 MB).", category="Fil"),
+        Row("6.1", "", "Bekreftes av banken.", "manual_d3", type="Manuell",
+            description="Avslutninger av kunder som ligger i en opplastet fil, sendes først "
+            "når filen er ferdig innlest.", category="Rutiner"),
+        Row("6.2", "", "Bekreftes av banken.", "manual_a8", type="Manuell",
+            description="Fagsystemet sender nye og avsluttede kundeforhold til KFR "
+            "fortløpende.", category="Rutiner"),
+        Row("7.1", "", "Avvises med ERR-003.", None,
+            description="Oppslag med fromDate etter toDate.", category="Oppslag"),
+        Row("7.2", "", "Status vises.", None,
+            description="Status for innlesing av fil hentes.", category="Fil"),
+        Row("7.3", "", "Banken mottar e-post.", None,
+            description="Varsling ved nedetid.", category="Drift"),
+    ),
+)
+
+# KFR-NN ids, numbered differently from the bundled sheet: the id path must not bind
+# a row to the step our own sheet numbers that way.
+HELD_OUT_MIXED_RENUMBERED = CorpusSheet(
+    name="heldout_mixed_renumbered",
+    language="mixed",
+    columns={"id": "TC ID", "title": "Summary", "preconditions": "Precondition",
+             "expected": "Expected Result", "actual": "Actual Result", "status": "Status",
+             "executed_by": "Tested by"},
+    rows=(
+        Row("KFR-01", "Slett kundeforhold", "Should get a 204 back", "end_relationship",
+            preconditions="Kunden er registrert"),
+        Row("KFR-02", "Oppslag: banken finnes i svaret", "200, own bank in list",
+            "lookup_own_bank"),
+        Row("KFR-03", "Maskinporten token", "Access token issued with the write scope", "token"),
+        Row("KFR-04", "Add relationship, personal identity number", "svarer 201",
+            "add_fodselsnummer"),
+        Row("KFR-05", "Add relationship, D-nummer", "201", "add_d_nummer"),
+        Row("KFR-06", "Add relationship, organisation", "should get a 201 back", "add_orgnr"),
+        Row("KFR-07", "Add again – duplicate", "200 (no change)", "add_existing"),
+        Row("KFR-08", "Slett ukjent kundeforhold", "gir 404 med KFR-008", "end_missing"),
+        Row("KFR-09", "Historikk etter sletting",
+            "Period before deletion: found; after: not found", "history_after_end"),
+        Row("KFR-10", "Batch: ugyldig datoformat", "400 med KFR-010", "batch_bad_date"),
+        Row("KFR-11", "Batch with start dates",
+            "Accepted (201), relationships visible from their start dates", "batch_with_dates"),
+        Row("KFR-12", "Batch without start dates", "Accepted, start date = today",
+            "batch_without_dates"),
+        Row("KFR-13", "Missing CorrelationID header", "gir 400 med KFR-004",
+            "missing_correlation_id"),
+        Row("KFR-14", "Invalid customer ID (bad checksum)", "400 KFR-005", "bad_customer_id"),
+        Row("KFR-15", "Wrong relationship type", "KFR-009", "bad_relationship_type"),
+        Row("KFR-16", "Ingen token", "401", "no_token"),
+        Row("KFR-17", "Annen banks fid", "403 / KFR-003", "other_bank_fid"),
+        Row("KFR-18", "Token med feil scope", "403 KFR-002", "missing_scope"),
+        Row("KFR-19", "Batch > 10 MB", "413", "batch_too_large"),
+        Row("KFR-20", "Batch med boundary i hermetegn", "403", "batch_bad_boundary"),
+        Row("KFR-21", "Manuell: kjernebank oppdaterer KFR", "Bekreftet", "manual_a8"),
+        Row("KFR-22", "Manuell: sletting etter batch-innlesing", "Bekreftet", "manual_d3"),
+        Row("KFR-23", "Oppslag fra etat (accountServicingProvider)", "200", None),
+        Row("KFR-24", "Token request replayed jti", "invalid_grant MP-012", None),
+    ),
+)
+
+HELD_OUT: tuple[CorpusSheet, ...] = (
+    HELD_OUT_EN_CLAIMS,
+    HELD_OUT_NB_PROSE,
+    HELD_OUT_MIXED_RENUMBERED,
+)
+ALL_SHEETS: tuple[CorpusSheet, ...] = TUNED + HELD_OUT
+
+
+# =========================================================================== measuring
+
+
+@dataclass
+class SheetScore:
+    """How one sheet bound: rows that should run, and what happened to each."""
+
+    name: str
+    should_run: int = 0
+    correct: int = 0
+    wrong: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # id, got, truth
+    unbound: list[tuple[str, str]] = field(default_factory=list)  # id, truth
+    decoys: int = 0
+    decoys_unbound: int = 0
+
+    @property
+    def correct_rate(self) -> float:
+        return self.correct / self.should_run if self.should_run else 1.0
+
+
+def measure(sheets: Sequence[CorpusSheet], registry: object, directory: Path) -> list[SheetScore]:
+    """Write each sheet, read it back, bind it with ``registry`` and score the bindings
+    against each row's truth. A decoy (truth ``None``) bound to any step is a wrong binding."""
+    from conformance.binding import bind_cases
+    from conformance.sheet import cell_text, read_sheet
+
+    scores = []
+    for sheet in sheets:
+        path = build_sheet(directory / f"{sheet.name}.xlsx", sheet)
+        _, cases = read_sheet(path)
+        truth = {cell_text(r.case_id): r.truth for r in sheet.rows}
+        score = SheetScore(sheet.name)
+        for case in bind_cases(cases, registry):  # type: ignore[arg-type]
+            expected = truth[case.case_id]
+            if expected is None:
+                score.decoys += 1
+                if case.binding is None:
+                    score.decoys_unbound += 1
+                else:
+                    score.wrong.append((case.case_id, case.binding, None))
+                continue
+            score.should_run += 1
+            if case.binding == expected:
+                score.correct += 1
+            elif case.binding is None:
+                score.unbound.append((case.case_id, expected))
+            else:
+                score.wrong.append((case.case_id, case.binding, expected))
+        scores.append(score)
+    return scores
