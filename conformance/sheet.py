@@ -69,12 +69,13 @@ _HEADER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "title": (
         ("tittel", "title", "testnavn", "test name", "overskrift", "sammendrag", "summary",
          "kort beskrivelse", "short description", "scenario", "testscenario", "test scenario"),
-        ("navn", "name", "test case", "testcase", "testtilfelle"),
+        ("navn", "name", "test case", "testcase", "testtilfelle", "test"),
     ),
     "description": (
         ("beskrivelse", "description", "testbeskrivelse", "test description",
          "beskrivelse av test", "fremgangsmåte", "teststeg", "test steps", "steg", "steps",
-         "detaljer", "details"),
+         "detaljer", "details", "hva testes", "hva som testes", "what is tested",
+         "testformål", "formål", "purpose", "test purpose", "handlinger"),
         ("handling", "action", "test case", "testcase"),
     ),
     "preconditions": (
@@ -138,7 +139,7 @@ _HEADER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 # fmt: on
 
-_MANUAL_RE = re.compile(r"(?<!\w)(?:manuel(?:l|lt|le)|manual(?:ly)?)(?!\w)", re.IGNORECASE)
+_MANUAL_RE = re.compile(r"(?<!\w)(?:manuel(?:le|lt|l|t)|manual(?:ly)?)(?!\w)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -211,14 +212,41 @@ _PHRASED_RE = re.compile(
 # when it is a registered HTTP status, so "250 per sekund" is not mistaken for one.
 _LEADING_RE = re.compile(r"^\W{0,2}" + _NUM)
 _KNOWN_STATUSES = {s.value for s in HTTPStatus}
+# Free phrasing, where a status has no "HTTP"/"status" label: "gir 400 med KFR-005", "should
+# get a 404 back", "bekreftes med 204.", "Upload refused (403)", "no longer active; 204".
+# A bare number counts only between cues on both sides that a status would have: a verb of
+# answering (or "med"/"with") before it, and the end of the clause, an error code or a word
+# like "back"/"tilbake" after it; "får 200 kunder" and "med 250 per sekund" are not statuses.
+_ANSWER_VERBS = (
+    r"(?:gir|gi|ga|får|få|fikk|gets?|got|getting|receives?|received|yields?|answers?|"
+    r"answered|repl(?:y|ies|ied)|respond(?:s|ed)?|expects?|forventer|results? in|"
+    r"resulterer i|ends? with|ender med|fails? with|feiler med|med|with|by|=|→|->)"
+)
+_ARTICLE = r"(?:(?:a|an|en|et|the|status|kode|code)\s+)?"
+_AFTER_STATUS = (
+    r"(?=\s*(?:$|[.,;:!?)\]/–-]|(?:back|tilbake|response|respons|svar|reply|answer|error|"
+    r"feil|code|kode|status|statuskode|and|og|or|eller|with|med|from|fra|if|hvis|når|when|"
+    r"fordi|because)(?!\w)|(?:KFR|ERR|MP)-\d))"
+)
+_VERB_STATUS_RE = re.compile(
+    rf"(?<!\w){_ANSWER_VERBS}\s+{_ARTICLE}{_NUM}{_AFTER_STATUS}", re.IGNORECASE
+)
+# "400 med KFR-005", "403 / KFR-003": a number right before an error code.
+_BEFORE_CODE_RE = re.compile(_NUM + r"(?=[^\d.;!?]{0,25}?(?<![\w-])(?:KFR|ERR|MP)-\d{3})", re.I)
+# "(201)" on its own, and a number that ends the text after a separator ("…; 204").
+_PARENTHESISED_RE = re.compile(r"\(\s*" + _NUM + r"\s*\)")
+_TRAILING_RE = re.compile(r"[;,:=–-]\s*" + _NUM + r"\s*[.!]?\s*$")
+_FREE_STATUS_RES = (_VERB_STATUS_RE, _BEFORE_CODE_RE, _PARENTHESISED_RE, _TRAILING_RE)
 
 
 def parse_expectation(text: str) -> Expectation:
     """HTTP status and error code from the prose of an "expected result" cell.
 
     Recognises e.g. "HTTP 404 Not Found med feilkode KFR-008", "400 Bad Request with error
-    code KFR-010", "Responskode 201 Created", "Status: 204", "201 (Created)". Dates, orgnrs
-    and sizes such as "10 MB" never yield a status. The first status in the text wins.
+    code KFR-010", "Responskode 201 Created", "Status: 204", "201 (Created)", and free
+    phrasing: "gir 400 med KFR-005", "should get a 404 back", "Upload refused (403)".
+    Dates, orgnrs, counts and sizes such as "10 MB" never yield a status. Labelled statuses
+    win over free phrasing; among equals the first in the text wins.
     """
     text = (text or "").strip()
     found: list[tuple[int, int]] = []  # (position, status)
@@ -230,11 +258,17 @@ def parse_expectation(text: str) -> Expectation:
         status = int(match.group(1))
         if status in _PHRASES.get(match.group(2).lower(), set()):
             found.append((match.start(1), status))
-    status: int | None = min(found)[1] if found else None
-    if status is None:
+    if not found:
         leading = _LEADING_RE.match(text)
         if leading and int(leading.group(1)) in _KNOWN_STATUSES:
-            status = int(leading.group(1))
+            found.append((leading.start(1), int(leading.group(1))))
+    if not found:
+        for pattern in _FREE_STATUS_RES:
+            for match in pattern.finditer(text):
+                number = int(match.group(1))
+                if number >= 200 and number in _KNOWN_STATUSES:
+                    found.append((match.start(1), number))
+    status: int | None = min(found)[1] if found else None
     code_match = _CODE_RE.search(text)
     error_code = f"{code_match.group(1).upper()}-{code_match.group(2)}" if code_match else None
     return Expectation(text=text, status=status, error_code=error_code)

@@ -73,7 +73,10 @@ def _wait_visible(ctx: Any, ids: list[str]) -> list[str]:
 # ---------------------------------------------------------------- token
 
 @step("token", operation="token", status=200, case_ids=["KFR-01"],
-      title="Hent token fra Maskinporten med scope bits:kundeforhold.write")
+      title="Hent token fra Maskinporten med scope bits:kundeforhold.write",
+      hints=["maskinporten", "tilgangstoken", "access token", "jwt", "virksomhetssertifikat",
+             "enterprise certificate", "grant", "bits:kundeforhold.write", "skrivescope",
+             "write scope"])
 def token(ctx: Any) -> Actual:
     try:
         tok = ctx.maskinporten.fetch_token([ctx.write_scope])
@@ -116,7 +119,11 @@ def add_orgnr(ctx: Any) -> Actual:
 
 
 @step("add_existing", operation="add", status=200, case_ids=["KFR-05"],
-      keywords=[("finnes", "eksisterer", "already", "exists", "allerede", "eksisterende")])
+      keywords=[("finnes", "eksisterer", "already", "exists", "allerede", "eksisterende",
+                 "existing", "igjen", "på nytt", "en gang til", "to ganger", "again",
+                 "twice", "once more", "second time", "duplicate", "duplikat", "idempotent")],
+      hints=["allerede", "already", "igjen", "på nytt", "again", "twice", "duplicate",
+             "duplikat", "uendret", "ingen endring", "unchanged", "no change"])
 def add_existing(ctx: Any) -> Actual:
     customer = ctx.new_fodselsnummer()
     if failed := _register(ctx, customer):
@@ -124,7 +131,10 @@ def add_existing(ctx: Any) -> Actual:
     return _answer(ctx.kfr.add(customer), f"Ny registrering av eksisterende kundeforhold {customer}.")
 
 
-@step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"])
+@step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"],
+      hints=["egen bank", "own bank", "vår bank", "our bank", "bankens organisasjonsnummer",
+             "our organisation number", "i listen", "in the list", "i svaret",
+             "in the response", "hvilke banker", "which banks", "banks"])
 def lookup_own_bank(ctx: Any) -> Actual:
     customer = ctx.new_fodselsnummer()
     if failed := _register(ctx, customer):
@@ -146,7 +156,9 @@ def lookup_own_bank(ctx: Any) -> Actual:
 
 # ---------------------------------------------------------------- ending relationships
 
-@step("end_relationship", operation="end", status=204, case_ids=["KFR-07"])
+@step("end_relationship", operation="end", status=204, case_ids=["KFR-07"],
+      hints=["ikke lenger", "no longer", "avsluttet", "ended", "slettet", "deleted",
+             "fjernet", "removed"])
 def end_relationship(ctx: Any) -> Actual:
     customer = ctx.new_fodselsnummer()
     if failed := _register(ctx, customer):
@@ -154,7 +166,11 @@ def end_relationship(ctx: Any) -> Actual:
     return _answer(ctx.kfr.end(customer), f"Avslutning av kundeforhold {customer}.")
 
 
-@step("history_after_end", operation="history", status=200, case_ids=["KFR-08"])
+@step("history_after_end", operation="history", status=200, case_ids=["KFR-08"],
+      hints=["historikk", "history", "periode før", "period before", "perioden før",
+             "the period before", "earlier period", "tidligere periode", "past period",
+             "fromdate", "todate", "før avslutning", "before the end", "etter avslutning",
+             "after the end"])
 def history_after_end(ctx: Any) -> Actual:
     """A relationship started in the past (via batch, the only way to give a start date),
     ended today: a period before the end still finds it, a period after does not."""
@@ -186,7 +202,10 @@ def history_after_end(ctx: Any) -> Actual:
     return actual
 
 
-@step("end_missing", operation="end", status=404, error_code="KFR-008", case_ids=["KFR-09"])
+@step("end_missing", operation="end", status=404, error_code="KFR-008", case_ids=["KFR-09"],
+      hints=["finnes ikke", "ikke finnes", "does not exist", "doesn't exist", "not there",
+             "aldri", "never", "ukjent", "unknown", "non-existent", "nonexistent",
+             "ikke registrert", "not registered", "ubrukt", "unused"])
 def end_missing(ctx: Any) -> Actual:
     customer = ctx.new_fodselsnummer()
     return _answer(ctx.kfr.end(customer), f"Avslutning av ikke-eksisterende kundeforhold {customer}.")
@@ -195,7 +214,9 @@ def end_missing(ctx: Any) -> Actual:
 # ---------------------------------------------------------------- batch
 
 @step("batch_with_dates", operation="batch", status=201, case_ids=["KFR-10"],
-      keywords=[("startdato", "start date", "startdatoer", "dato", "date")])
+      keywords=[("startdato", "start date", "startdatoer", "dato", "date", "datoer", "dates")],
+      hints=["startdato", "start date", "egen dato", "own date", "egen startdato",
+             "per kunde", "per customer", "each customer", "hver kunde"])
 def batch_with_dates(ctx: Any) -> Actual:
     from conformance.kfr import build_batch_text
 
@@ -219,7 +240,10 @@ def batch_with_dates(ctx: Any) -> Actual:
 
 
 @step("batch_without_dates", operation="batch", status=201, case_ids=["KFR-11"],
-      keywords=[("uten", "without", "ingen")])
+      keywords=[("uten", "without", "ingen", "no date", "no dates", "no start date",
+                 "i dag", "today", "dagens dato")],
+      hints=["uten dato", "uten startdato", "without date", "without start date", "no date",
+             "no dates", "ingen dato", "i dag", "today", "dagens dato"])
 def batch_without_dates(ctx: Any) -> Actual:
     from conformance.kfr import build_batch_text
 
@@ -237,7 +261,9 @@ def batch_without_dates(ctx: Any) -> Actual:
     return actual
 
 
-@step("batch_bad_date", operation="batch", status=400, error_code="KFR-010", case_ids=["KFR-12"])
+@step("batch_bad_date", operation="batch", status=400, error_code="KFR-010", case_ids=["KFR-12"],
+      hints=["ugyldig dato", "invalid date", "feil dato", "bad date", "wrong date",
+             "malformed date", "datoformat", "date format", "feil format", "wrong format"])
 def batch_bad_date(ctx: Any) -> Actual:
     good, bad = ctx.new_orgnr(), ctx.new_fodselsnummer()
     r = ctx.kfr.batch(f"{good}#2019-11-08,{bad}#2019-13-45")
@@ -249,14 +275,18 @@ def batch_bad_date(ctx: Any) -> Actual:
 
 
 @step("batch_bad_boundary", operation="batch", status=403, case_ids=["KFR-19"],
-      keywords=[("boundary", "grense", "skilletegn")])
+      keywords=[("boundary", "grense", "skilletegn", "skillelinje")],
+      hints=["boundary", "anførselstegn", "hermetegn", "quoted", "quotes", "content-type"])
 def batch_bad_boundary(ctx: Any) -> Actual:
     customer = ctx.new_orgnr()
     r = ctx.kfr.batch(customer, quote_boundary=True)
     return _answer(r, "Batch med boundary i anførselstegn i Content-Type.")
 
 
-@step("batch_too_large", operation="batch", status=413, case_ids=["KFR-20"])
+@step("batch_too_large", operation="batch", status=413, case_ids=["KFR-20"],
+      hints=["10 mb", "for stor", "too large", "too big", "størrelse", "size limit",
+             "maksimal", "maximum", "større enn", "larger than", "bigger than", "exceed",
+             "overstiger", "over grensen"])
 def batch_too_large(ctx: Any) -> Actual:
     one = ctx.new_orgnr()
     count = MAX_BATCH_BYTES // (len(one) + 1) + 1000
@@ -267,19 +297,24 @@ def batch_too_large(ctx: Any) -> Actual:
 
 # ---------------------------------------------------------------- errors
 
-@step("bad_customer_id", operation="add", status=400, error_code="KFR-005", case_ids=["KFR-13"])
+@step("bad_customer_id", operation="add", status=400, error_code="KFR-005", case_ids=["KFR-13"],
+      hints=["ugyldig kunde", "invalid customer", "kontrollsiffer", "check digit", "checksum",
+             "malformed customer", "ugyldig fødselsnummer", "invalid national"])
 def bad_customer_id(ctx: Any) -> Actual:
     customer = invalid_check_digit(ctx.new_fodselsnummer())
     return _answer(ctx.kfr.add(customer), f"Registrering med feil kontrollsiffer ({customer}).")
 
 
-@step("bad_relationship_type", operation="add", status=400, error_code="KFR-009", case_ids=["KFR-14"])
+@step("bad_relationship_type", operation="add", status=400, error_code="KFR-009", case_ids=["KFR-14"],
+      hints=["relasjonstype", "kundeforholdstype", "relationship type", "relationshiptype",
+             "dsopbank"])
 def bad_relationship_type(ctx: Any) -> Actual:
     return _answer(ctx.kfr.add(ctx.new_fodselsnummer(), rel_type="DSOPFOO"),
                    "Registrering med kundeforholdstype DSOPFOO.")
 
 
-@step("missing_correlation_id", operation="add", status=400, error_code="KFR-004", case_ids=["KFR-15"])
+@step("missing_correlation_id", operation="add", status=400, error_code="KFR-004", case_ids=["KFR-15"],
+      hints=["correlationid", "correlation id", "correlation-id", "korrelasjons"])
 def missing_correlation_id(ctx: Any) -> Actual:
     from conformance.kfr import OMIT
 
@@ -287,14 +322,20 @@ def missing_correlation_id(ctx: Any) -> Actual:
                    "Registrering uten CorrelationID-header.")
 
 
-@step("other_bank_fid", operation="add", status=403, error_code="KFR-003", case_ids=["KFR-16"])
+@step("other_bank_fid", operation="add", status=403, error_code="KFR-003", case_ids=["KFR-16"],
+      hints=["annen bank", "another bank", "other bank", "different bank", "annet finansforetak",
+             "another institution", "different institution", "fremmed fid", "foreign fid",
+             "på vegne av", "on behalf of", "annen banks", "another bank's"])
 def other_bank_fid(ctx: Any) -> Actual:
     other = ctx.new_orgnr()
     return _answer(ctx.kfr.add(ctx.new_fodselsnummer(), fid=other),
                    f"Registrering på en annen banks fid ({other}).")
 
 
-@step("no_token", operation="add", status=401, error_code="KFR-001", case_ids=["KFR-17"])
+@step("no_token", operation="add", status=401, error_code="KFR-001", case_ids=["KFR-17"],
+      hints=["uten token", "without token", "without a token", "no token", "ingen token",
+             "missing token", "ugyldig token", "invalid token", "authorization", "bearer",
+             "unauthenticated", "ikke autentisert", "anonym", "anonymous"])
 def no_token(ctx: Any) -> Actual:
     customer = ctx.new_fodselsnummer()
     actual = _answer(ctx.kfr.add(customer, auth=None), "Registrering uten Authorization-header.")
@@ -303,7 +344,10 @@ def no_token(ctx: Any) -> Actual:
     return actual
 
 
-@step("missing_scope", operation="add", status=403, error_code="KFR-002", case_ids=["KFR-18"])
+@step("missing_scope", operation="add", status=403, error_code="KFR-002", case_ids=["KFR-18"],
+      hints=["scope", "skrivetilgang", "write access", "write permission", "lesetilgang",
+             "read-only", "read access", "feil scope", "wrong scope", "different scope",
+             "annet scope"])
 def missing_scope(ctx: Any) -> Actual:
     scope = ctx.config.alt_scope
     if not scope:
@@ -332,11 +376,15 @@ class _StaticBearer(httpx.Auth):
 
 REGISTRY.manual_step(
     "manual_d3", case_ids=["KFR-21"],
-    keywords=[("batch", "fil", "file"), ("slett", "avslutt", "delete", "end", "sletting")],
+    keywords=[("batch", "fil", "file", "opplast", "upload"),
+              ("slett", "avslutt", "delete", "end", "sletting", "utmeld", "remov")],
+    hints=["lest inn", "innlest", "processed", "venter", "wait", "d-3"],
     title="Sletting venter til opplastet batch er lest inn (D-3)",
 )
 REGISTRY.manual_step(
     "manual_a8", case_ids=["KFR-22"],
     keywords=[("kjernesystem", "core", "fagsystem", "kjernebank")],
+    hints=["a-8", "løpende", "fortløpende", "automatisk", "continuously", "automatically",
+           "up to date", "oppdatert"],
     title="Kjernebanksystemet holder KFR oppdatert (A-8)",
 )

@@ -222,9 +222,9 @@ TUNED_EN_STORY = CorpusSheet(
 TUNED_NB_FREE = CorpusSheet(
     name="tuned_nb_free",
     language="nb",
-    columns={"category": "Område", "id": "Test-ID", "description": "Hva testes",
-             "preconditions": "Forberedelser", "expected": "Forventet svar",
-             "comment": "Merknad"},
+    columns={"category": "Område", "id": "Test-ID", "type": "Type",
+             "description": "Hva testes", "preconditions": "Forberedelser",
+             "expected": "Forventet svar", "comment": "Merknad"},
     rows=(
         Row("A-1", "", "Maskinporten svarer 200 og tokenet har skrivescope", "token",
             description="Tilgangstoken hentes fra Maskinporten med virksomhetssertifikat.",
