@@ -434,9 +434,13 @@ def _bind_by_id(case: CaseSpec, ranked: list[Candidate], registry: StepRegistry)
         # Another sheet may number its rows like ours and mean other tests: the id gives
         # way when the row's own words point at another step as clearly as a text
         # binding would need.
-        if best_viable and best_viable.step != step.name:
-            if best_viable.score - candidate.score >= BIND_MARGIN:
-                continue
+        overruled = (
+            best_viable is not None
+            and best_viable.step != step.name
+            and best_viable.score - candidate.score >= BIND_MARGIN
+        )
+        if overruled:
+            continue
         return step
     return None
 
