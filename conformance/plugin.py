@@ -415,6 +415,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
+        # Rows the reader did not read as written, by row number: never dropped silently.
+        *(info.notice_lines() if info is not None else []),
     ]
 
 

@@ -25,7 +25,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -37,15 +37,24 @@ from openpyxl.worksheet.worksheet import Worksheet
 from conformance.errors import SheetError
 from conformance.models import CaseSpec, Expectation
 
-__all__ = ["ROLES", "SheetInfo", "cell_text", "parse_expectation", "read_sheet"]
+__all__ = [
+    "ROLES",
+    "RowNotice",
+    "SheetInfo",
+    "cell_text",
+    "parse_expectation",
+    "read_sheet",
+    "row_in_case_id",
+]
 
 # A sheet is a few hundred kilobytes; anything far bigger is not the integration-test sheet.
 MAX_SHEET_BYTES = 50 * 1024 * 1024
 # Where to look for the header row, and how far to read below it.
 HEADER_SEARCH_ROWS = 100
 HEADER_SEARCH_COLUMNS = 60
+# Filled rows below the header; far more is not an integration-test sheet, and the sheet
+# is refused rather than read in part.
 MAX_DATA_ROWS = 5000
-MAX_EMPTY_RUN = 500
 # A header cell is a short label; longer text is an instruction, not a column name.
 MAX_HEADER_LENGTH = 60
 
@@ -143,8 +152,44 @@ _MANUAL_RE = re.compile(r"(?<!\w)(?:manuel(?:le|lt|l|t)|manual(?:ly)?)(?!\w)", r
 
 
 @dataclass(frozen=True)
+class RowNotice:
+    """A row the reader did not read as written: read with a caveat (``case_id`` is the
+    case it became), or not read at all (``case_id`` is None). ``message`` says why and
+    what happens, in Norwegian; ``kind`` is for code and tests.
+
+    ``warning`` notices may hide a test case (a row without id or expectation, hidden,
+    merged, on another worksheet); the others are rows that are plainly no case (a
+    section title, a repeated header, a column nobody reads).
+    """
+
+    worksheet: str
+    row: int
+    kind: str
+    message: str
+    case_id: str | None = None
+    warning: bool = True
+
+    def describe(self) -> str:
+        return f"arket «{self.worksheet}», rad {self.row}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worksheet": self.worksheet,
+            "row": self.row,
+            "kind": self.kind,
+            "message": self.message,
+            "case_id": self.case_id,
+            "warning": self.warning,
+        }
+
+
+@dataclass(frozen=True)
 class SheetInfo:
-    """Where the cases were found, and the file's identity (for the pack and the writer)."""
+    """Where the cases were found, and the file's identity (for the pack and the writer).
+
+    ``notices`` lists every non-empty row (and unread column) that was not read as a
+    plain case, so that no row of the sheet is ever dropped silently.
+    """
 
     path: Path
     file_name: str
@@ -153,6 +198,7 @@ class SheetInfo:
     worksheet: str
     header_row: int
     columns: dict[str, int] = field(default_factory=dict)  # role → 1-based column index
+    notices: tuple[RowNotice, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,7 +209,29 @@ class SheetInfo:
             "worksheet": self.worksheet,
             "header_row": self.header_row,
             "columns": dict(self.columns),
+            "notices": [notice.to_dict() for notice in self.notices],
         }
+
+    def notice_lines(self, *, limit: int = 20) -> list[str]:
+        """Norwegian lines for the start of a run: every warning (up to ``limit``, then a
+        count), and the rows that are plainly no case, by row number on one line."""
+        warnings_ = [n for n in self.notices if n.warning]
+        columns = [n for n in self.notices if n.kind == "unread_column"]
+        plain = [n for n in self.notices if not n.warning and n.kind != "unread_column"]
+        lines = [f"ark: {n.describe()}" for n in warnings_[:limit]]
+        if len(warnings_) > limit:
+            lines.append(
+                f"ark: … og {len(warnings_) - limit} merknader til "
+                f"(se «kfr-conformance sheet {self.file_name}»)"
+            )
+        if plain:
+            by_sheet: dict[str, list[str]] = {}
+            for notice in plain:
+                by_sheet.setdefault(notice.worksheet, []).append(str(notice.row))
+            where = "; ".join(f"«{ws}» rad {', '.join(rows)}" for ws, rows in by_sheet.items())
+            lines.append(f"ark: ikke testtilfeller (seksjonstitler, merknader o.l.): {where}")
+        lines.extend(f"ark: arket «{n.worksheet}»: {n.message}" for n in columns)
+        return lines
 
 
 # --------------------------------------------------------------------------- expectations
@@ -372,28 +440,31 @@ def _assign_columns(
     return columns, total
 
 
-def _find_header(wb: Workbook) -> _HeaderCandidate | None:
+def _headers_in(ws: Worksheet, index: int) -> _HeaderCandidate | None:
+    """The row of ``ws`` that looks most like a case header (id + expected), if any."""
     best: _HeaderCandidate | None = None
-    for index, ws in enumerate(wb.worksheets):
-        hidden = _hidden_columns(ws)
-        max_row = min(ws.max_row, HEADER_SEARCH_ROWS)
-        max_col = min(ws.max_column, HEADER_SEARCH_COLUMNS)
-        for row_index, row in enumerate(
-            ws.iter_rows(min_row=1, max_row=max_row, max_col=max_col, values_only=True), start=1
-        ):
-            texts = [(c, v) for c, v in enumerate(row, start=1) if isinstance(v, str) and v.strip()]
-            if len(texts) < 2:
-                continue
-            columns, quality = _assign_columns(texts, hidden)
-            if "id" not in columns or "expected" not in columns:
-                continue
-            # Roles count first; how surely they were named breaks ties between rows.
-            candidate = _HeaderCandidate(
-                ws, index, row_index, columns, len(columns) + quality / 100
-            )
-            if best is None or candidate.key() > best.key():
-                best = candidate
+    hidden = _hidden_columns(ws)
+    max_row = min(ws.max_row, HEADER_SEARCH_ROWS)
+    max_col = min(ws.max_column, HEADER_SEARCH_COLUMNS)
+    for row_index, row in enumerate(
+        ws.iter_rows(min_row=1, max_row=max_row, max_col=max_col, values_only=True), start=1
+    ):
+        texts = [(c, v) for c, v in enumerate(row, start=1) if isinstance(v, str) and v.strip()]
+        if len(texts) < 2:
+            continue
+        columns, quality = _assign_columns(texts, hidden)
+        if "id" not in columns or "expected" not in columns:
+            continue
+        # Roles count first; how surely they were named breaks ties between rows.
+        candidate = _HeaderCandidate(ws, index, row_index, columns, len(columns) + quality / 100)
+        if best is None or candidate.key() > best.key():
+            best = candidate
     return best
+
+
+def _find_header(wb: Workbook) -> _HeaderCandidate | None:
+    found = [h for i, ws in enumerate(wb.worksheets) if (h := _headers_in(ws, i))]
+    return max(found, key=lambda h: h.key()) if found else None
 
 
 # --------------------------------------------------------------------------- version
@@ -481,58 +552,293 @@ def _is_manual(values: dict[str, str]) -> bool:
     return any(_MANUAL_RE.search(values.get(name, "")) for name in fields)
 
 
-def _read_cases(header: _HeaderCandidate) -> list[CaseSpec]:
-    ws = header.worksheet
-    columns = header.columns
-    max_col = max(columns.values())
-    cases: list[CaseSpec] = []
-    seen: dict[str, int] = {}
-    empty_run = 0
-    last_row = min(ws.max_row, header.row + MAX_DATA_ROWS)
-    for row_index, row in enumerate(
-        ws.iter_rows(min_row=header.row + 1, max_row=last_row, max_col=max_col, values_only=True),
-        start=header.row + 1,
-    ):
-        filled = [v for v in row if cell_text(v).strip()]
-        if not filled:
-            empty_run += 1
-            if empty_run >= MAX_EMPTY_RUN:
-                break
+# What a test-case id looks like when it stands alone in a row ("KFR-23", "7", "1.2",
+# "TC_04"), as opposed to a section title ("Batch", "Feilhåndtering").
+_ID_LIKE_RE = re.compile(
+    r"^(?:[A-Za-zÆØÅæøå]{1,10}[-_ ]?)?\d{1,4}(?:[.\-_]\d{1,4}){0,3}[A-Za-z]?$"
+)
+# Ids the reader makes up carry the row they came from: "Rad 17" for a row without an
+# id, "KFR-05 (rad 17)" for a second row with the same id (typed twice or merged).
+_ROW_IN_ID_RE = re.compile(r"^(?:Rad (\d+)|.+ \(rad (\d+)\))$")
+
+
+def row_in_case_id(case_id: str) -> int | None:
+    """The sheet row an id made up by the reader points at, or None for a sheet's own id."""
+    match = _ROW_IN_ID_RE.match(case_id)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def _filled_rows(ws: Worksheet) -> dict[int, dict[int, Any]]:
+    """row → {column: value} for every non-blank cell.
+
+    Walks only the cells the file has (openpyxl keeps them in ``_cells``), so a stray
+    cell at row 1 048 576 costs nothing and no blank run can stop the reading early."""
+    rows: dict[int, dict[int, Any]] = {}
+    for (row, col), cell in ws._cells.items():
+        value = cell.value
+        if value is None or (isinstance(value, str) and not value.strip()):
             continue
-        empty_run = 0
-        values = {
-            role: cell_text(row[col - 1]) if col - 1 < len(row) else ""
-            for role, col in columns.items()
-        }
-        values["id"] = _normalise_case_id(row[columns["id"] - 1])
-        # A section title, a footer or a note fills one cell; a case has an id and an
-        # expectation. A header repeated further down (a second page) is not a case either.
-        if len(filled) < 2 or not values["id"] or not values["expected"].strip():
+        rows.setdefault(row, {})[col] = value
+    return rows
+
+
+@dataclass(frozen=True)
+class _Merge:
+    value: Any
+    first_row: int
+    last_row: int
+
+
+def _vertical_merges(ws: Worksheet, below: int) -> dict[tuple[int, int], _Merge]:
+    """(row, column) → the merged value, for cells of a merged range spanning several rows
+    below the header: only the range's top-left cell holds the value in the file."""
+    merges: dict[tuple[int, int], _Merge] = {}
+    for rng in ws.merged_cells.ranges:
+        if rng.max_row <= below or rng.min_row == rng.max_row:
             continue
+        value = ws.cell(row=rng.min_row, column=rng.min_col).value
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        merge = _Merge(value, rng.min_row, rng.max_row)
+        for row in range(max(rng.min_row + 1, below + 1), rng.max_row + 1):
+            merges[(row, rng.min_col)] = merge
+    return merges
+
+
+def _row_hidden(ws: Worksheet, row: int) -> bool:
+    dim = ws.row_dimensions.get(row)  # .get: indexing would add a dimension entry
+    return bool(dim is not None and dim.hidden)
+
+
+class _RowReader:
+    """Turns the rows below a header into cases and notices; never skips a filled row
+    without a notice."""
+
+    def __init__(self, header: _HeaderCandidate) -> None:
+        self.header = header
+        self.ws = header.worksheet
+        self.columns = header.columns
+        self.cases: list[CaseSpec] = []
+        self.notices: list[RowNotice] = []
+        self._seen: set[str] = set()
+
+    def notice(self, row: int, kind: str, message: str, case_id: str | None = None,
+               *, warning: bool = True) -> None:
+        self.notices.append(RowNotice(self.ws.title, row, kind, message, case_id, warning))
+
+    def read(self) -> None:
+        filled = _filled_rows(self.ws)
+        merges = _vertical_merges(self.ws, self.header.row)
+        rows = sorted(r for r in filled if r > self.header.row)
+        if len(rows) > MAX_DATA_ROWS:
+            raise SheetError(
+                f"Arket «{self.ws.title}» har {len(rows)} utfylte rader under overskriften "
+                f"(rad {self.header.row}); et testark har langt færre.",
+                hint=f"Over {MAX_DATA_ROWS} rader leses ikke, og arket leses heller ikke "
+                "delvis. Kontroller at det er KFR-Integrasjonstester.xlsx fra Bits.",
+            )
+        for row in rows:
+            self._read_row(row, filled[row], merges)
+
+    def _read_row(self, row: int, own: dict[int, Any], merges: dict[tuple[int, int], _Merge]) -> None:
+        values: dict[str, str] = {}
+        merged_roles: dict[str, _Merge] = {}
+        for role, col in self.columns.items():
+            if col in own:
+                values[role] = cell_text(own[col])
+            elif (merge := merges.get((row, col))) is not None:
+                values[role] = cell_text(merge.value)
+                merged_roles[role] = merge
+            else:
+                values[role] = ""
+        values["id"] = _normalise_case_id(values["id"])
+        case_id, expected = values["id"], values["expected"].strip()
+        known_cols = set(self.columns.values())
+        if not any(col in known_cols for col in own):
+            texts = ", ".join(f"«{_short(cell_text(v))}»" for v in own.values())
+            self.notice(row, "outside_columns",
+                        f"tekst bare i kolonner arket ikke leser ({texts}); ikke et testtilfelle.")
+            return
         if _is_repeated_header(values):
-            continue
-        case_id = values["id"]
-        if case_id in seen:
+            self.notice(row, "repeated_header", "overskriftsraden gjentas; ikke et testtilfelle.",
+                        warning=False)
+            return
+        if "id" in merged_roles and not expected and self.cases and self._continues(merged_roles["id"]):
+            self._append_continuation(row, values, merged_roles["id"])
+            return
+        if case_id and expected:
+            self._add_case(row, values, merged_roles)
+        elif case_id:
+            if len(own) == 1 and not _ID_LIKE_RE.match(case_id):
+                self.notice(row, "section", f"«{_short(case_id)}» står alene; leses som "
+                            "seksjonstittel, ikke som testtilfelle.", warning=False)
+            else:
+                self._add_case(row, values, merged_roles)
+        elif expected:
+            if len(own) >= 2:
+                self._add_case(row, values, merged_roles, made_up_id=f"Rad {row}")
+            else:
+                self.notice(row, "expected_only",
+                            f"bare «Forventet resultat» er fylt ut («{_short(expected)}»), uten "
+                            "ID eller beskrivelse; ikke lest som testtilfelle.")
+        elif len(own) == 1:
+            (value,) = own.values()
+            self.notice(row, "note", f"«{_short(cell_text(value))}» står alene; leses som "
+                        "seksjonstittel eller merknad, ikke som testtilfelle.", warning=False)
+        else:
+            self.notice(row, "no_id_no_expected",
+                        "raden har tekst, men verken ID eller forventet resultat; ikke lest som "
+                        "testtilfelle. Fyll inn ID og forventet resultat om det er et testtilfelle.")
+
+    def _continues(self, merge: _Merge) -> bool:
+        last = self.cases[-1]
+        return merge.first_row <= last.row <= merge.last_row
+
+    def _append_continuation(self, row: int, values: dict[str, str], merge: _Merge) -> None:
+        """A row under a merged id cell with no expectation of its own is more text of the
+        case above (one case written over several rows): its text joins that case."""
+        last = self.cases[-1]
+        extra = {
+            name: values.get(name, "").strip()
+            for name in ("description", "preconditions", "test_data")
+            if values.get(name, "").strip()
+        }
+        self.cases[-1] = replace(
+            last,
+            **{name: "\n".join(p for p in (getattr(last, name), text) if p) for name, text in extra.items()},
+        )
+        self.notice(row, "continuation",
+                    f"ID-cellen er slått sammen over rad {merge.first_row}–{merge.last_row} og "
+                    f"raden har ikke eget forventet resultat; teksten er lagt til "
+                    f"testtilfellet «{last.case_id}» (rad {last.row}).", last.case_id)
+
+    def _add_case(self, row: int, values: dict[str, str], merged_roles: dict[str, _Merge],
+                  made_up_id: str | None = None) -> None:
+        case_id = made_up_id or values["id"]
+        if case_id in self._seen:
             # Two rows with one id would collide as test ids and file names; keep both.
-            case_id = f"{case_id} (rad {row_index})"
-        seen[case_id] = row_index
+            case_id = f"{case_id} (rad {row})"
+        self._seen.add(case_id)
         description = values.get("description", "").strip()
         title = values.get("title", "").strip() or _first_sentence(description) or case_id
-        cases.append(
-            CaseSpec(
-                case_id=case_id,
-                title=" ".join(title.split()),
-                expected=parse_expectation(values["expected"]),
-                description=description,
-                preconditions=values.get("preconditions", "").strip(),
-                test_data=values.get("test_data", "").strip(),
-                manual=_is_manual(values),
-                sheet_name=ws.title,
-                row=row_index,
-                category=values.get("category", "").strip(),
-            )
+        manual = _is_manual(values)
+        case = CaseSpec(
+            case_id=case_id,
+            title=" ".join(title.split()),
+            expected=parse_expectation(values["expected"]),
+            description=description,
+            preconditions=values.get("preconditions", "").strip(),
+            test_data=values.get("test_data", "").strip(),
+            manual=manual,
+            sheet_name=self.ws.title,
+            row=row,
+            category=values.get("category", "").strip(),
         )
-    return cases
+        self.cases.append(case)
+        self._explain(row, case, values, merged_roles, made_up_id)
+
+    def _explain(self, row: int, case: CaseSpec, values: dict[str, str],
+                 merged_roles: dict[str, _Merge], made_up_id: str | None) -> None:
+        cid = case.case_id
+        if made_up_id:
+            self.notice(row, "no_id", f"raden har forventet resultat, men ingen ID; lest som "
+                        f"testtilfellet «{cid}».", cid)
+        elif cid != values["id"]:
+            self.notice(row, "duplicate_id", f"ID-en «{values['id']}» er brukt før i arket; "
+                        f"lest som «{cid}».", cid)
+        for role, merge in merged_roles.items():
+            name = {"id": "ID-en", "expected": "forventet resultat"}.get(role, f"«{role}»")
+            self.notice(row, f"merged_{role}", f"{name} er hentet fra en sammenslått celle "
+                        f"(rad {merge.first_row}–{merge.last_row}); lest som «{cid}».", cid)
+        if not values["expected"].strip() and not case.manual:
+            self.notice(row, "empty_expectation", f"«Forventet resultat» er tomt; «{cid}» kan "
+                        "ikke kontrolleres og vises som «Ikke automatisert».", cid)
+        if _row_hidden(self.ws, row):
+            self.notice(row, "hidden_row", f"raden er skjult i arket; «{cid}» leses og kjøres "
+                        "som de andre.", cid)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unread_columns(header: _HeaderCandidate) -> list[RowNotice]:
+    """Header cells that name no role: their column is not read."""
+    ws = header.worksheet
+    used = set(header.columns.values())
+    notices = []
+    for col in range(1, min(ws.max_column, HEADER_SEARCH_COLUMNS) + 1):
+        value = ws.cell(row=header.row, column=col).value
+        if col in used or not cell_text(value):
+            continue
+        letter = ws.cell(row=header.row, column=col).column_letter
+        name = f"«{_short(cell_text(value))}» ({letter})"
+        why = (
+            "har en rolle som en annen kolonne allerede har"
+            if isinstance(value, str) and _role_matches(value)
+            else "gjenkjennes ikke"
+        )
+        hidden = " (skjult)" if col in _hidden_columns(ws) else ""
+        notices.append(
+            RowNotice(ws.title, header.row, "unread_column",
+                      f"kolonnen {name}{hidden} {why}; innholdet brukes ikke.", warning=False)
+        )
+    return notices
+
+
+def _cases_elsewhere(wb: Workbook, header: _HeaderCandidate) -> list[RowNotice]:
+    """Rows on other worksheets that look like test cases. Only the case worksheet is read
+    and written back, so these are reported, one notice per row."""
+    notices: list[RowNotice] = []
+    for index, ws in enumerate(wb.worksheets):
+        if ws is header.worksheet:
+            continue
+        other = _headers_in(ws, index)
+        filled = _filled_rows(ws)
+        for row in sorted(filled)[: MAX_DATA_ROWS]:
+            cells = filled[row]
+            if other is not None:
+                if row <= other.row:
+                    continue
+                case_id = _normalise_case_id(cells.get(other.columns["id"]))
+                expected = cell_text(cells.get(other.columns["expected"]))
+                looks_like_case = bool(case_id and expected and not _is_repeated_header(
+                    {"id": case_id, "expected": expected}))
+            else:
+                case_id, looks_like_case = _case_like(cells)
+            if looks_like_case:
+                state = "" if ws.sheet_state == "visible" else " (skjult ark)"
+                notices.append(RowNotice(
+                    ws.title, row, "other_worksheet",
+                    f"ser ut som testtilfellet «{_short(case_id)}», men står på et annet ark "
+                    f"enn «{header.worksheet.title}»{state} og leses ikke. Flytt det dit om det "
+                    "skal kjøres."))
+    return notices
+
+
+def _case_like(cells: dict[int, Any]) -> tuple[str, bool]:
+    """A row without a header above it: an id-like cell and another cell that states an
+    HTTP status or an error code."""
+    if len(cells) < 2:
+        return "", False
+    texts = {col: cell_text(v) for col, v in cells.items()}
+    for col, text in texts.items():
+        if not _ID_LIKE_RE.match(text):
+            continue
+        for other_col, other in texts.items():
+            if other_col == col:
+                continue
+            expectation = parse_expectation(other)
+            if expectation.status is not None or expectation.error_code:
+                return text, True
+    return "", False
+
+
+def _read_cases(header: _HeaderCandidate) -> tuple[list[CaseSpec], list[RowNotice]]:
+    reader = _RowReader(header)
+    reader.read()
+    return reader.cases, reader.notices
 
 
 # --------------------------------------------------------------------------- entry point
@@ -608,7 +914,8 @@ def read_sheet(path: Path) -> tuple[SheetInfo, list[CaseSpec]]:
             hint="Arket trenger en rad med kolonneoverskrifter, minst en ID-kolonne (f.eks. «Testcase-ID») "
             "og en kolonne for forventet resultat (f.eks. «Forventet resultat»).",
         )
-    cases = _read_cases(header)
+    cases, notices = _read_cases(header)
+    notices = _unread_columns(header) + notices + _cases_elsewhere(wb, header)
     if not cases:
         raise SheetError(
             f"Fant ingen testtilfeller under overskriftsraden (rad {header.row}) i «{path.name}», "
@@ -623,6 +930,7 @@ def read_sheet(path: Path) -> tuple[SheetInfo, list[CaseSpec]]:
         worksheet=header.worksheet.title,
         header_row=header.row,
         columns=dict(sorted(header.columns.items(), key=lambda item: item[1])),
+        notices=tuple(notices),
     )
     return info, cases
 
