@@ -80,13 +80,15 @@ _OPERATION_WORDS: dict[str, tuple[str, ...]] = {
                 r"fromdate\b", r"todate\b"),
     "lookup": (r"oppslag\w*", r"slå\w*(?:\s+\w+)?\s+opp\b", r"slås\s+opp\b", r"søk\w*",
                r"look(?:s|ed|ing)?\s*up\b", r"lookup\w*", r"quer(?:y|ies|ied)\b", r"spør\w*",
-               r"hvilke banker\b", r"which banks\b", r"checks? (?:its|our|the) own\b"),
+               r"hvilke banker\b", r"which banks\b", r"checks? (?:its|our|the) own\b",
+               r"(?-i:GET)\b"),
     # "registrert"/"registered" describe a state ("kunden er registrert"), not the request.
     "add": (r"registrer(?:e|er|es|ing\w*)?\b", r"legg(?:e|er)?\s+(?:\w+\s+)?til\b", r"opprett\w*", r"add(?:s|ed|ing)?\b",
             r"create[sd]?\b", r"creating\b", r"(?<!the )(?<!a )register(?:s|ing)?\b",
             r"registration\w*", r"innmeld\w*",
             r"meld(?:e|er|es|t)?\s+inn\b", r"ny(?:e|tt)?\s+(?:\w+)?kunde\w*", r"new customer\w*",
-            r"becomes? a customer\b", r"joins?\b", r"onboard\w*", r"insert\w*"),
+            r"becomes? a customer\b", r"joins?\b", r"onboard\w*", r"insert\w*",
+            r"enrol\w*"),
 }
 
 # Kinds of customer identifier. An explicit name beats a generic word ("person", "foretak").
@@ -151,6 +153,9 @@ _FAILURE_RE = re.compile(
 # A keyword right after one of these words is negated: "uten startdato" is not about dates.
 _NEGATIONS = frozenset({"uten", "without", "ingen", "ikke", "no", "not", "mangler", "missing",
                         "manglende", "unntatt"})
+# … and right before one of these: "dates omitted", "dato utelatt".
+_NEGATIONS_AFTER = frozenset({"omitted", "utelatt", "utelates", "mangler", "missing", "absent",
+                              "fjernet", "removed", "dropped"})
 # fmt: on
 
 # Weights. An agreeing error code is the strongest evidence, then the operation the row's
@@ -254,10 +259,10 @@ def text_features(case: CaseSpec) -> dict[str, Any]:
     are all words of the row, lower-cased.
     """
     expected_text = _REASON_PHRASES_RE.sub(r"\1", case.expected.text)
-    body_text = f"{case.category}\n{case.description}\n{expected_text}"
+    body_text = f"{case.category}\n{case.description}\n{case.other_text}\n{expected_text}"
     title_ops = _operations(case.title)
     all_ops = list(dict.fromkeys(title_ops + _operations(body_text)))
-    subject_text = f"{case.title}\n{case.description}\n{case.test_data}"
+    subject_text = f"{case.title}\n{case.description}\n{case.test_data}\n{case.other_text}"
     subject = _first_subject(subject_text, _SUBJECT_RES) or _first_subject(
         subject_text, _GENERIC_SUBJECT_RES
     )
@@ -268,10 +273,13 @@ def text_features(case: CaseSpec) -> dict[str, Any]:
             case.description,
             case.preconditions,
             case.test_data,
+            case.other_text,
             case.expected.text,
         )
     )
-    about_text = f"{case.title}\n{case.description}\n{case.test_data}\n{case.expected.text}"
+    about_text = "\n".join(
+        (case.title, case.description, case.test_data, case.other_text, case.expected.text)
+    )
     return {
         "operation": title_ops[0] if title_ops else (all_ops[0] if all_ops else None),
         "title_operations": title_ops,
@@ -302,7 +310,10 @@ def _keyword_present(keyword: str, text: str) -> bool:
         if keyword.split()[0] in _NEGATIONS:
             return True
         clause = re.split(r"[.;:,!?()\n]", text[: match.start()])[-1]
-        if not _NEGATIONS.intersection(clause.lower().split()[-2:]):
+        after = re.split(r"[.;:,!?()\n]", text[match.end() :])[0]
+        # The rest of the matched word ("dates" for "date") is not a word after it.
+        following = after.lower().split()[1 if after[:1].isalnum() else 0 :][:1]
+        if not _NEGATIONS.intersection(clause.lower().split()[-2:]) and not _NEGATIONS_AFTER.intersection(following):
             return True
     return False
 

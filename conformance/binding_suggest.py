@@ -51,7 +51,18 @@ class Suggestion:
             and top is not None
             and top.score >= BIND_MIN_SCORE
             and (lead is None or lead >= CONFIDENT_LEAD)
+            and _stands_alone(top, viable[1:])
         )
+
+
+def _stands_alone(top: Candidate, others: Sequence[Candidate]) -> bool:
+    """The top candidate's strongest reason (an agreeing error code, or the operation its
+    title names) is not shared by any other viable candidate: its lead does not rest on
+    hints alone, which is where near-misses come from."""
+    strongest = [r for r in top.reasons if r.startswith(("feilkode", "operasjon"))]
+    if not strongest:
+        return False
+    return not any(set(strongest) & set(other.reasons) for other in others)
 
 
 def suggest(cases: Sequence[CaseSpec], registry: StepRegistry) -> list[Suggestion]:

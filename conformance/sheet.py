@@ -52,6 +52,8 @@ MAX_SHEET_BYTES = 50 * 1024 * 1024
 # Where to look for the header row, and how far to read below it.
 HEADER_SEARCH_ROWS = 100
 HEADER_SEARCH_COLUMNS = 60
+# Rows looked at below a header to recognise an id column by its values.
+ID_SAMPLE_ROWS = 30
 # Filled rows below the header; far more is not an integration-test sheet, and the sheet
 # is refused rather than read in part.
 MAX_DATA_ROWS = 5000
@@ -78,12 +80,14 @@ _HEADER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "title": (
         ("tittel", "title", "testnavn", "test name", "overskrift", "sammendrag", "summary",
          "kort beskrivelse", "short description", "scenario", "testscenario", "test scenario"),
-        ("navn", "name", "test case", "testcase", "testtilfelle", "test"),
+        ("navn", "name", "test case", "testcase", "testtilfelle", "test", "objective",
+         "mål", "hensikt", "formål med testen"),
     ),
     "description": (
         ("beskrivelse", "description", "testbeskrivelse", "test description",
          "beskrivelse av test", "fremgangsmåte", "teststeg", "test steps", "steg", "steps",
          "detaljer", "details", "hva testes", "hva som testes", "what is tested",
+         "procedure", "prosedyre", "test procedure", "testprosedyre", "how to test",
          "testformål", "formål", "purpose", "test purpose", "handlinger"),
         ("handling", "action", "test case", "testcase"),
     ),
@@ -453,6 +457,13 @@ def _headers_in(ws: Worksheet, index: int) -> _HeaderCandidate | None:
         if len(texts) < 2:
             continue
         columns, quality = _assign_columns(texts, hidden)
+        if "expected" in columns and "id" not in columns:
+            # An id column under a name we do not know ("Case", "Ref. nr"): found by what
+            # it holds, short unique id-like values, as a person would.
+            id_col = _id_column_by_content(ws, row_index, texts, set(columns.values()))
+            if id_col is not None:
+                columns["id"] = id_col
+                quality += 1.0
         if "id" not in columns or "expected" not in columns:
             continue
         # Roles count first; how surely they were named breaks ties between rows.
@@ -460,6 +471,28 @@ def _headers_in(ws: Worksheet, index: int) -> _HeaderCandidate | None:
         if best is None or candidate.key() > best.key():
             best = candidate
     return best
+
+
+def _id_column_by_content(
+    ws: Worksheet, header_row: int, texts: list[tuple[int, Any]], used: set[int]
+) -> int | None:
+    """The header's leftmost unassigned column whose next rows are (nearly) all distinct
+    id-like values ("CR-001", "7", "1.2"), or None."""
+    last = min(ws.max_row, header_row + ID_SAMPLE_ROWS)
+    for col, _name in sorted(texts):
+        if col in used:
+            continue
+        values = [
+            cell_text(v)
+            for (v,) in ws.iter_rows(
+                min_row=header_row + 1, max_row=last, min_col=col, max_col=col, values_only=True
+            )
+            if cell_text(v)
+        ]
+        id_like = [v for v in values if _ID_LIKE_RE.match(v)]
+        if len(id_like) >= 2 and len(id_like) >= 0.8 * len(values) and len(set(id_like)) == len(id_like):
+            return col
+    return None
 
 
 def _find_header(wb: Workbook) -> _HeaderCandidate | None:
@@ -621,6 +654,9 @@ class _RowReader:
         self.cases: list[CaseSpec] = []
         self.notices: list[RowNotice] = []
         self._seen: set[str] = set()
+        # Visible columns whose header names no role: their text still tells what a row
+        # is about (binding reads it), though no field of the case holds it.
+        self.unread = _unread_column_names(header)
 
     def notice(self, row: int, kind: str, message: str, case_id: str | None = None,
                *, warning: bool = True) -> None:
@@ -652,9 +688,12 @@ class _RowReader:
             else:
                 values[role] = ""
         values["id"] = _normalise_case_id(values["id"])
+        values["other_text"] = "\n".join(
+            f"{name}: {cell_text(own[col])}" for col, name in self.unread.items() if col in own
+        )
         case_id, expected = values["id"], values["expected"].strip()
         known_cols = set(self.columns.values())
-        if not any(col in known_cols for col in own):
+        if not any(col in known_cols for col in own) and not values["other_text"]:
             texts = ", ".join(f"«{_short(cell_text(v))}»" for v in own.values())
             self.notice(row, "outside_columns",
                         f"tekst bare i kolonner arket ikke leser ({texts}); ikke et testtilfelle.")
@@ -733,6 +772,7 @@ class _RowReader:
             sheet_name=self.ws.title,
             row=row,
             category=values.get("category", "").strip(),
+            other_text=values["other_text"],
         )
         self.cases.append(case)
         self._explain(row, case, values, merged_roles, made_up_id)
@@ -763,6 +803,19 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _unread_column_names(header: _HeaderCandidate) -> dict[int, str]:
+    """column → header text, for visible header cells that name no role."""
+    ws = header.worksheet
+    used = set(header.columns.values())
+    hidden = _hidden_columns(ws)
+    names = {}
+    for col in range(1, min(ws.max_column, HEADER_SEARCH_COLUMNS) + 1):
+        text = cell_text(ws.cell(row=header.row, column=col).value)
+        if text and col not in used and col not in hidden and not _role_matches(text):
+            names[col] = " ".join(text.split())
+    return names
+
+
 def _unread_columns(header: _HeaderCandidate) -> list[RowNotice]:
     """Header cells that name no role: their column is not read."""
     ws = header.worksheet
@@ -774,15 +827,16 @@ def _unread_columns(header: _HeaderCandidate) -> list[RowNotice]:
             continue
         letter = ws.cell(row=header.row, column=col).column_letter
         name = f"«{_short(cell_text(value))}» ({letter})"
-        why = (
-            "har en rolle som en annen kolonne allerede har"
-            if isinstance(value, str) and _role_matches(value)
-            else "gjenkjennes ikke"
-        )
-        hidden = " (skjult)" if col in _hidden_columns(ws) else ""
+        hidden = col in _hidden_columns(ws)
+        if isinstance(value, str) and _role_matches(value):
+            why = "har en rolle som en annen kolonne allerede har; innholdet brukes ikke."
+        elif hidden:
+            why = "gjenkjennes ikke; innholdet brukes ikke."
+        else:
+            why = "gjenkjennes ikke; teksten brukes bare til å binde raden til et steg."
         notices.append(
             RowNotice(ws.title, header.row, "unread_column",
-                      f"kolonnen {name}{hidden} {why}; innholdet brukes ikke.", warning=False)
+                      f"kolonnen {name}{' (skjult)' if hidden else ''} {why}", warning=False)
         )
     return notices
 

@@ -134,7 +134,8 @@ def add_existing(ctx: Any) -> Actual:
 @step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"],
       hints=["egen bank", "own bank", "vår bank", "our bank", "bankens organisasjonsnummer",
              "our organisation number", "i listen", "in the list", "i svaret",
-             "in the response", "hvilke banker", "which banks", "banks"])
+             "in the response", "hvilke banker", "which banks", "banks", "organizationid",
+             "organisationid"])
 def lookup_own_bank(ctx: Any) -> Actual:
     customer = ctx.new_fodselsnummer()
     if failed := _register(ctx, customer):
@@ -241,7 +242,7 @@ def batch_with_dates(ctx: Any) -> Actual:
 
 @step("batch_without_dates", operation="batch", status=201, case_ids=["KFR-11"],
       keywords=[("uten", "without", "ingen", "no date", "no dates", "no start date",
-                 "i dag", "today", "dagens dato")],
+                 "i dag", "today", "dagens dato", "omitted", "utelatt")],
       hints=["uten dato", "uten startdato", "without date", "without start date", "no date",
              "no dates", "ingen dato", "i dag", "today", "dagens dato"])
 def batch_without_dates(ctx: Any) -> Actual:
@@ -377,7 +378,8 @@ class _StaticBearer(httpx.Auth):
 REGISTRY.manual_step(
     "manual_d3", case_ids=["KFR-21"],
     keywords=[("batch", "fil", "file", "opplast", "upload"),
-              ("slett", "avslutt", "delete", "end", "sletting", "utmeld", "remov")],
+              ("slett", "avslutt", "delete", "end", "sletting", "utmeld", "remov", "terminat",
+               "opphør")],
     hints=["lest inn", "innlest", "processed", "venter", "wait", "d-3"],
     title="Sletting venter til opplastet batch er lest inn (D-3)",
 )

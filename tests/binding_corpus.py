@@ -78,6 +78,9 @@ def build_sheet(path: Path, sheet: CorpusSheet) -> Path:
             "category": row.category,
             "type": row.type,
         }
+        lost = [role for role, value in values.items() if value and role not in sheet.columns]
+        if lost:  # a corpus row must not say more than its sheet can show
+            raise ValueError(f"{sheet.name} {row.case_id}: no column for {lost}")
         ws.append([values.get(role, "") or None for role in roles])
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
@@ -565,7 +568,7 @@ HELD_OUT_BITS_STYLE = CorpusSheet(
 HELD_OUT_EN_VENDOR = CorpusSheet(
     name="heldout2_en_vendor",
     language="en",
-    columns={"id": "Case", "title": "Objective", "description": "Procedure",
+    columns={"id": "Case", "title": "Objective", "type": "Type", "description": "Procedure",
              "expected": "Expected behaviour", "actual": "Outcome", "comment": "Remarks"},
     rows=(
         Row("CR-001", "Obtain bearer token", "The service acknowledges with a token carrying "
@@ -714,6 +717,7 @@ class SheetScore:
     suggested_right: int = 0  # top candidate is the right step
     confident_right: int = 0  # … and pre-filled as an active line
     confident_wrong: int = 0  # an active line naming the wrong step (decoys included)
+    unreadable: bool = False  # read_sheet refused the sheet
 
     @property
     def correct_rate(self) -> float:
@@ -725,14 +729,24 @@ def measure(sheets: Sequence[CorpusSheet], registry: object, directory: Path) ->
     against each row's truth. A decoy (truth ``None``) bound to any step is a wrong binding."""
     from conformance.binding import bind_cases
     from conformance.binding_suggest import suggest
+    from conformance.errors import SheetError
     from conformance.sheet import cell_text, read_sheet
 
     scores = []
     for sheet in sheets:
         path = build_sheet(directory / f"{sheet.name}.xlsx", sheet)
-        _, cases = read_sheet(path)
         truth = {cell_text(r.case_id): r.truth for r in sheet.rows}
         score = SheetScore(sheet.name)
+        try:
+            _, cases = read_sheet(path)
+        except SheetError:
+            # Unreadable counts against us: every row that should run is unbound.
+            score.unreadable = True
+            score.should_run = sum(1 for t in truth.values() if t is not None)
+            score.unbound = [(cid, t) for cid, t in truth.items() if t is not None]
+            score.decoys = score.decoys_unbound = sum(1 for t in truth.values() if t is None)
+            scores.append(score)
+            continue
         bound = bind_cases(cases, registry)  # type: ignore[arg-type]
         for suggestion in suggest(bound, registry):  # type: ignore[arg-type]
             wanted = truth[suggestion.case.case_id]
