@@ -226,8 +226,20 @@ def _operations(text: str) -> list[str]:
     return [op for _, op in sorted(found)]
 
 
+def _negated_before(text: str, start: int) -> bool:
+    clause = re.split(r"[.;:,!?()\n]", text[:start])[-1]
+    return bool(_NEGATIONS.intersection(clause.lower().split()[-3:]))
+
+
 def _first_subject(text: str, patterns: dict[str, re.Pattern[str]]) -> str | None:
-    found = [(m.start(), kind) for kind, p in patterns.items() if (m := p.search(text))]
+    """The kind of identifier mentioned first, not counting denied mentions ("uten norsk
+    fødselsnummer, med D-nummer" is about a D-nummer)."""
+    found = [
+        (m.start(), kind)
+        for kind, p in patterns.items()
+        for m in p.finditer(text)
+        if not _negated_before(text, m.start())
+    ]
     return min(found)[1] if found else None
 
 
@@ -303,11 +315,13 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, keyword.split())), re.IGNORECASE)
 
 
-def _keyword_present(keyword: str, text: str) -> bool:
+def _keyword_present(keyword: str, text: str, *, negatable: bool = True) -> bool:
     """``keyword`` starts a word somewhere in ``text`` and is not negated right before it.
-    A keyword that is itself a negation ("uten", "without") always counts."""
+    A keyword that is itself a negation ("uten", "without") always counts, and so does
+    any keyword when ``negatable`` is False: a manual routine is stated as a rule ("vi
+    sender ikke opphør før …"), where a denial still names what the row is about."""
     for match in _keyword_pattern(keyword).finditer(text):
-        if keyword.split()[0] in _NEGATIONS:
+        if keyword.split()[0] in _NEGATIONS or not negatable:
             return True
         clause = re.split(r"[.;:,!?()\n]", text[: match.start()])[-1]
         after = re.split(r"[.;:,!?()\n]", text[match.end() :])[0]
@@ -343,7 +357,7 @@ def _contradictions(signature: StepSignature, step_manual: bool, f: dict[str, An
     if signature.subject and f["subject"] and signature.subject != f["subject"]:
         reasons.append(f"identifikator {_SUBJECT_NB[f['subject']]} ≠ stegets {_SUBJECT_NB[signature.subject]}")
     for group in signature.keywords:
-        if not any(_keyword_present(word, f["text"]) for word in group):
+        if not any(_keyword_present(word, f["text"], negatable=not manual) for word in group):
             reasons.append("mangler ord som «" + "», «".join(group[:3]) + "»")
             break
     if not manual and not codes_agree and f["operations"] and signature.operation not in f["operations"]:
@@ -396,11 +410,16 @@ def _score(step: Step, f: dict[str, Any]) -> Candidate:
     if signature.subject and signature.subject == f["subject"]:
         score += _W_SUBJECT
         reasons.append(f"identifikator {_SUBJECT_NB[signature.subject]}")
-    groups = [g for g in signature.keywords if any(_keyword_present(w, f["text"]) for w in g)]
-    if groups:
-        score += _W_KEYWORD_GROUP * len(groups)
-        reasons.append("nøkkelord " + ", ".join(f"«{next(w for w in g if _keyword_present(w, f['text']))}»" for g in groups))
-    hints = [h for h in signature.hints if _keyword_present(h, f["about"])]
+    negatable = signature.operation != "manual" and not step.manual
+    found = [
+        next((w for w in g if _keyword_present(w, f["text"], negatable=negatable)), None)
+        for g in signature.keywords
+    ]
+    words = [w for w in found if w is not None]
+    if words:
+        score += _W_KEYWORD_GROUP * len(words)
+        reasons.append("nøkkelord " + ", ".join(f"«{w}»" for w in words))
+    hints = [h for h in signature.hints if _keyword_present(h, f["about"], negatable=negatable)]
     if hints:
         score += _W_HINT * min(len(hints), _MAX_HINTS)
         evidence = True

@@ -103,7 +103,8 @@ _HEADER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "expected": (
         ("forventet resultat", "forventet", "expected result", "expected results", "expected",
          "expected outcome", "forventet respons", "forventet svar", "expected response",
-         "forventet utfall"),
+         "forventet utfall", "expect", "expectation", "expectations", "forventning",
+         "forventninger", "forventes", "expected behaviour", "expected behavior"),
         ("akseptansekriterier", "acceptance criteria"),
     ),
     "actual": (

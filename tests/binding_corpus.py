@@ -491,6 +491,7 @@ SEEN: tuple[CorpusSheet, ...] = (
     HELD_OUT_NB_PROSE,
     HELD_OUT_MIXED_RENUMBERED,
 )
+# (HELD_OUT_EN_VENDOR joins SEEN below, where it is defined: its failures were read.)
 
 # =========================================================================== held out (2)
 # Written after the binder's vocabulary, weights and thresholds were frozen; measured once
@@ -691,11 +692,136 @@ HELD_OUT_SPLIT_COLUMNS = CorpusSheet(
     ),
 )
 
-HELD_OUT: tuple[CorpusSheet, ...] = (
-    HELD_OUT_BITS_STYLE,
-    HELD_OUT_EN_VENDOR,
-    HELD_OUT_SPLIT_COLUMNS,
+# =========================================================================== held out (3)
+# Written after the second freeze (after held-out set 2's vendor sheet had been read).
+
+HELD_OUT_BANK_PLAN = CorpusSheet(
+    name="heldout3_nb_bank_plan",
+    language="nb",
+    columns={"id": "Ref.", "category": "Testområde", "description": "Teststeg",
+             "expected": "Forventet utfall", "actual": "Resultat", "executed_by": "Signatur"},
+    rows=(
+        Row("T-01", "", "Vi får et gyldig tilgangsbevis med riktig scope.", "token",
+            description="Kjernebanken ber Maskinporten om tilgang til KFR med bankens "
+            "virksomhetssertifikat.", category="Oppkobling"),
+        Row("T-02", "", "KFR bekrefter med 201.", "add_fodselsnummer",
+            description="Kundeetablering: ny personkunde (fødselsnummer) meldes til KFR.",
+            category="Kundeetablering"),
+        Row("T-03", "", "KFR bekrefter med 201.", "add_d_nummer",
+            description="Kundeetablering: ny personkunde uten norsk fødselsnummer, med "
+            "D-nummer.", category="Kundeetablering"),
+        Row("T-04", "", "KFR bekrefter med 201.", "add_orgnr",
+            description="Kundeetablering: ny bedriftskunde meldes med organisasjonsnummeret.",
+            category="Kundeetablering"),
+        Row("T-05", "", "KFR svarer 200, kundeforholdet er uendret.", "add_existing",
+            description="Kundeetablering kjøres to ganger for samme kunde.",
+            category="Kundeetablering"),
+        Row("T-06", "", "Vår bank er oppført for kunden.", "lookup_own_bank",
+            description="Innsyn: vi henter hvilke banker kunden har forhold til.",
+            category="Innsyn"),
+        Row("T-07", "", "KFR svarer 204.", "end_relationship",
+            description="Opphør av kundeforhold for en kunde som har avsluttet alle avtaler.",
+            category="Opphør"),
+        Row("T-08", "", "Feilkode KFR-008.", "end_missing",
+            description="Opphør av kundeforhold for en kunde vi aldri har meldt inn.",
+            category="Opphør"),
+        Row("T-09", "", "Banken er oppført i perioden før opphøret, ikke i perioden etter.",
+            "history_after_end",
+            description="Innsyn i tidligere perioder etter at kundeforholdet er opphørt.",
+            category="Innsyn"),
+        Row("T-10", "", "KFR tar imot filen (201); kundene får hver sin startdato.",
+            "batch_with_dates",
+            description="Masseoppdatering: alle kunder sendes i én fil med startdato per kunde.",
+            category="Masseoppdatering"),
+        Row("T-11", "", "KFR tar imot filen (201); kundeforholdene starter samme dag.",
+            "batch_without_dates",
+            description="Masseoppdatering: fil med bare kunde-ID-er, ingen datoer.",
+            category="Masseoppdatering"),
+        Row("T-12", "", "Filen avvises med KFR-010.", "batch_bad_date",
+            description="Masseoppdatering: én dato i filen er 2021-02-31.",
+            category="Masseoppdatering"),
+        Row("T-13", "", "Avvist med KFR-005.", "bad_customer_id",
+            description="Kundeetablering med et fødselsnummer som har feil kontrollsiffer.",
+            category="Feilsituasjoner"),
+        Row("T-14", "", "Avvist med KFR-009.", "bad_relationship_type",
+            description="Kundeetablering med relationshipType ABCBANK.",
+            category="Feilsituasjoner"),
+        Row("T-15", "", "Avvist med KFR-004.", "missing_correlation_id",
+            description="Kundeetablering der vi ikke sender CorrelationID.",
+            category="Feilsituasjoner"),
+        Row("T-16", "", "Avvist med KFR-003.", "other_bank_fid",
+            description="Kundeetablering på en annen banks organisasjonsnummer som fid.",
+            category="Feilsituasjoner"),
+        Row("T-17", "", "Avvist med KFR-001.", "no_token",
+            description="Kundeetablering uten tilgangsbevis.", category="Feilsituasjoner"),
+        Row("T-18", "", "Avvist med KFR-002.", "missing_scope",
+            description="Kundeetablering med tilgangsbevis som ikke gir skrivetilgang.",
+            category="Feilsituasjoner"),
+        Row("T-19", "", "KFR svarer 403.", "batch_bad_boundary",
+            description="Masseoppdatering der boundary i Content-Type står i anførselstegn.",
+            category="Feilsituasjoner"),
+        Row("T-20", "", "KFR svarer 413.", "batch_too_large",
+            description="Masseoppdatering med en fil på 12 MB.", category="Feilsituasjoner"),
+        Row("T-21", "", "Godkjent av testleder.", "manual_d3",
+            description="Manuelt: vi sender ikke opphør for kunder som ligger i en fil KFR "
+            "ikke har lest inn ennå.", category="Rutiner"),
+        Row("T-22", "", "Godkjent av testleder.", "manual_a8",
+            description="Manuelt: kjernebanken melder etablering og opphør til KFR uten "
+            "manuelle steg.", category="Rutiner"),
+        Row("T-23", "", "Brukeren får melding om at KFR er utilgjengelig.", None,
+            description="Nettbanken viser feilmelding når KFR er nede.", category="Drift"),
+        Row("T-24", "", "Kontoforhold vises.", None,
+            description="Innsyn: politiet henter kontoførende bank for et kontonummer.",
+            category="Innsyn"),
+    ),
 )
+
+HELD_OUT_EN_TERSE = CorpusSheet(
+    name="heldout3_en_terse",
+    language="en",
+    columns={"id": "No.", "title": "Test", "expected": "Expect", "actual": "Got"},
+    rows=(
+        Row(1, "Maskinporten token, write scope", "token issued", "token"),
+        Row(2, "Add fnr", "201", "add_fodselsnummer"),
+        Row(3, "Add D-number", "201", "add_d_nummer"),
+        Row(4, "Add org no", "201", "add_orgnr"),
+        Row(5, "Add fnr again", "200", "add_existing"),
+        Row(6, "Lookup fnr, own bank listed", "200", "lookup_own_bank"),
+        Row(7, "Delete fnr", "204", "end_relationship"),
+        Row(8, "Delete unknown fnr", "404 KFR-008", "end_missing"),
+        Row(9, "History: lookup before/after delete", "found before, not after",
+            "history_after_end"),
+        Row(10, "Batch, with dates", "201", "batch_with_dates"),
+        Row(11, "Batch, no dates", "201", "batch_without_dates"),
+        Row(12, "Batch, bad date", "400 KFR-010", "batch_bad_date"),
+        Row(13, "Add bad fnr", "400 KFR-005", "bad_customer_id"),
+        Row(14, "Add bad rel. type", "400 KFR-009", "bad_relationship_type"),
+        Row(15, "Add, no CorrelationID", "400 KFR-004", "missing_correlation_id"),
+        Row(16, "Add, foreign fid", "403 KFR-003", "other_bank_fid"),
+        Row(17, "Add, no token", "401 KFR-001", "no_token"),
+        Row(18, "Add, read-only token", "403 KFR-002", "missing_scope"),
+        Row(19, "Batch, quoted boundary", "403", "batch_bad_boundary"),
+        Row(20, "Batch > 10 MB", "413", "batch_too_large"),
+        Row(21, "Manual: deletes wait for batch load", "ok", "manual_d3"),
+        Row(22, "Manual: core system sync", "ok", "manual_a8"),
+        Row(23, "Lookup, bad period", "400 ERR-003", None),
+        Row(24, "Token, reused jti", "400 MP-012", None),
+    ),
+)
+
+# Held-out set 3 was read row by row after its first measurement (a wrong binding and an
+# unreadable header): seen now. What stays held out are the sheets of set 2 whose rows
+# were never read — only their totals were ever looked at.
+SEEN = (*SEEN, HELD_OUT_EN_VENDOR, HELD_OUT_BANK_PLAN, HELD_OUT_EN_TERSE)
+HELD_OUT: tuple[CorpusSheet, ...] = (HELD_OUT_BITS_STYLE, HELD_OUT_SPLIT_COLUMNS)
+# Each held-out set as first measured, blind, for docs/binding.md.
+HELD_OUT_SETS: dict[str, tuple[CorpusSheet, ...]] = {
+    "set 1 (written before tuning)": (HELD_OUT_EN_CLAIMS, HELD_OUT_NB_PROSE,
+                                       HELD_OUT_MIXED_RENUMBERED),
+    "set 2 (after the first freeze)": (HELD_OUT_BITS_STYLE, HELD_OUT_EN_VENDOR,
+                                        HELD_OUT_SPLIT_COLUMNS),
+    "set 3 (after the second freeze)": (HELD_OUT_BANK_PLAN, HELD_OUT_EN_TERSE),
+}
 ALL_SHEETS: tuple[CorpusSheet, ...] = TUNED + SEEN + HELD_OUT
 
 
