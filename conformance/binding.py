@@ -75,7 +75,7 @@ _OPERATION_WORDS: dict[str, tuple[str, ...]] = {
     "end": (r"avslutt\w*", r"slett\w*", r"delete[ds]?\b", r"deletion\w*", r"end(?:s|ed|ing)?\b",
             r"terminat\w*", r"fjern\w*", r"remov\w*", r"opphør\w*", r"utmeld\w*",
             r"meld(?:e|er|es|t)?\s+ut\b", r"leaves?\b", r"leaving\b", r"deregist\w*",
-            r"offboard\w*", r"slutter\b", r"cancel\w*", r"close[sd]?\b"),
+            r"offboard\w*", r"slutter\b", r"cancel\w*", r"clos(?:e|es|ed|ing)\b"),
     "history": (r"historikk\w*", r"histori\w*", r"history\b", r"periode\w*", r"period\w*",
                 r"fromdate\b", r"todate\b"),
     "lookup": (r"oppslag\w*", r"slå\w*(?:\s+\w+)?\s+opp\b", r"slås\s+opp\b", r"søk\w*",
@@ -408,7 +408,10 @@ def _score(step: Step, f: dict[str, Any]) -> Candidate:
         score += _W_STATUS
         reasons.append(f"status {signature.status}")
     if signature.subject and signature.subject == f["subject"]:
+        # Only steps about one kind of identifier declare it: naming that kind is
+        # evidence, as an operation word is ("customer identified by birth number").
         score += _W_SUBJECT
+        evidence = True
         reasons.append(f"identifikator {_SUBJECT_NB[signature.subject]}")
     negatable = signature.operation != "manual" and not step.manual
     found = [

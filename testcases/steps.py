@@ -379,7 +379,7 @@ REGISTRY.manual_step(
     "manual_d3", case_ids=["KFR-21"],
     keywords=[("batch", "fil", "file", "opplast", "upload"),
               ("slett", "avslutt", "delete", "end", "sletting", "utmeld", "remov", "terminat",
-               "opphør")],
+               "opphør", "clos", "cancel")],
     hints=["lest inn", "innlest", "processed", "venter", "wait", "d-3"],
     title="Sletting venter til opplastet batch er lest inn (D-3)",
 )
