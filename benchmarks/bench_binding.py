@@ -52,9 +52,14 @@ def _own_layouts(directory: Path) -> CorpusSheet:
                 )
             )
     columns = {
-        "id": "Testcase-ID", "category": "Kategori", "title": "Tittel", "type": "Type",
-        "description": "Beskrivelse", "preconditions": "Forutsetninger",
-        "test_data": "Testdata", "expected": "Forventet resultat",
+        "id": "Testcase-ID",
+        "category": "Kategori",
+        "title": "Tittel",
+        "type": "Type",
+        "description": "Beskrivelse",
+        "preconditions": "Forutsetninger",
+        "test_data": "Testdata",
+        "expected": "Forventet resultat",
     }
     return CorpusSheet("own_layouts", "nb", columns, tuple(rows))
 
@@ -81,13 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
-    print("| set | sheet | should run | bound right | bound wrong | unbound | decoys left unbound "
-          "| suggest: top right | suggest: active right / wrong |")
+    print(
+        "| set | sheet | should run | bound right | bound wrong | unbound | decoys left unbound "
+        "| suggest: top right | suggest: active right / wrong |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for group, scores in report.items():
-        totals = dict.fromkeys(("should_run", "correct", "wrong", "unbound", "decoys",
-                                "decoys_unbound", "suggested_right", "confident_right",
-                                "confident_wrong"), 0)
+        totals = dict.fromkeys(
+            (
+                "should_run",
+                "correct",
+                "wrong",
+                "unbound",
+                "decoys",
+                "decoys_unbound",
+                "suggested_right",
+                "confident_right",
+                "confident_wrong",
+            ),
+            0,
+        )
         for s in scores:
             row = {k: (len(v) if isinstance(v, list) else v) for k, v in s.items()}
             for key in totals:

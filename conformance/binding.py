@@ -248,7 +248,7 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 def _claim(expected: Expectation) -> str | None:
-    """"success" | "failure" | None: what an expectation claims when it names no status."""
+    """ "success" | "failure" | None: what an expectation claims when it names no status."""
     if expected.error_code:
         return "failure"
     text = _REASON_PHRASES_RE.sub(r"\1", expected.text)
@@ -327,7 +327,9 @@ def _keyword_present(keyword: str, text: str, *, negatable: bool = True) -> bool
         after = re.split(r"[.;:,!?()\n]", text[match.end() :])[0]
         # The rest of the matched word ("dates" for "date") is not a word after it.
         following = after.lower().split()[1 if after[:1].isalnum() else 0 :][:1]
-        if not _NEGATIONS.intersection(clause.lower().split()[-2:]) and not _NEGATIONS_AFTER.intersection(following):
+        if not _NEGATIONS.intersection(
+            clause.lower().split()[-2:]
+        ) and not _NEGATIONS_AFTER.intersection(following):
             return True
     return False
 
@@ -355,14 +357,23 @@ def _contradictions(signature: StepSignature, step_manual: bool, f: dict[str, An
     if f["claim"] == "failure" and success_step and not manual:
         reasons.append("raden venter en avvisning, steget et vellykket svar")
     if signature.subject and f["subject"] and signature.subject != f["subject"]:
-        reasons.append(f"identifikator {_SUBJECT_NB[f['subject']]} ≠ stegets {_SUBJECT_NB[signature.subject]}")
+        reasons.append(
+            f"identifikator {_SUBJECT_NB[f['subject']]} ≠ stegets {_SUBJECT_NB[signature.subject]}"
+        )
     for group in signature.keywords:
         if not any(_keyword_present(word, f["text"], negatable=not manual) for word in group):
             reasons.append("mangler ord som «" + "», «".join(group[:3]) + "»")
             break
-    if not manual and not codes_agree and f["operations"] and signature.operation not in f["operations"]:
+    if (
+        not manual
+        and not codes_agree
+        and f["operations"]
+        and signature.operation not in f["operations"]
+    ):
         named = ", ".join(_OPERATION_NB.get(op, op) for op in f["operations"])
-        reasons.append(f"raden handler om {named}, steget om {_OPERATION_NB.get(signature.operation, signature.operation)}")
+        reasons.append(
+            f"raden handler om {named}, steget om {_OPERATION_NB.get(signature.operation, signature.operation)}"
+        )
     if f["agency"] and not manual:
         reasons.append("raden gjelder en etats oppslag, ikke bankens")
     return reasons

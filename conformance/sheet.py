@@ -491,7 +491,11 @@ def _id_column_by_content(
             if cell_text(v)
         ]
         id_like = [v for v in values if _ID_LIKE_RE.match(v)]
-        if len(id_like) >= 2 and len(id_like) >= 0.8 * len(values) and len(set(id_like)) == len(id_like):
+        if (
+            len(id_like) >= 2
+            and len(id_like) >= 0.8 * len(values)
+            and len(set(id_like)) == len(id_like)
+        ):
             return col
     return None
 
@@ -588,9 +592,7 @@ def _is_manual(values: dict[str, str]) -> bool:
 
 # What a test-case id looks like when it stands alone in a row ("KFR-23", "7", "1.2",
 # "TC_04"), as opposed to a section title ("Batch", "Feilhåndtering").
-_ID_LIKE_RE = re.compile(
-    r"^(?:[A-Za-zÆØÅæøå]{1,10}[-_ ]?)?\d{1,4}(?:[.\-_]\d{1,4}){0,3}[A-Za-z]?$"
-)
+_ID_LIKE_RE = re.compile(r"^(?:[A-Za-zÆØÅæøå]{1,10}[-_ ]?)?\d{1,4}(?:[.\-_]\d{1,4}){0,3}[A-Za-z]?$")
 # Ids the reader makes up carry the row they came from: "Rad 17" for a row without an
 # id, "KFR-05 (rad 17)" for a second row with the same id (typed twice or merged).
 _ROW_IN_ID_RE = re.compile(r"^(?:Rad (\d+)|.+ \(rad (\d+)\))$")
@@ -659,8 +661,9 @@ class _RowReader:
         # is about (binding reads it), though no field of the case holds it.
         self.unread = _unread_column_names(header)
 
-    def notice(self, row: int, kind: str, message: str, case_id: str | None = None,
-               *, warning: bool = True) -> None:
+    def notice(
+        self, row: int, kind: str, message: str, case_id: str | None = None, *, warning: bool = True
+    ) -> None:
         self.notices.append(RowNotice(self.ws.title, row, kind, message, case_id, warning))
 
     def read(self) -> None:
@@ -677,7 +680,9 @@ class _RowReader:
         for row in rows:
             self._read_row(row, filled[row], merges)
 
-    def _read_row(self, row: int, own: dict[int, Any], merges: dict[tuple[int, int], _Merge]) -> None:
+    def _read_row(
+        self, row: int, own: dict[int, Any], merges: dict[tuple[int, int], _Merge]
+    ) -> None:
         values: dict[str, str] = {}
         merged_roles: dict[str, _Merge] = {}
         for role, col in self.columns.items():
@@ -696,39 +701,67 @@ class _RowReader:
         known_cols = set(self.columns.values())
         if not any(col in known_cols for col in own) and not values["other_text"]:
             texts = ", ".join(f"«{_short(cell_text(v))}»" for v in own.values())
-            self.notice(row, "outside_columns",
-                        f"tekst bare i kolonner arket ikke leser ({texts}); ikke et testtilfelle.")
+            self.notice(
+                row,
+                "outside_columns",
+                f"tekst bare i kolonner arket ikke leser ({texts}); ikke et testtilfelle.",
+            )
             return
         if _is_repeated_header(values):
-            self.notice(row, "repeated_header", "overskriftsraden gjentas; ikke et testtilfelle.",
-                        warning=False)
+            self.notice(
+                row,
+                "repeated_header",
+                "overskriftsraden gjentas; ikke et testtilfelle.",
+                warning=False,
+            )
             return
-        if "id" in merged_roles and not expected and self.cases and self._continues(merged_roles["id"]):
+        if (
+            "id" in merged_roles
+            and not expected
+            and self.cases
+            and self._continues(merged_roles["id"])
+        ):
             self._append_continuation(row, values, merged_roles["id"])
             return
         if case_id and expected:
             self._add_case(row, values, merged_roles)
         elif case_id:
             if len(own) == 1 and not _ID_LIKE_RE.match(case_id):
-                self.notice(row, "section", f"«{_short(case_id)}» står alene; leses som "
-                            "seksjonstittel, ikke som testtilfelle.", warning=False)
+                self.notice(
+                    row,
+                    "section",
+                    f"«{_short(case_id)}» står alene; leses som "
+                    "seksjonstittel, ikke som testtilfelle.",
+                    warning=False,
+                )
             else:
                 self._add_case(row, values, merged_roles)
         elif expected:
             if len(own) >= 2:
                 self._add_case(row, values, merged_roles, made_up_id=f"Rad {row}")
             else:
-                self.notice(row, "expected_only",
-                            f"bare «Forventet resultat» er fylt ut («{_short(expected)}»), uten "
-                            "ID eller beskrivelse; ikke lest som testtilfelle.")
+                self.notice(
+                    row,
+                    "expected_only",
+                    f"bare «Forventet resultat» er fylt ut («{_short(expected)}»), uten "
+                    "ID eller beskrivelse; ikke lest som testtilfelle.",
+                )
         elif len(own) == 1:
             (value,) = own.values()
-            self.notice(row, "note", f"«{_short(cell_text(value))}» står alene; leses som "
-                        "seksjonstittel eller merknad, ikke som testtilfelle.", warning=False)
+            self.notice(
+                row,
+                "note",
+                f"«{_short(cell_text(value))}» står alene; leses som "
+                "seksjonstittel eller merknad, ikke som testtilfelle.",
+                warning=False,
+            )
         else:
-            self.notice(row, "no_id_no_expected",
-                        "raden har tekst, men verken ID eller forventet resultat; ikke lest som "
-                        "testtilfelle. Fyll inn ID og forventet resultat om det er et testtilfelle.")
+            self.notice(
+                row,
+                "no_id_no_expected",
+                "raden har tekst, men verken ID eller forventet resultat; ikke lest som "
+                "testtilfelle. Fyll inn ID og forventet resultat om det er et testtilfelle.",
+            )
 
     def _continues(self, merge: _Merge) -> bool:
         last = self.cases[-1]
@@ -745,15 +778,27 @@ class _RowReader:
         }
         self.cases[-1] = replace(
             last,
-            **{name: "\n".join(p for p in (getattr(last, name), text) if p) for name, text in extra.items()},
+            **{
+                name: "\n".join(p for p in (getattr(last, name), text) if p)
+                for name, text in extra.items()
+            },
         )
-        self.notice(row, "continuation",
-                    f"ID-cellen er slått sammen over rad {merge.first_row}–{merge.last_row} og "
-                    f"raden har ikke eget forventet resultat; teksten er lagt til "
-                    f"testtilfellet «{last.case_id}» (rad {last.row}).", last.case_id)
+        self.notice(
+            row,
+            "continuation",
+            f"ID-cellen er slått sammen over rad {merge.first_row}–{merge.last_row} og "
+            f"raden har ikke eget forventet resultat; teksten er lagt til "
+            f"testtilfellet «{last.case_id}» (rad {last.row}).",
+            last.case_id,
+        )
 
-    def _add_case(self, row: int, values: dict[str, str], merged_roles: dict[str, _Merge],
-                  made_up_id: str | None = None) -> None:
+    def _add_case(
+        self,
+        row: int,
+        values: dict[str, str],
+        merged_roles: dict[str, _Merge],
+        made_up_id: str | None = None,
+    ) -> None:
         case_id = made_up_id or values["id"]
         if case_id in self._seen:
             # Two rows with one id would collide as test ids and file names; keep both.
@@ -778,25 +823,53 @@ class _RowReader:
         self.cases.append(case)
         self._explain(row, case, values, merged_roles, made_up_id)
 
-    def _explain(self, row: int, case: CaseSpec, values: dict[str, str],
-                 merged_roles: dict[str, _Merge], made_up_id: str | None) -> None:
+    def _explain(
+        self,
+        row: int,
+        case: CaseSpec,
+        values: dict[str, str],
+        merged_roles: dict[str, _Merge],
+        made_up_id: str | None,
+    ) -> None:
         cid = case.case_id
         if made_up_id:
-            self.notice(row, "no_id", f"raden har forventet resultat, men ingen ID; lest som "
-                        f"testtilfellet «{cid}».", cid)
+            self.notice(
+                row,
+                "no_id",
+                f"raden har forventet resultat, men ingen ID; lest som testtilfellet «{cid}».",
+                cid,
+            )
         elif cid != values["id"]:
-            self.notice(row, "duplicate_id", f"ID-en «{values['id']}» er brukt før i arket; "
-                        f"lest som «{cid}».", cid)
+            self.notice(
+                row,
+                "duplicate_id",
+                f"ID-en «{values['id']}» er brukt før i arket; lest som «{cid}».",
+                cid,
+            )
         for role, merge in merged_roles.items():
             name = {"id": "ID-en", "expected": "forventet resultat"}.get(role, f"«{role}»")
-            self.notice(row, f"merged_{role}", f"{name} er hentet fra en sammenslått celle "
-                        f"(rad {merge.first_row}–{merge.last_row}); lest som «{cid}».", cid)
+            self.notice(
+                row,
+                f"merged_{role}",
+                f"{name} er hentet fra en sammenslått celle "
+                f"(rad {merge.first_row}–{merge.last_row}); lest som «{cid}».",
+                cid,
+            )
         if not values["expected"].strip() and not case.manual:
-            self.notice(row, "empty_expectation", f"«Forventet resultat» er tomt; «{cid}» kan "
-                        "ikke kontrolleres og vises som «Ikke automatisert».", cid)
+            self.notice(
+                row,
+                "empty_expectation",
+                f"«Forventet resultat» er tomt; «{cid}» kan "
+                "ikke kontrolleres og vises som «Ikke automatisert».",
+                cid,
+            )
         if _row_hidden(self.ws, row):
-            self.notice(row, "hidden_row", f"raden er skjult i arket; «{cid}» leses og kjøres "
-                        "som de andre.", cid)
+            self.notice(
+                row,
+                "hidden_row",
+                f"raden er skjult i arket; «{cid}» leses og kjøres som de andre.",
+                cid,
+            )
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -836,8 +909,13 @@ def _unread_columns(header: _HeaderCandidate) -> list[RowNotice]:
         else:
             why = "gjenkjennes ikke; teksten brukes bare til å binde raden til et steg."
         notices.append(
-            RowNotice(ws.title, header.row, "unread_column",
-                      f"kolonnen {name}{' (skjult)' if hidden else ''} {why}", warning=False)
+            RowNotice(
+                ws.title,
+                header.row,
+                "unread_column",
+                f"kolonnen {name}{' (skjult)' if hidden else ''} {why}",
+                warning=False,
+            )
         )
     return notices
 
@@ -851,24 +929,32 @@ def _cases_elsewhere(wb: Workbook, header: _HeaderCandidate) -> list[RowNotice]:
             continue
         other = _headers_in(ws, index)
         filled = _filled_rows(ws)
-        for row in sorted(filled)[: MAX_DATA_ROWS]:
+        for row in sorted(filled)[:MAX_DATA_ROWS]:
             cells = filled[row]
             if other is not None:
                 if row <= other.row:
                     continue
                 case_id = _normalise_case_id(cells.get(other.columns["id"]))
                 expected = cell_text(cells.get(other.columns["expected"]))
-                looks_like_case = bool(case_id and expected and not _is_repeated_header(
-                    {"id": case_id, "expected": expected}))
+                looks_like_case = bool(
+                    case_id
+                    and expected
+                    and not _is_repeated_header({"id": case_id, "expected": expected})
+                )
             else:
                 case_id, looks_like_case = _case_like(cells)
             if looks_like_case:
                 state = "" if ws.sheet_state == "visible" else " (skjult ark)"
-                notices.append(RowNotice(
-                    ws.title, row, "other_worksheet",
-                    f"ser ut som testtilfellet «{_short(case_id)}», men står på et annet ark "
-                    f"enn «{header.worksheet.title}»{state} og leses ikke. Flytt det dit om det "
-                    "skal kjøres."))
+                notices.append(
+                    RowNotice(
+                        ws.title,
+                        row,
+                        "other_worksheet",
+                        f"ser ut som testtilfellet «{_short(case_id)}», men står på et annet ark "
+                        f"enn «{header.worksheet.title}»{state} og leses ikke. Flytt det dit om det "
+                        "skal kjøres.",
+                    )
+                )
     return notices
 
 

@@ -65,7 +65,11 @@ def test_rows_after_a_long_blank_run_and_beyond_the_old_row_cap_are_read(tmp_pat
         },
     )
     info, cases = read_sheet(path)
-    assert [(c.case_id, c.row) for c in cases] == [("KFR-01", 2), ("KFR-02", 1500), ("KFR-07", 7000)]
+    assert [(c.case_id, c.row) for c in cases] == [
+        ("KFR-01", 2),
+        ("KFR-02", 1500),
+        ("KFR-07", 7000),
+    ]
     assert info.notices == ()
 
 
@@ -367,9 +371,13 @@ def test_a_run_reports_the_rows_at_start_runs_them_and_writes_them_back(
         "-p",
         "no:cacheprovider",
     )
-    header = result.outlines[: next(i for i, line in enumerate(result.outlines) if "collected" in line)]
+    header = result.outlines[
+        : next(i for i, line in enumerate(result.outlines) if "collected" in line)
+    ]
     text = "\n".join(header)
-    assert "rad 3: raden har forventet resultat, men ingen ID; lest som testtilfellet «Rad 3»" in text
+    assert (
+        "rad 3: raden har forventet resultat, men ingen ID; lest som testtilfellet «Rad 3»" in text
+    )
     assert "rad 4: «Forventet resultat» er tomt" in text
     assert "«Tester» rad 2" in text  # the section title, on the summary line
     (run_dir,) = (reports / "311000004").iterdir()
