@@ -54,6 +54,7 @@ __all__ = [
     "BIND_MIN_SCORE",
     "Candidate",
     "bind_cases",
+    "implied_expectation_lines",
     "load_bindings_file",
     "normalise_case_id",
     "rank_steps",
@@ -590,6 +591,17 @@ def _implied_expectation(case: CaseSpec, step: Step) -> Expectation | None:
     if signature.status >= 400 or _claim(expected) != "success":
         return None
     return Expectation(text=expected.text, status=signature.status, error_code=None)
+
+
+def implied_expectation_lines(cases: Iterable[CaseSpec]) -> list[str]:
+    """Norwegian lines for the start of a run: rows checked against a status the sheet
+    does not state (see :func:`_implied_expectation`), so nobody is surprised by it."""
+    return [
+        f"ark: rad {c.row} ({c.case_id}): arket sier «{c.expected.text}»; kontrolleres som "
+        f"HTTP {c.expected.status}, det vanlige svaret til steget «{c.binding}»."
+        for c in cases
+        if c.expectation_source == "step"
+    ]
 
 
 def load_bindings_file(path: Path) -> dict[str, str]:

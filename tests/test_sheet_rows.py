@@ -359,6 +359,7 @@ def test_a_run_reports_the_rows_at_start_runs_them_and_writes_them_back(
     ws.append(["Enkeltregistrering"])
     ws.append([None, "Registrer kundeforhold for en person med D-nummer.", "svarer 201"])
     ws.append(["KFR-07", "Avslutt et kundeforhold.", None])
+    ws.append(["K-2", "Ny kunde med fødselsnummer.", "Kunden er registrert"])
     sheet = _save(wb, tmp_path / "ark.xlsx")
     reports = tmp_path / "r"
     result = pytester.runpytest_inprocess(
@@ -380,9 +381,17 @@ def test_a_run_reports_the_rows_at_start_runs_them_and_writes_them_back(
     )
     assert "rad 4: «Forventet resultat» er tomt" in text
     assert "«Tester» rad 2" in text  # the section title, on the summary line
+    # A claim is checked against the step's usual answer, and the run says so up front.
+    assert "rad 5 (K-2): arket sier «Kunden er registrert»; kontrolleres som HTTP 201" in text
     (run_dir,) = (reports / "311000004").iterdir()
     record = RunRecord.from_json((run_dir / "run.json").read_bytes())
     got = {c.case_id: (c.row, c.outcome) for c in record.cases}
-    assert got == {"Rad 3": (3, Outcome.PASSED), "KFR-07": (4, Outcome.NOT_AUTOMATED)}
+    assert got == {
+        "Rad 3": (3, Outcome.PASSED),
+        "KFR-07": (4, Outcome.NOT_AUTOMATED),
+        "K-2": (5, Outcome.PASSED),
+    }
+    claim = next(c for c in record.cases if c.case_id == "K-2")
+    assert (claim.expected.status, claim.actual_status) == (201, 201)
     filled = load_workbook(next(run_dir.glob("*-utfylt.xlsx")))["Tester"]
-    assert (filled["D3"].value, filled["D4"].value) == ("OK", "Ikke automatisert")
+    assert [filled[f"D{r}"].value for r in (3, 4, 5)] == ["OK", "Ikke automatisert", "OK"]
