@@ -316,16 +316,27 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, keyword.split())), re.IGNORECASE)
 
 
+_CLAUSE_END_RE = re.compile(r"[.;:,!?()\n]")
+# Negation is looked for this far around a keyword: a few words, within its clause.
+_NEGATION_WINDOW = 60
+
+
+@functools.lru_cache(maxsize=16384)
 def _keyword_present(keyword: str, text: str, *, negatable: bool = True) -> bool:
     """``keyword`` starts a word somewhere in ``text`` and is not negated right before it.
     A keyword that is itself a negation ("uten", "without") always counts, and so does
     any keyword when ``negatable`` is False: a manual routine is stated as a rule ("vi
-    sender ikke opphør før …"), where a denial still names what the row is about."""
+    sender ikke opphør før …"), where a denial still names what the row is about.
+    ``text`` is lower-case; cached, as every step asks about the same row."""
+    first = keyword.split()[0]
+    if first not in text:  # cheap test before the regex: most keywords are absent
+        return False
     for match in _keyword_pattern(keyword).finditer(text):
-        if keyword.split()[0] in _NEGATIONS or not negatable:
+        if first in _NEGATIONS or not negatable:
             return True
-        clause = re.split(r"[.;:,!?()\n]", text[: match.start()])[-1]
-        after = re.split(r"[.;:,!?()\n]", text[match.end() :])[0]
+        before = text[max(0, match.start() - _NEGATION_WINDOW) : match.start()]
+        clause = _CLAUSE_END_RE.split(before)[-1]
+        after = _CLAUSE_END_RE.split(text[match.end() : match.end() + _NEGATION_WINDOW])[0]
         # The rest of the matched word ("dates" for "date") is not a word after it.
         following = after.lower().split()[1 if after[:1].isalnum() else 0 :][:1]
         if not _NEGATIONS.intersection(
