@@ -1,6 +1,6 @@
 """Measure how binding generalises: sheets written in other words than ours.
 
-    python3 benchmarks/bench_binding.py [--json]
+    python3 benchmarks/bench_binding.py [--json] [--time N]
 
 Builds every sheet of ``tests/binding_corpus.py`` (tuned and held out), reads it with
 ``read_sheet``, binds it with the KFR suite's real step registry (``testcases/steps.py``)
@@ -8,6 +8,7 @@ and scores each row against its truth: bound to the right step, bound to a wrong
 (a decoy bound to anything counts as wrong), or left unbound. For the unbound rows it
 also scores what ``sheet --suggest`` would offer. The bundled sheet's own layouts
 (``tests/sheet_layouts.py``) are measured too, as a check that nothing regressed at home.
+``--time N`` also times binding with the real registry (best and median of N runs).
 Figures and method: ``docs/binding.md``.
 """
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -64,9 +67,36 @@ def _own_layouts(directory: Path) -> CorpusSheet:
     return CorpusSheet("own_layouts", "nb", columns, tuple(rows))
 
 
+def _timings(registry: object, repeat: int) -> list[tuple[int, float, float]]:
+    """(rows, best, median) seconds to bind the bundled sheet's cases with the real
+    registry, as they are and repeated to 1 000 rows under other ids (all bind by text)."""
+    from dataclasses import replace
+
+    from conformance.binding import bind_cases
+
+    cases = bundled_cases()
+    many = [
+        replace(c, case_id=f"T{n}-{i}")
+        for n in range(1000 // len(cases) + 1)
+        for i, c in enumerate(cases)
+    ][:1000]
+    figures = []
+    for sample in (cases, many):
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            bind_cases(sample, registry)  # type: ignore[arg-type]
+            times.append(time.perf_counter() - start)
+        figures.append((len(sample), min(times), statistics.median(times)))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--time", type=int, metavar="N", default=0, help="also time binding, best of N runs"
+    )
     args = parser.parse_args(argv)
     registry = load_suite(default_suite_dir()).registry
     report: dict[str, list[dict[str, object]]] = {}
@@ -112,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
                 totals[key] += row[key]  # type: ignore[operator]
             print(_line(group, str(s["name"]), row))
         print(_line(f"**{group}**", "**all**", totals))
+    if args.time:
+        print()
+        print("| rows | bind best (median) |")
+        print("|---:|---:|")
+        for rows, best, median in _timings(registry, args.time):
+            print(f"| {rows} | {best * 1000:.1f} ms ({median * 1000:.1f}) |")
     return 0
 
 

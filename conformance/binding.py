@@ -151,6 +151,8 @@ _FAILURE_RE = re.compile(
     re.IGNORECASE,
 )
 
+_NOT_AFTER_RE = re.compile(r"\s+(?:ikke|not)(?!\w)", re.IGNORECASE)
+
 # A keyword right after one of these words is negated: "uten startdato" is not about dates.
 _NEGATIONS = frozenset({"uten", "without", "ingen", "ikke", "no", "not", "mangler", "missing",
                         "manglende", "unntatt"})
@@ -253,7 +255,11 @@ def _claim(expected: Expectation) -> str | None:
     if expected.error_code:
         return "failure"
     text = _REASON_PHRASES_RE.sub(r"\1", expected.text)
-    success = bool(_SUCCESS_RE.search(text))
+    # A denied success ("kundeforholdet finnes ikke", "is not stored") claims nothing.
+    success = any(
+        not _negated_before(text, m.start()) and not _NOT_AFTER_RE.match(text, m.end())
+        for m in _SUCCESS_RE.finditer(text)
+    )
     failure = bool(_FAILURE_RE.search(text))
     if success != failure:
         return "success" if success else "failure"

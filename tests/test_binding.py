@@ -434,6 +434,19 @@ def test_a_claim_of_refusal_never_binds_a_success_step_and_gets_no_status() -> N
     assert refused_add.binding != "add_fodselsnummer"
 
 
+def test_a_denied_success_is_no_claim_of_success() -> None:
+    # "finnes ikke" is not "finnes": the row is the 404 row, and no 204 is made up for it.
+    bound = bind_one(
+        row("X", "Avslutt et kundeforhold som aldri er registrert", "Kundeforholdet finnes ikke"),
+        _kfr_suite(),
+    )
+    assert (bound.binding, bound.expected.status, bound.expectation_source) == (
+        "end_missing",
+        None,
+        "sheet",
+    )
+
+
 def test_an_error_code_never_binds_a_success_step() -> None:
     # MP-130 is Maskinporten refusing the grant; the token step expects a token.
     bound = bind_one(
