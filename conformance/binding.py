@@ -57,6 +57,7 @@ __all__ = [
     "implied_expectation_lines",
     "load_bindings_file",
     "normalise_case_id",
+    "parse_bindings",
     "rank_steps",
     "text_features",
 ]
@@ -633,6 +634,12 @@ def load_bindings_file(path: Path) -> dict[str, str]:
         raise UsageError(f"Finner ikke bindingsfilen «{path}».") from exc
     except OSError as exc:
         raise UsageError(f"Kan ikke lese bindingsfilen «{path}»: {exc.strerror or exc}.") from exc
+    return parse_bindings(path, raw)
+
+
+def parse_bindings(path: Path, raw: bytes) -> dict[str, str]:
+    """:func:`load_bindings_file` for bytes already read (the copy inside a pack)."""
+    path = Path(path)
     data = _parse_bindings(path, raw)
     bindings = data.get("bindings") if isinstance(data, dict) else None
     if not isinstance(bindings, dict):

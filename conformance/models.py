@@ -113,6 +113,14 @@ class CaseResult:
     row: int = 0
     binding: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)  # {"description","ok","detail"}
+    answered_by: str | None = None           # kfr | gateway | maskinporten | other | none
+    identities: list[str] = field(default_factory=list)  # customer IDs the row used
+    attempts: int = 1                        # > 1: the environment failed earlier attempts
+
+    @property
+    def attested(self) -> bool:
+        """Passed on a person's word, not on recorded evidence."""
+        return self.manual and self.outcome is Outcome.PASSED
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -124,7 +132,8 @@ class CaseResult:
         data = dict(data)
         data["expected"] = Expectation(**data["expected"])
         data["outcome"] = Outcome(data["outcome"])
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -140,6 +149,8 @@ class RunRecord:
     started_at: str
     finished_at: str
     cases: list[CaseResult] = field(default_factory=list)
+    # One entry per session of a resumed run: {"session", "started_at", "finished_at", "rows"}.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_sandbox(self) -> bool:
@@ -166,6 +177,7 @@ class RunRecord:
             "finished_at": self.finished_at,
             "counts": self.counts(),
             "cases": [c.to_dict() for c in self.cases],
+            "sessions": self.sessions,
         }
 
     def to_json(self) -> bytes:
@@ -185,6 +197,7 @@ class RunRecord:
             started_at=data["started_at"],
             finished_at=data["finished_at"],
             cases=[CaseResult.from_dict(c) for c in data.get("cases", [])],
+            sessions=list(data.get("sessions") or []),
         )
 
     @classmethod

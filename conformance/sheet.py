@@ -62,6 +62,7 @@ __all__ = [
     "cell_text",
     "parse_expectation",
     "read_sheet",
+    "read_sheet_data",
     "row_in_case_id",
 ]
 
@@ -240,7 +241,15 @@ def read_sheet(path: Path) -> tuple[SheetInfo, list[CaseSpec]]:
     """Read the integration-test sheet; raise :class:`SheetError` with a plain message if
     it is missing, not an xlsx, encrypted, has no header row or has no cases."""
     path = Path(path)
-    data = _read_bytes(path)
+    return read_sheet_data(path, _read_bytes(path))
+
+
+def read_sheet_data(path: Path, data: bytes) -> tuple[SheetInfo, list[CaseSpec]]:
+    """:func:`read_sheet` for bytes already in memory (the copy inside a pack); ``path``
+    only names the sheet in messages and in the result."""
+    path = Path(path)
+    if len(data) > MAX_SHEET_BYTES:
+        raise SheetError(f"«{path.name}» er {len(data) // (1024 * 1024)} MB; et testark er langt mindre.")
     _check_format(path, data)
     wb = _load(path, data)
     header = find_header(wb)

@@ -15,7 +15,7 @@ status code cannot express (e.g. "visible after ingestion") are :class:`Check` e
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 
@@ -31,12 +31,17 @@ class Check:
 
 @dataclass
 class Actual:
-    """What the environment answered for the row's main request."""
+    """What the environment answered for the row's main request, as the judge reads it from
+    the evidence."""
 
     status: int | None
     error_code: str | None = None
     summary: str = ""                    # Norwegian prose for the sheet's "Faktisk resultat"
     checks: list[Check] = field(default_factory=list)
+    answered_by: str | None = None       # kfr | gateway | maskinporten | other | none
+    gateway_401: bool = False            # the answer is the spec's ErrorResponse401
+    environment: str | None = None       # why the environment kept the row from an answer
+    identities: list[str] = field(default_factory=list)  # customer IDs the row used
 
     def check(self, description: str, ok: bool, detail: str = "") -> Actual:
         self.checks.append(Check(description, bool(ok), detail))
@@ -70,12 +75,22 @@ class StepFunc(Protocol):
 
 @dataclass(frozen=True)
 class Step:
+    """``func`` acts (sends the row's requests, labelled with roles); ``judge`` decides from
+    the recorded exchanges alone (see ``conformance.judge``). ``retryable``: the row may be
+    tried again with fresh customers after the environment failed it."""
+
     name: str
-    func: Callable[[Any], Actual]
+    func: Callable[[Any], Any]
     signature: StepSignature
     case_ids: tuple[str, ...] = ()
     manual: bool = False
     title: str = ""
+    judge: Callable[[Any], Actual] | None = None
+    retryable: bool = True
+    # Settings the step cannot run without (RunConfig fields, e.g. "alt_scope"). When one is
+    # missing, the row is decided at start-up to be a manual procedure, described by ``without``.
+    requires: tuple[str, ...] = ()
+    without: str = ""
 
 
 class StepRegistry:
@@ -103,8 +118,11 @@ class StepRegistry:
         hints: Iterable[str] = (),
         manual: bool = False,
         title: str = "",
-    ) -> Callable[[Callable[[Any], Actual]], Callable[[Any], Actual]]:
-        def decorator(func: Callable[[Any], Actual]) -> Callable[[Any], Actual]:
+        retryable: bool = True,
+        requires: Iterable[str] = (),
+        without: str = "",
+    ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        def decorator(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
             self.add(
                 Step(
                     name=name,
@@ -120,8 +138,23 @@ class StepRegistry:
                     case_ids=tuple(case_ids),
                     manual=manual,
                     title=title or name,
+                    retryable=retryable,
+                    requires=tuple(requires),
+                    without=without,
                 )
             )
+            return func
+
+        return decorator
+
+    def judge(self, name: str) -> Callable[[Callable[[Any], Actual]], Callable[[Any], Actual]]:
+        """Register the judge of step ``name``: ``judge(evidence) -> Actual``."""
+
+        def decorator(func: Callable[[Any], Actual]) -> Callable[[Any], Actual]:
+            step = self._steps.get(name)
+            if step is None:
+                raise ValueError(f"judge for unknown step {name!r}")
+            self._steps[name] = replace(step, judge=func)
             return func
 
         return decorator

@@ -21,6 +21,7 @@ from pack_support import (
 from conformance.cli import main
 from conformance.models import Outcome, RunRecord
 from conformance.pack.manifest import pack_file_name
+from conformance.pack.verify import CHECK_NAMES
 
 SANDBOX_URL = "http://127.0.0.1:5999/kar-ws/api/v1"
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -59,7 +60,7 @@ def test_verify_valid_pack(packed, creds, capsys):
     assert main(["verify", str(zip_path), "--trust", str(creds["ca"])]) == 0
     out = capsys.readouterr().out
     assert out.startswith("GYLDIG")
-    assert out.count("[OK  ]") == 9
+    assert out.count("[OK  ]") == len(CHECK_NAMES)
 
 
 def test_verify_invalid_pack_exit_1_with_reasons(packed, creds, capsys, tmp_path):
@@ -102,7 +103,7 @@ def test_verify_json_english_and_correlations(packed, creds, capsys, tmp_path):
     assert data["checks"][0]["name"] == "signature"
     assert data["signer"]["orgnr"] == BANK_ORGNR
     with out_csv.open(encoding="utf-8") as handle:
-        assert len(list(csv.DictReader(handle))) == data["correlation_ids"] == 5
+        assert len(list(csv.DictReader(handle))) == data["correlation_ids"] > 20
 
 
 def test_verify_expectations_and_trust(packed, creds, capsys):
