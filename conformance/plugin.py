@@ -485,6 +485,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = config.stash.get(STATE, None)
     if state is None:
         return None
+    from conformance.binding import implied_expectation_lines
+
     label = "SANDBOX (innebygd testmiljø – ikke gyldig som onboardingbevis)" if state.is_sandbox else "test (Bits' testmiljø)"
     info = state.sheet_info
     return [
@@ -492,6 +494,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
+        # Rows the reader did not read as written, by row number: never dropped silently.
+        *(info.notice_lines() if info is not None else []),
+        *implied_expectation_lines(state.specs or []),
     ] + [
         f"MANUELL denne gangen: {spec.case_id} «{spec.title}»: {step.without}"
         for spec, step in _manual_by_configuration(state)

@@ -57,6 +57,8 @@ class StepSignature:
     ``status`` / ``error_code``: the expectation this step is designed to provoke.
     ``keywords``: groups of alternative words (Norwegian/English); each group must have a
     word in the row's text, e.g. (("grense", "boundary"),).
+    ``hints``: words and phrases that speak *for* this step when a row uses them (synonyms,
+    paraphrases) but never against it when absent, e.g. ("igjen", "twice", "duplicate").
     """
 
     operation: str
@@ -64,6 +66,7 @@ class StepSignature:
     status: int | None = None
     error_code: str | None = None
     keywords: tuple[tuple[str, ...], ...] = ()
+    hints: tuple[str, ...] = ()
 
 
 class StepFunc(Protocol):
@@ -112,6 +115,7 @@ class StepRegistry:
         status: int | None = None,
         error_code: str | None = None,
         keywords: Iterable[Iterable[str]] = (),
+        hints: Iterable[str] = (),
         manual: bool = False,
         title: str = "",
         retryable: bool = True,
@@ -129,6 +133,7 @@ class StepRegistry:
                         status=status,
                         error_code=error_code,
                         keywords=tuple(tuple(k.lower() for k in group) for group in keywords),
+                        hints=tuple(h.lower() for h in hints),
                     ),
                     case_ids=tuple(case_ids),
                     manual=manual,
