@@ -33,8 +33,11 @@ PROG = "kfr-conformance"
 COMMAND_MODULES = (
     "conformance.commands.sandbox",
     "conformance.commands.sheet",
+    "conformance.commands.doctor",
+    "conformance.commands.token",
     "conformance.commands.pack",
     "conformance.commands.archive",
+    "conformance.commands.batch",
 )
 
 # --- Norwegian argparse ------------------------------------------------------------------

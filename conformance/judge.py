@@ -439,11 +439,19 @@ class CaseEvidence:
         return True, f"bankName «{own[0].get('bankName')}», activeAccount={shown}"
 
     def visible(self, customer: str) -> bool:
-        """Some lookup of today's relationships (no period given) listed the bank."""
-        return any(
+        """Some lookup of today's relationships (no period given) listed the bank. When none
+        did because the environment failed the last try (5xx, 429, no answer), the row
+        cannot be judged: :class:`Incomplete` (environment) is raised."""
+        if any(
             self.own_listed(e)[0] for e in self.lookups_of(customer) if not e.query
             or set(e.query) <= {"fromDate"}
-        )
+        ):
+            return True
+        tries = [e for e in self.exchanges if e.operation == "lookup" and e.customer_id == customer
+                 and e.role in ("poll", "check")]
+        if tries and (problem := environment_problem(tries[-1])):
+            raise Incomplete(f"venting på innlesing: {problem}", environment=True)
+        return False
 
 
 _ROLE_NB = {"main": "hovedforespørselen", "setup": "forutsetningen", "control": "kontrollen",

@@ -72,6 +72,12 @@ class CaseSpec:
     binding: str | None = None        # name of the step that runs this row
     binding_source: str | None = None  # "id" | "text" | "file" | None
     category: str = ""                # the sheet's category/area column, when it has one
+    # "sheet": ``expected`` is what the sheet says; "step": the sheet only claims success
+    # ("kunden er registrert") and the status is the bound step's designed answer.
+    expectation_source: str = "sheet"
+    # Text of the row's columns the reader has no role for ("Header: value" lines): read
+    # only to bind the row to a step.
+    other_text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

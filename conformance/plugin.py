@@ -73,6 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--bank-name", metavar="NAME", help="bankens navn (standard: fra profil eller sertifikat)")
     add("--profile", metavar="FILE", help=f"profilfil (standard: {PROFILE_FILE} i prosjektroten)")
     add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
+    add("--realistic", action="store_true", default=None, help="den innebygde sandkassen svarer som Bits' testmiljø: en API-gateway foran KFR (gateway-svar ved autentiseringsfeil, struping, 5xx)")
     add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
     add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
@@ -177,7 +178,7 @@ _OPTION_NAMES = (
     "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
-    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids", "realistic",
 )
 
 
@@ -206,6 +207,16 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
         environment = open_environment(settings)
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    try:
+        # Fail fast (one token and one KFR request) before a results folder exists.
+        from conformance.preflight import start_up_check
+
+        start_up_check(environment)
+    except BaseException as exc:
+        environment.close()
+        if isinstance(exc, ConformanceError):
+            raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+        raise
     try:
         if previous is not None:
             _check_resumable(previous, environment)
@@ -365,18 +376,39 @@ def _read_cases(state: RunState) -> None:
     _check_confirmations(state)
 
 
+def _unmet_requirements(step: Any, state: RunState) -> list[str]:
+    """Settings a step needs that this run lacks (e.g. an alternative scope): such a row is
+    decided at start-up to be a manual procedure, with the step's own instructions."""
+    if step is None or step.manual:
+        return []
+    return [name for name in step.requires if not getattr(state.env, name, None)]
+
+
+def _manual_by_configuration(state: RunState) -> list[tuple[CaseSpec, Any]]:
+    from conformance.suite import load_suite
+
+    registry = load_suite(state.suite_dir).registry
+    found = []
+    for spec in state.specs:
+        step = registry.get(spec.binding) if spec.binding else None
+        if _unmet_requirements(step, state):
+            found.append((spec, step))
+    return found
+
+
 def _check_confirmations(state: RunState) -> None:
     """--manual may confirm rows a person carries out (manual, or with no step), never
     overrule a row the tool proves with evidence; a bad entry stops the run before row 1."""
     from conformance.pack.manual import confirmation_problem
 
     specs = {spec.case_id: spec for spec in state.specs}
+    manual_now = {spec.case_id for spec, _ in _manual_by_configuration(state)}
     problems = []
     for case_id, entry in state.manual.items():
         spec = specs.get(case_id)
         if spec is None:
             problems.append(f"{case_id}: finnes ikke i arket")
-        elif not spec.manual and spec.binding is not None:
+        elif not spec.manual and spec.binding is not None and spec.case_id not in manual_now:
             problems.append(f"{case_id}: er automatisert (trinn {spec.binding}); den bevises med utvekslinger, ikke med en bekreftelse")
         elif problem := confirmation_problem(case_id, entry):
             problems.append(problem)
@@ -454,6 +486,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = config.stash.get(STATE, None)
     if state is None:
         return None
+    from conformance.binding import implied_expectation_lines
+
     label = "SANDBOX (innebygd testmiljø – ikke gyldig som onboardingbevis)" if state.is_sandbox else "test (Bits' testmiljø)"
     info = state.sheet_info
     return [
@@ -461,9 +495,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
-        "token uten skrivescope (KFR-002): "
-        + (f"registrering med alternativt scope «{state.env.alt_scope}»" if state.env.alt_scope
-           else "etatsoppslag med skrivetokenet (klienten har ikke oppgitt noe annet scope)"),
+        # Rows the reader did not read as written, by row number: never dropped silently.
+        *(info.notice_lines() if info is not None else []),
+        *implied_expectation_lines(state.specs or []),
+    ] + [
+        f"MANUELL denne gangen: {spec.case_id} «{spec.title}»: {step.without}"
+        for spec, step in _manual_by_configuration(state)
     ]
 
 
@@ -513,8 +550,10 @@ class CaseItem(pytest.Item):
         spec = self.spec
         from conformance import runner
 
-        if spec.manual or (self.step is None and spec.case_id in state.manual):
-            result = runner.manual_result(spec, state.manual.get(spec.case_id))
+        unmet = _unmet_requirements(self.step, state)
+        if spec.manual or unmet or (self.step is None and spec.case_id in state.manual):
+            result = runner.manual_result(spec, state.manual.get(spec.case_id),
+                                          instructions=self.step.without if unmet else "")
         elif self.step is None:
             result = runner.not_automated_result(spec)
         else:

@@ -234,7 +234,8 @@ def _act(step: Step, ctx: CaseContext) -> str | None:
     return None
 
 
-def manual_result(spec: CaseSpec, confirmation: dict[str, str] | None) -> CaseResult:
+def manual_result(spec: CaseSpec, confirmation: dict[str, str] | None,
+                  *, instructions: str = "") -> CaseResult:
     """A row a person carries out: pending until confirmed (``--manual FILE``), then passed
     or failed on that person's word — counted apart from rows proven by evidence. A row no
     step can run may be confirmed the same way."""
@@ -244,7 +245,7 @@ def manual_result(spec: CaseSpec, confirmation: dict[str, str] | None) -> CaseRe
         case_id=spec.case_id, title=spec.title, expected=spec.expected,
         outcome=Outcome.PENDING, row=spec.row, binding=spec.binding, manual=True,
         actual="Manuell kontroll – ikke bekreftet",
-        message="Raden må utføres manuelt og bekreftes med --manual FIL.",
+        message=instructions or "Raden må utføres manuelt og bekreftes med --manual FIL.",
     )
     if confirmation and confirmation_problem(spec.case_id, confirmation) is None:
         confirm_case(result, confirmation, stamp_now())

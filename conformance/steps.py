@@ -57,6 +57,8 @@ class StepSignature:
     ``status`` / ``error_code``: the expectation this step is designed to provoke.
     ``keywords``: groups of alternative words (Norwegian/English); each group must have a
     word in the row's text, e.g. (("grense", "boundary"),).
+    ``hints``: words and phrases that speak *for* this step when a row uses them (synonyms,
+    paraphrases) but never against it when absent, e.g. ("igjen", "twice", "duplicate").
     """
 
     operation: str
@@ -64,6 +66,7 @@ class StepSignature:
     status: int | None = None
     error_code: str | None = None
     keywords: tuple[tuple[str, ...], ...] = ()
+    hints: tuple[str, ...] = ()
 
 
 class StepFunc(Protocol):
@@ -84,6 +87,10 @@ class Step:
     title: str = ""
     judge: Callable[[Any], Actual] | None = None
     retryable: bool = True
+    # Settings the step cannot run without (RunConfig fields, e.g. "alt_scope"). When one is
+    # missing, the row is decided at start-up to be a manual procedure, described by ``without``.
+    requires: tuple[str, ...] = ()
+    without: str = ""
 
 
 class StepRegistry:
@@ -108,9 +115,12 @@ class StepRegistry:
         status: int | None = None,
         error_code: str | None = None,
         keywords: Iterable[Iterable[str]] = (),
+        hints: Iterable[str] = (),
         manual: bool = False,
         title: str = "",
         retryable: bool = True,
+        requires: Iterable[str] = (),
+        without: str = "",
     ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
         def decorator(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
             self.add(
@@ -123,11 +133,14 @@ class StepRegistry:
                         status=status,
                         error_code=error_code,
                         keywords=tuple(tuple(k.lower() for k in group) for group in keywords),
+                        hints=tuple(h.lower() for h in hints),
                     ),
                     case_ids=tuple(case_ids),
                     manual=manual,
                     title=title or name,
                     retryable=retryable,
+                    requires=tuple(requires),
+                    without=without,
                 )
             )
             return func

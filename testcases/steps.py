@@ -43,7 +43,6 @@ judge = REGISTRY.judge
 
 DSOPBANK = "DSOPBANK"
 WRITE_SCOPE = "bits:kundeforhold.write"
-AGENCY_SCOPE = "bits:kundeforhold"
 MAX_BATCH_BYTES = 10 * 1024 * 1024
 BAD_RELATIONSHIP_TYPE = "UGYLDIG"  # as the sheet's Testdata column says
 BAD_DATE = "08.11.2019"             # a start date in the wrong format, as the sheet says
@@ -163,7 +162,10 @@ def _main_batch(ev: CaseEvidence) -> tuple[Exchange, list[tuple[str, str | None]
 
 
 @step("token", operation="token", status=200, case_ids=["KFR-01"],
-      title="Hent token fra Maskinporten med scope bits:kundeforhold.write")
+      title="Hent token fra Maskinporten med scope bits:kundeforhold.write",
+      hints=["maskinporten", "tilgangstoken", "access token", "jwt", "virksomhetssertifikat",
+             "enterprise certificate", "grant", "bits:kundeforhold.write", "skrivescope",
+             "write scope"])
 def token(ctx: Any) -> None:
     with contextlib.suppress(AuthError):  # a refusal is in the evidence; the judge reads it
         ctx.maskinporten.fetch_token([ctx.write_scope], role="main")
@@ -256,7 +258,11 @@ def _judge_registered(ev: CaseEvidence, operation: str, summary: str, what: str)
 
 
 @step("add_existing", operation="add", status=200, case_ids=["KFR-05"],
-      keywords=[("finnes", "eksisterer", "already", "exists", "allerede", "eksisterende")])
+      keywords=[("finnes", "eksisterer", "already", "exists", "allerede", "eksisterende",
+                 "existing", "igjen", "på nytt", "en gang til", "to ganger", "again",
+                 "twice", "once more", "second time", "duplicate", "duplikat", "idempotent")],
+      hints=["allerede", "already", "igjen", "på nytt", "again", "twice", "duplicate",
+             "duplikat", "uendret", "ingen endring", "unchanged", "no change"])
 def add_existing(ctx: Any) -> None:
     _register_then(ctx, ctx.kfr.add)
 
@@ -267,7 +273,11 @@ def judge_add_existing(ev: CaseEvidence) -> Actual:
                              "den nye registreringen")[0]
 
 
-@step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"])
+@step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"],
+      hints=["egen bank", "own bank", "vår bank", "our bank", "bankens organisasjonsnummer",
+             "our organisation number", "i listen", "in the list", "i svaret",
+             "in the response", "hvilke banker", "which banks", "banks", "organizationid",
+             "organisationid"])
 def lookup_own_bank(ctx: Any) -> None:
     _register_then(ctx, ctx.kfr.lookup)
 
@@ -292,7 +302,9 @@ def judge_lookup_own_bank(ev: CaseEvidence) -> Actual:
 # ---------------------------------------------------------------- ending relationships
 
 
-@step("end_relationship", operation="end", status=204, case_ids=["KFR-07"])
+@step("end_relationship", operation="end", status=204, case_ids=["KFR-07"],
+      hints=["ikke lenger", "no longer", "avsluttet", "ended", "slettet", "deleted",
+             "fjernet", "removed"])
 def end_relationship(ctx: Any) -> None:
     _register_then(ctx, ctx.kfr.end)
 
@@ -302,7 +314,11 @@ def judge_end_relationship(ev: CaseEvidence) -> Actual:
     return _judge_registered(ev, "end", "Avslutning av kundeforhold {customer}.", "avslutningen")[0]
 
 
-@step("history_after_end", operation="history", status=200, case_ids=["KFR-08"])
+@step("history_after_end", operation="history", status=200, case_ids=["KFR-08"],
+      hints=["historikk", "history", "periode før", "period before", "perioden før",
+             "the period before", "earlier period", "tidligere periode", "past period",
+             "fromdate", "todate", "før avslutning", "before the end", "etter avslutning",
+             "after the end"])
 def history_after_end(ctx: Any) -> None:
     """A relationship started in the past (via batch, the only way to give a start date),
     ended today; the periods are the sheet's: from the start to the day before the end, and
@@ -346,7 +362,10 @@ def judge_history_after_end(ev: CaseEvidence) -> Actual:
                          period=(after, after + dt.timedelta(days=30)))
 
 
-@step("end_missing", operation="end", status=404, error_code="KFR-008", case_ids=["KFR-09"])
+@step("end_missing", operation="end", status=404, error_code="KFR-008", case_ids=["KFR-09"],
+      hints=["finnes ikke", "ikke finnes", "does not exist", "doesn't exist", "not there",
+             "aldri", "never", "ukjent", "unknown", "non-existent", "nonexistent",
+             "ikke registrert", "not registered", "ubrukt", "unused"])
 def end_missing(ctx: Any) -> None:
     ctx.kfr.end(ctx.new_fodselsnummer())
     control = ctx.new_fodselsnummer()
@@ -371,7 +390,9 @@ def judge_end_missing(ev: CaseEvidence) -> Actual:
 
 
 @step("batch_with_dates", operation="batch", status=201, case_ids=["KFR-10"],
-      keywords=[("startdato", "start date", "startdatoer", "dato", "date")])
+      keywords=[("startdato", "start date", "startdatoer", "dato", "date", "datoer", "dates")],
+      hints=["startdato", "start date", "egen dato", "own date", "egen startdato",
+             "per kunde", "per customer", "each customer", "hver kunde"])
 def batch_with_dates(ctx: Any) -> None:
     entries = [(ctx.new_fodselsnummer(), dt.date(2019, 11, 8)),
                (ctx.new_orgnr(), dt.date(2011, 11, 5)),
@@ -407,7 +428,10 @@ def judge_batch_with_dates(ev: CaseEvidence) -> Actual:
 
 
 @step("batch_without_dates", operation="batch", status=201, case_ids=["KFR-11"],
-      keywords=[("uten", "without", "ingen")])
+      keywords=[("uten", "without", "ingen", "no date", "no dates", "no start date",
+                 "i dag", "today", "dagens dato", "omitted", "utelatt")],
+      hints=["uten dato", "uten startdato", "without date", "without start date", "no date",
+             "no dates", "ingen dato", "i dag", "today", "dagens dato"])
 def batch_without_dates(ctx: Any) -> None:
     customers = [ctx.new_fodselsnummer(), ctx.new_orgnr(), ctx.new_d_nummer()]
     response = ctx.kfr.batch(build_batch_text([(c, None) for c in customers]))
@@ -434,7 +458,9 @@ def judge_batch_without_dates(ev: CaseEvidence) -> Actual:
                          period=(yesterday - dt.timedelta(days=7), yesterday))
 
 
-@step("batch_bad_date", operation="batch", status=400, error_code="KFR-010", case_ids=["KFR-12"])
+@step("batch_bad_date", operation="batch", status=400, error_code="KFR-010", case_ids=["KFR-12"],
+      hints=["ugyldig dato", "invalid date", "feil dato", "bad date", "wrong date",
+             "malformed date", "datoformat", "date format", "feil format", "wrong format"])
 def batch_bad_date(ctx: Any) -> None:
     good, bad = ctx.new_orgnr(), ctx.new_fodselsnummer()
     refused = ctx.kfr.batch(f"{good}#2019-11-08,{bad}#{BAD_DATE}")
@@ -474,7 +500,8 @@ def _iso_date(text: str) -> str | None:
 
 
 @step("batch_bad_boundary", operation="batch", status=403, case_ids=["KFR-19"],
-      keywords=[("boundary", "grense", "skilletegn")])
+      keywords=[("boundary", "grense", "skilletegn", "skillelinje")],
+      hints=["boundary", "anførselstegn", "hermetegn", "quoted", "quotes", "content-type"])
 def batch_bad_boundary(ctx: Any) -> None:
     customer = ctx.new_orgnr()
     ctx.kfr.batch(customer, quote_boundary=True)
@@ -495,7 +522,10 @@ def judge_batch_bad_boundary(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("batch_too_large", operation="batch", status=413, case_ids=["KFR-20"], retryable=False)
+@step("batch_too_large", operation="batch", status=413, case_ids=["KFR-20"], retryable=False,
+      hints=["10 mb", "for stor", "too large", "too big", "størrelse", "size limit",
+             "maksimal", "maximum", "større enn", "larger than", "bigger than", "exceed",
+             "overstiger", "over grensen"])
 def batch_too_large(ctx: Any) -> None:
     """A file just over 10 MB of distinct valid synthetic organisation numbers, sent once and
     never repeated: if an environment accepts it, its IDs are really queued for ingestion."""
@@ -547,7 +577,9 @@ def oversize_batch_text(start: int, min_bytes: int) -> str:
 # ---------------------------------------------------------------- errors
 
 
-@step("bad_customer_id", operation="add", status=400, error_code="KFR-005", case_ids=["KFR-13"])
+@step("bad_customer_id", operation="add", status=400, error_code="KFR-005", case_ids=["KFR-13"],
+      hints=["ugyldig kunde", "invalid customer", "kontrollsiffer", "check digit", "checksum",
+             "malformed customer", "ugyldig fødselsnummer", "invalid national"])
 def bad_customer_id(ctx: Any) -> None:
     valid = ctx.new_fodselsnummer()
     ctx.kfr.add(invalid_check_digit(valid))
@@ -566,7 +598,9 @@ def judge_bad_customer_id(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("bad_relationship_type", operation="add", status=400, error_code="KFR-009", case_ids=["KFR-14"])
+@step("bad_relationship_type", operation="add", status=400, error_code="KFR-009", case_ids=["KFR-14"],
+      hints=["relasjonstype", "kundeforholdstype", "relationship type", "relationshiptype",
+             "dsopbank"])
 def bad_relationship_type(ctx: Any) -> None:
     customer = ctx.new_fodselsnummer()
     ctx.kfr.add(customer, rel_type=BAD_RELATIONSHIP_TYPE)
@@ -586,7 +620,8 @@ def judge_bad_relationship_type(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("missing_correlation_id", operation="add", status=400, error_code="KFR-004", case_ids=["KFR-15"])
+@step("missing_correlation_id", operation="add", status=400, error_code="KFR-004", case_ids=["KFR-15"],
+      hints=["correlationid", "correlation id", "correlation-id", "korrelasjons"])
 def missing_correlation_id(ctx: Any) -> None:
     customer = ctx.new_fodselsnummer()
     ctx.kfr.add(customer, correlation_id=OMIT)
@@ -606,7 +641,10 @@ def judge_missing_correlation_id(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("other_bank_fid", operation="add", status=403, error_code="KFR-003", case_ids=["KFR-16"])
+@step("other_bank_fid", operation="add", status=403, error_code="KFR-003", case_ids=["KFR-16"],
+      hints=["annen bank", "another bank", "other bank", "different bank", "annet finansforetak",
+             "another institution", "different institution", "fremmed fid", "foreign fid",
+             "på vegne av", "on behalf of", "annen banks", "another bank's"])
 def other_bank_fid(ctx: Any) -> None:
     customer = ctx.new_fodselsnummer()
     ctx.kfr.add(customer, fid=ctx.new_orgnr())
@@ -625,7 +663,10 @@ def judge_other_bank_fid(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("no_token", operation="add", status=401, error_code="KFR-001", case_ids=["KFR-17"])
+@step("no_token", operation="add", status=401, error_code="KFR-001", case_ids=["KFR-17"],
+      hints=["uten token", "without token", "without a token", "no token", "ingen token",
+             "missing token", "ugyldig token", "invalid token", "authorization", "bearer",
+             "unauthenticated", "ikke autentisert", "anonym", "anonymous"])
 def no_token(ctx: Any) -> None:
     customer = ctx.new_fodselsnummer()
     ctx.kfr.add(customer, auth=None)
@@ -647,61 +688,50 @@ def judge_no_token(ev: CaseEvidence) -> Actual:
     return actual
 
 
-@step("missing_scope", operation="add", status=403, error_code="KFR-002", case_ids=["KFR-18"])
+@step("missing_scope", operation="add", status=403, error_code="KFR-002", case_ids=["KFR-18"],
+      hints=["scope", "skrivetilgang", "write access", "write permission", "lesetilgang",
+             "read-only", "read access", "feil scope", "wrong scope", "different scope",
+             "annet scope"],
+      requires=("alt_scope",),
+      without=(
+          "Klienten har ikke oppgitt noe annet scope enn bits:kundeforhold.write, og et token "
+          "uten skrivescopet kan bare hentes for et scope klienten har. Legg til et annet scope "
+          "på integrasjonen i Samarbeidsportalen (et scope virksomheten har tilgang til, f.eks. "
+          "et åpent testscope), og kjør raden med --alt-scope SCOPE --resume <kjørings-ID> -k "
+          "KFR-18. Går ikke det, gjør kjernesystemet forespørselen med et slikt token, og raden "
+          "bekreftes manuelt (--manual); Bits ser den da som bekreftet, ikke bevist."
+      ))
 def missing_scope(ctx: Any) -> None:
-    """With an alternative scope: register with a token that has only that scope. Without
-    one (a client with only the write scope): look up as an agency with the write token —
-    KFR answers the same KFR-002 for a token without the operation's scope. The method is
-    decided at start-up and shown in the report."""
+    """Register with a token that has only the alternative scope (the write scope missing)."""
     customer = ctx.new_fodselsnummer()
-    scope = ctx.config.alt_scope
-    issued = None
-    if scope:
-        # A refused alternative scope (MP-200) is in the evidence; the row then falls back
-        # to the agency lookup instead of failing on the bank's configuration.
-        with contextlib.suppress(AuthError):
-            issued = ctx.maskinporten.fetch_token([scope], role="token-alt")
-    if issued is not None:
-        ctx.kfr.add(customer, auth=_StaticBearer(issued.value))
-    else:
-        try:
-            issued = ctx.maskinporten.fetch_token([ctx.write_scope], role="token-write")
-        except AuthError:
-            return
-        ctx.kfr.customer_relationships(customer, auth=_StaticBearer(issued.value))
+    try:
+        issued = ctx.maskinporten.fetch_token([ctx.config.alt_scope], role="token-alt")
+    except AuthError:
+        return  # the refusal is in the evidence
+    ctx.kfr.add(customer, auth=_StaticBearer(issued.value))
     ctx.kfr.add(customer, role="control")
 
 
 @judge("missing_scope")
 def judge_missing_scope(ev: CaseEvidence) -> Actual:
-    alternative = ev.optional("token-alt", "token")
-    refused_alternative = alternative is not None and alternative.status is not None \
-        and 400 <= alternative.status < 500
-    ex = ev.request("main")
-    if ex.operation == "add":
-        issued = ev.request("token-alt", "token")
-        actual = _own(answer(ex, f"Registrering med token som bare har scope «{issued.token_claims.get('scope')}»."), ex, ev)
-        actual.check("tokenet mangler scope bits:kundeforhold.write",
-                     not contract.token_has_scope(issued.token_claims, WRITE_SCOPE).ok,
-                     str(issued.token_claims.get("scope")))
-    elif ex.operation == "agency_lookup":
-        issued = ev.request("token-write", "token")
-        actual = answer(ex, "Oppslag som etat (customerRelationships) med bankens skrivetoken, "
-                            "som mangler scope bits:kundeforhold.")
-        if refused_alternative:
-            actual.summary += (
-                f" Maskinporten ga ikke token for det alternative scopet ({mp_code(alternative)}); "
-                "velg et scope klienten allerede har (--alt-scope), eller kjør uten."
-            )
-        actual.check("tokenet mangler etatens scope bits:kundeforhold",
-                     not contract.token_has_scope(issued.token_claims, AGENCY_SCOPE).ok,
-                     str(issued.token_claims.get("scope")))
-    else:
-        raise Incomplete(f"hovedforespørselen er {ex.operation}, raden krever registrering eller etatsoppslag")
+    issued = ev.request("token-alt", "token")
+    if issued.status is not None and 400 <= issued.status < 500:
+        code = mp_code(issued)
+        raise Precondition(
+            f"Maskinporten ga ikke token for det alternative scopet ({code or issued.status}); "
+            "velg et scope klienten allerede har i Samarbeidsportalen (--alt-scope) – det er "
+            "ikke Bits som gir det",
+            "forutsetning: token med et annet scope enn skrivescopet", issued,
+        )
+    ex = ev.request("main", "add")
+    scope = issued.token_claims.get("scope")
+    actual = _own(answer(ex, f"Registrering med token som bare har scope «{scope}»."), ex, ev)
     actual.identities = [ex.customer_id or ""]
+    actual.check("tokenet mangler scope bits:kundeforhold.write",
+                 not contract.token_has_scope(issued.token_claims, WRITE_SCOPE).ok, str(scope))
     actual.check("forespørselen bruker tokenet som ble hentet i raden",
                  ex.token_sha256 is not None and ex.token_sha256 == issued.issued_token_sha256, "")
-    control = _control(actual, ev, "add", "registrering med bankens skrivetoken")
+    control = _control(actual, ev, "add", "samme registrering med bankens skrivetoken")
     actual.check("kontrollen gjelder samme kunde", control.customer_id == ex.customer_id, "")
     return actual
 
@@ -710,12 +740,17 @@ def judge_missing_scope(ev: CaseEvidence) -> Actual:
 
 REGISTRY.manual_step(
     "manual_d3", case_ids=["KFR-21"],
-    keywords=[("batch", "fil", "file"), ("slett", "avslutt", "delete", "end", "sletting")],
+    keywords=[("batch", "fil", "file", "opplast", "upload"),
+              ("slett", "avslutt", "delete", "end", "sletting", "utmeld", "remov", "terminat",
+               "opphør", "clos", "cancel")],
+    hints=["lest inn", "innlest", "processed", "venter", "wait", "d-3"],
     title="Sletting venter til opplastet batch er lest inn (D-3)",
 )
 REGISTRY.manual_step(
     "manual_a8", case_ids=["KFR-22"],
     keywords=[("kjernesystem", "core", "fagsystem", "kjernebank")],
+    hints=["a-8", "løpende", "fortløpende", "automatisk", "continuously", "automatically",
+           "up to date", "oppdatert"],
     title="Kjernebanksystemet holder KFR oppdatert (A-8)",
 )
 

@@ -188,7 +188,7 @@ def test_an_automated_row_confirmed_as_manual(tmp_path, trust, capsys):
     _save_run(folder, run)
     _rewrite(folder, "KFR-09", lambda exchanges: [])
     (folder / "evidence" / "KFR-09.json").unlink()
-    _refused(folder, trust, "rows", "KFR-09 er oppgitt som manuell, men arket gjør den automatisert", capsys)
+    _refused(folder, trust, "attested", "KFR-09 (automatisert i arket: trinn end_missing)", capsys)
 
 
 def test_attested_rows_are_counted_apart(tmp_path):

@@ -425,3 +425,98 @@ def test_alluredir_gets_each_exchange_as_a_redacted_attachment(
         data = path.read_text()
         assert json.loads(data)["request"]["method"] in {"POST", "DELETE", "GET"}
         assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ", data), path
+
+
+# ------------------------------------------------------------------ KFR-18 without another scope
+
+
+def _evidence_operations(run_dir: Path, case_id: str) -> list[tuple[str, str, int | None]]:
+    data = json.loads((run_dir / "evidence" / f"{case_id}.json").read_text())
+    return [(e["role"], e["operation"], (e.get("response") or {}).get("status")) for e in data["exchanges"]]
+
+
+def test_kfr18_for_a_client_with_only_the_write_scope_is_a_manual_row_decided_at_start_up(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
+) -> None:
+    """A client with only bits:kundeforhold.write cannot get a KFR token without it: the row
+    is decided at start-up to be a manual procedure, with one message saying what to do."""
+    reports = tmp_path / "r"
+    args = [f"--bank={bank.orgnr}", "--kfr-env=test", f"--kfr-base-url={sandbox.kfr_base_url}",
+            f"--maskinporten-url={sandbox.maskinporten_issuer}", f"--client-id={bank.client_id}",
+            f"--cert={bank.p12}", f"--reports-dir={reports}", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_inprocess(*args, "-k", "KFR-18")
+    result.assert_outcomes(skipped=1)
+    out = result.stdout.str()
+    assert "MANUELL denne gangen: KFR-18" in out and "--alt-scope SCOPE" in out
+    run_dir = single_run_dir(reports, bank.orgnr)
+    case = next(c for c in RunRecord.from_json((run_dir / "run.json").read_bytes()).cases
+                if c.case_id == "KFR-18")
+    assert case.outcome is Outcome.PENDING and "Samarbeidsportalen" in case.message
+    assert not (run_dir / "evidence" / "KFR-18.json").exists()  # nothing was sent
+    # Confirmed by a person, it counts as attested: shown apart, and Bits decides.
+    manual = tmp_path / "m.toml"
+    manual.write_text('[KFR-18]\nstatus = "OK"\nby = "Kari"\ncomment = "kjernesystemet fikk KFR-002"\n')
+    result = pytester.runpytest_inprocess(*args, "-k", "KFR-18", f"--manual={manual}",
+                                          f"--resume={run_dir.name}")
+    result.assert_outcomes(passed=1)
+    case = next(c for c in RunRecord.from_json((run_dir / "run.json").read_bytes()).cases
+                if c.case_id == "KFR-18")
+    assert case.attested and case.confirmed_by == "Kari" and case.confirmed_at
+
+
+def test_kfr18_with_a_scope_the_client_lacks_fails_with_advice_to_choose_another(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path,
+) -> None:
+    _, run_dir = run_against(pytester, sandbox, tmp_path / "r", "--alt-scope=bits:finnes.ikke", "-k", "KFR-18")
+    record = RunRecord.from_json((run_dir / "run.json").read_bytes())
+    case = next(c for c in record.cases if c.case_id == "KFR-18")
+    assert case.outcome is Outcome.FAILED
+    assert "MP-200" in case.message and "velg et scope klienten allerede har" in case.message
+    assert "ikke Bits som gir det" in case.message
+    ops = _evidence_operations(run_dir, "KFR-18")
+    assert ops == [("token-alt", "token", 400)]
+
+
+# ------------------------------------------------------------------ rerun inside a run
+
+
+def test_resume_reruns_rows_inside_the_same_run_and_keeps_every_attempt(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path,
+) -> None:
+    reports = tmp_path / "r"
+    # The first session: KFR-07 fails because KFR answers 200 to a DELETE.
+    sandbox.set_faults(Faults(misbehave=frozenset({"end_returns_200"})))
+    _, run_dir = run_against(pytester, sandbox, reports, "-k", "KFR-02 or KFR-07")
+    assert outcomes(run_dir)["KFR-07"] == "failed"
+    kfr02 = (run_dir / "evidence" / "KFR-02.json").read_bytes()
+    sandbox.set_faults(Faults())
+    _, again = run_against(pytester, sandbox, reports, f"--resume={run_dir.name}", "-k", "KFR-07 or KFR-09")
+    assert again == run_dir and len(list((reports / BANK).iterdir())) == 1
+    got = outcomes(run_dir)
+    assert got["KFR-02"] == got["KFR-07"] == got["KFR-09"] == "passed"
+    assert {o for c, o in got.items() if c not in ("KFR-02", "KFR-07", "KFR-09")} == {"not_run"}
+    assert (run_dir / "evidence" / "KFR-02.json").read_bytes() == kfr02  # not run again: untouched
+    exchanges = json.loads((run_dir / "evidence" / "KFR-07.json").read_text())["exchanges"]
+    assert {e["session"] for e in exchanges} == {1, 2}  # the failed session is kept, and dated
+    record = RunRecord.from_json((run_dir / "run.json").read_bytes())
+    assert [s["session"] for s in record.sessions] == [1, 2] and record.sessions[1]["rows"] == ["KFR-07", "KFR-09"]
+    case = next(c for c in record.cases if c.case_id == "KFR-07")
+    assert "Økt 1: Feilet" in case.message
+    # verify re-derives the same verdicts from both sessions' evidence.
+    from conformance.pack.verify import VerificationPolicy, verify_path
+
+    report = verify_path(next(run_dir.glob("*.zip")), VerificationPolicy(allow_sandbox=True, allow_bundled_sheet=True))
+    failed = {c.name for c in report.failed}
+    assert failed <= {"certificate", "cases"}, [(c.name, c.reason) for c in report.failed]
+
+
+def test_resume_refuses_another_sheet(pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path) -> None:
+    reports = tmp_path / "r"
+    _, run_dir = run_against(pytester, sandbox, reports, "-k", "KFR-02")
+    sheet = build_layout(tmp_path / "other.xlsx", LAYOUTS[sorted(LAYOUTS)[0]])
+    result = pytester.runpytest_inprocess(
+        f"--bank={BANK}", f"--kfr-base-url={sandbox.kfr_base_url}", f"--sandbox-data-dir={sandbox.data_dir}",
+        f"--reports-dir={reports}", f"--sheet={sheet}", f"--resume={run_dir.name}", "-p", "no:cacheprovider",
+    )
+    assert result.ret == 4
+    assert "et annet testark" in result.stderr.str()

@@ -446,14 +446,17 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "journal.order": ("{case} har utvekslinger i feil tidsrekkefølge", "{case} has exchanges out of time order"),
     "journal.failed": ("Journal og tider stemmer ikke: {problems}.", "Journal and times do not agree: {problems}."),
     # -- attested rows ------------------------------------------------------------------------------
+    "attested.automated": ("(automatisert i arket: trinn {step})", "(automated in the sheet: step {step})"),
     "attested.none": ("Ingen rader er bestått bare på en persons bekreftelse.", "No row passed on a person's word alone."),
     "attested.some": (
         "{count} rader er bekreftet av en person, ikke bevist med utvekslinger: {cases}.",
         "{count} rows are attested by a person, not proven by exchanges: {cases}.",
     ),
     "attested.http": (
-        "Rader der arket forventer et HTTP-svar kan bare bestås med bevis, ikke med en bekreftelse: {cases}.",
-        "Rows whose sheet expects an HTTP answer can only pass on evidence, not on an attestation: {cases}.",
+        "Rader der arket forventer et HTTP-svar kan bare bestås med bevis, ikke med en bekreftelse "
+        "(med mindre Bits godtar det: --accept-attested): {cases}.",
+        "Rows whose sheet expects an HTTP answer can only pass on evidence, not on an attestation "
+        "(unless Bits accepts it: --accept-attested): {cases}.",
     ),
     # -- correlation ids -------------------------------------------------------------------------
     "corr.ok": (
