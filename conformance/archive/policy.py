@@ -132,7 +132,8 @@ def describe(record: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if record is None:
         return [("Policy", "ikke registrert (vurdert før arkivet lagret policyen)")]
     lines = []
-    for name, value in record.items():
+    order = {name: i for i, name in enumerate(LABELS_NB)}
+    for name, value in sorted(record.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])):
         label = LABELS_NB.get(name, name)
         if isinstance(value, Mapping) and _CERTS in value:
             shown = "; ".join(
