@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import random
+import re
 import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ SANDBOX_KFR_BASE_URL = "http://127.0.0.1:5000/kar-ws/api/v1"
 SANDBOX_ISSUER = "http://127.0.0.1:5000/maskinporten/"
 # A bank name with markup: every page of the site must show it as text.
 HOSTILE_NAME = 'Skurk <script>alert("x")</script> & Co AS'
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,10 @@ def make_pack(
     environment: str = "test",
     seed: int = 1,
     with_email: bool = False,
+    prepare: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Build one real signed pack; returns the zip (or the C-3 e-mail with ``with_email``)."""
+    """Build one real signed pack; returns the zip (or the C-3 e-mail with ``with_email``).
+    ``prepare`` may change the results folder before it is signed."""
     extra = {}
     if environment == "sandbox":
         extra = {"kfr_base_url": SANDBOX_KFR_BASE_URL, "maskinporten_issuer": SANDBOX_ISSUER}
@@ -86,6 +93,8 @@ def make_pack(
         seed=seed,
         **extra,
     )
+    if prepare is not None:
+        prepare(folder)
     issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
     result = build_pack(
         folder,
@@ -97,6 +106,91 @@ def make_pack(
     if with_email:
         assert result.email_path is not None, result.blockers
         return result.email_path
+    return result.zip_path
+
+
+_PACK_OUTPUTS = ("manifest.json", "manifest.json.p7s", "c3-epost.eml")
+
+
+def _text_files(folder: Path) -> list[Path]:
+    return [
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".html") and p.name not in _PACK_OUTPUTS
+    ]
+
+
+def with_kfr_answers(folder: Path, seed: int = 1) -> None:
+    """Give every KFR exchange a distinctive answer body, as KFR's error answers (with
+    their timestamps) are: the evidence files and the journal stay consistent."""
+    rng = random.Random(seed)
+    answers: dict[tuple[str, int], str] = {}
+
+    def answer(exchange: dict) -> dict:
+        if exchange.get("operation") == "token":
+            return exchange
+        key = (exchange["case_id"], exchange["seq"])
+        if key not in answers:
+            moment = dt.datetime(2026, 9, 1, 9, 0, tzinfo=dt.UTC) + dt.timedelta(
+                seconds=rng.randrange(10**7)
+            )
+            answers[key] = json.dumps(
+                {
+                    "errorCode": f"KFR-{rng.randrange(1, 20):03d}",
+                    "errorMessage": "Svar fra KFR i testmiljøet",
+                    "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            )
+        exchange["response"]["body"] = answers[key]
+        return exchange
+
+    for path in sorted((folder / "evidence").glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        document["exchanges"] = [answer(e) for e in document["exchanges"]]
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    journal = folder / "journal.jsonl"
+    lines = [answer(json.loads(line)) for line in journal.read_text().splitlines() if line]
+    journal.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
+
+
+def replay_as(
+    source_zip: Path,
+    bank: Bank,
+    ca: TinyCA,
+    work: Path,
+    *,
+    fresh_correlation_ids: bool = False,
+) -> Path:
+    """Another run's evidence passed off as ``bank``'s: the run folder copied, its orgnr
+    and name rewritten everywhere (so every fid in the evidence is the new bank's), and
+    signed with the new bank's own key — a pack the verifier accepts. With
+    ``fresh_correlation_ids`` every CorrelationID is replaced too, so only KFR's answers
+    are left the same. Returns the new zip."""
+    source = source_zip.parent
+    run = json.loads((source / "run.json").read_text(encoding="utf-8"))
+    old_orgnr, old_name = run["bank"]["orgnr"], run["bank"]["name"]
+    target = work / bank.orgnr / f"{source.name}-replay"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.zip", *_PACK_OUTPUTS))
+    mapping = {old_orgnr: bank.orgnr, json.dumps(old_name)[1:-1]: json.dumps(bank.name)[1:-1]}
+    if fresh_correlation_ids:
+        for path in _text_files(target):
+            for value in _UUID.findall(path.read_text(encoding="utf-8")):
+                mapping.setdefault(value, str(uuid.uuid4()))
+    for path in _text_files(target):
+        text = path.read_text(encoding="utf-8")
+        for old, new in mapping.items():
+            text = text.replace(old, new)
+        path.write_text(text, encoding="utf-8")
+    issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
+    result = build_pack(
+        target,
+        certificate=issued.certificate,
+        private_key=issued.private_key,
+        chain=issued.chain,
+        contact="kontakt@example.invalid",
+    )
     return result.zip_path
 
 

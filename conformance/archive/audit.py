@@ -160,7 +160,11 @@ def policy_for(
     try:
         rebuilt = from_record(entry.policy, certificates, overrides=choice.overrides, lang=lang)
     except (PolicyNotRebuilt, TypeError, ValueError) as exc:
-        return choice.options, POLICY_OPTIONS, f"Den lagrede policyen kan ikke brukes ({exc}); kommandolinjens valg er brukt."
+        return (
+            choice.options,
+            POLICY_OPTIONS,
+            f"Den lagrede policyen kan ikke brukes ({exc}); kommandolinjens valg er brukt.",
+        )
     source = POLICY_STORED_OVERRIDDEN if choice.overrides else POLICY_STORED
     return rebuilt, source, None
 
@@ -178,7 +182,9 @@ def audit_entry(
     audit.links = list(links or [])
     if audit.status in (OK, NOW_VALID) and audit.replayed:
         audit.status = REPLAYED
-        audit.details += [f"Gjenbrukt bevis: {m.describe_nb()}" for m in replay.flagged(audit.links)]
+        audit.details += [
+            f"Gjenbrukt bevis: {m.describe_nb()}" for m in replay.flagged(audit.links)
+        ]
     return audit
 
 
@@ -265,7 +271,9 @@ def _record(archive: Archive, report: AuditReport, *, certificates_of: PolicyCho
             for audit in judged:
                 archive.index.add_verification(
                     audit.entry.id or 0,
-                    Verification(now, audit.verdict or "", audit.checks, audit.policy, "verify-all"),
+                    Verification(
+                        now, audit.verdict or "", audit.checks, audit.policy, "verify-all"
+                    ),
                 )
     except sqlite3.OperationalError as exc:  # a read-only share: report, change nothing
         report.not_recorded_reason = f"ikke lagret: {exc}"

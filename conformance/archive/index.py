@@ -521,8 +521,16 @@ class Index:
             "INSERT INTO correlations (pack_id, correlation_id, match_key, case_id, time, "
             "operation, status, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (pack_id, c.correlation_id, c.match_key, c.case_id, c.time, c.operation,
-                 c.status, c.source)
+                (
+                    pack_id,
+                    c.correlation_id,
+                    c.match_key,
+                    c.case_id,
+                    c.time,
+                    c.operation,
+                    c.status,
+                    c.source,
+                )
                 for c in evidence.correlations
             ],
         )
@@ -534,8 +542,9 @@ class Index:
             "UPDATE packs SET fingerprinted_at = ? WHERE id = ?", (utc_now(), pack_id)
         )
 
-    def set_facts(self, pack_id: int, *, run_id: str | None, tester: str | None,
-                  cases: list[dict[str, Any]]) -> None:
+    def set_facts(
+        self, pack_id: int, *, run_id: str | None, tester: str | None, cases: list[dict[str, Any]]
+    ) -> None:
         """Facts v3 reads from the manifest, filled in for rows added before it."""
         self._conn.execute(
             "UPDATE packs SET run_id = ?, tester = ?, cases = ? WHERE id = ?",
@@ -550,8 +559,12 @@ class Index:
             self._conn.execute(
                 "INSERT OR IGNORE INTO certificates (sha256, subject, der, first_seen) "
                 "VALUES (?, ?, ?, ?)",
-                (hashlib.sha256(der).hexdigest(), certificate.subject.rfc4514_string(), der,
-                 utc_now()),
+                (
+                    hashlib.sha256(der).hexdigest(),
+                    certificate.subject.rfc4514_string(),
+                    der,
+                    utc_now(),
+                ),
             )
 
     def set_state(self, entry_id: int, state: str, *, path: str | None = None) -> None:

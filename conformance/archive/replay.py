@@ -60,9 +60,7 @@ class ReplayMatch:
         if self.same_run:
             return False
         return bool(
-            self.correlation_ids
-            or self.evidence_files
-            or self.response_bodies >= MIN_SHARED_BODIES
+            self.correlation_ids or self.evidence_files or self.response_bodies >= MIN_SHARED_BODIES
         )
 
     def shared_nb(self) -> str:

@@ -237,9 +237,7 @@ def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def content_security_policy(
-    *, styles: tuple[str, ...], scripts: tuple[str, ...]
-) -> str:
+def content_security_policy(*, styles: tuple[str, ...], scripts: tuple[str, ...]) -> str:
     """Nothing from anywhere except our own inline blocks (by hash) and local images."""
     style = " ".join(styles) or "'none'"
     script = " ".join(scripts) or "'none'"
@@ -463,9 +461,7 @@ def build_site(archive: Archive, out_dir: Path) -> SiteResult:
 def _render(archive: Archive, build_dir: Path, out_dir: Path) -> SiteResult:
     env = _environment()
     all_links = replay.links(archive.index)
-    views = [
-        _view(archive, e, build_dir, all_links.get(e.id or 0, [])) for e in archive.entries()
-    ]
+    views = [_view(archive, e, build_dir, all_links.get(e.id or 0, [])) for e in archive.entries()]
     views.sort(key=lambda v: (v.moment, v.entry.added_at, v.entry.id or 0), reverse=True)
     banks: dict[str, list[PackView]] = defaultdict(list)
     for view in views:

@@ -288,7 +288,9 @@ class Archive:
         their stored bytes, and fill in run id, tester and rows. Their verdicts stay as
         they were. Returns how many packs were indexed."""
         pending = [
-            e for e in self.index.unfingerprinted() if e.state == PRESENT and self.file_of(e).is_file()
+            e
+            for e in self.index.unfingerprinted()
+            if e.state == PRESENT and self.file_of(e).is_file()
         ]
         if not pending:
             return 0

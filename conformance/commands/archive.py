@@ -248,7 +248,9 @@ def select(
     entries = archive.entries(bank=bank, since=args.since)
     links = replay.links(archive.index)
     if args.status:
-        entries = [e for e in entries if replay.standing(e, links.get(e.id or 0, [])) == args.status]
+        entries = [
+            e for e in entries if replay.standing(e, links.get(e.id or 0, [])) == args.status
+        ]
     if args.replayed:
         entries = [e for e in entries if replay.flagged(links.get(e.id or 0, []))]
     return entries, links
