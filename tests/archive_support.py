@@ -153,27 +153,20 @@ def with_kfr_answers(folder: Path, seed: int = 1) -> None:
     journal.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
 
 
-def replay_as(
-    source_zip: Path,
-    bank: Bank,
-    ca: TinyCA,
-    work: Path,
-    *,
-    fresh_correlation_ids: bool = False,
+def rewrite_run(
+    source: Path, orgnr: str, name: str, work: Path, *, fresh_correlation_ids: bool = False
 ) -> Path:
-    """Another run's evidence passed off as ``bank``'s: the run folder copied, its orgnr
-    and name rewritten everywhere (so every fid in the evidence is the new bank's), and
-    signed with the new bank's own key — a pack the verifier accepts. With
-    ``fresh_correlation_ids`` every CorrelationID is replaced too, so only KFR's answers
-    are left the same. Returns the new zip."""
-    source = source_zip.parent
+    """A copy of the results folder ``source`` passed off as bank ``orgnr``'s: its orgnr
+    and bank name rewritten everywhere (so every fid in the evidence is the new bank's),
+    pack outputs left out. With ``fresh_correlation_ids`` every CorrelationID is replaced
+    too, so only KFR's answers are left the same. Returns the new folder, unsigned."""
     run = json.loads((source / "run.json").read_text(encoding="utf-8"))
     old_orgnr, old_name = run["bank"]["orgnr"], run["bank"]["name"]
-    target = work / bank.orgnr / f"{source.name}-replay"
+    target = work / orgnr / f"{source.name}-replay"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.zip", *_PACK_OUTPUTS))
-    mapping = {old_orgnr: bank.orgnr, json.dumps(old_name)[1:-1]: json.dumps(bank.name)[1:-1]}
+    mapping = {old_orgnr: orgnr, json.dumps(old_name)[1:-1]: json.dumps(name)[1:-1]}
     if fresh_correlation_ids:
         for path in _text_files(target):
             for value in _UUID.findall(path.read_text(encoding="utf-8")):
@@ -183,6 +176,22 @@ def replay_as(
         for old, new in mapping.items():
             text = text.replace(old, new)
         path.write_text(text, encoding="utf-8")
+    return target
+
+
+def replay_as(
+    source_zip: Path,
+    bank: Bank,
+    ca: TinyCA,
+    work: Path,
+    *,
+    fresh_correlation_ids: bool = False,
+) -> Path:
+    """Another run's evidence re-signed with ``bank``'s own key (see ``rewrite_run``): a
+    pack the verifier accepts. Returns the new zip."""
+    target = rewrite_run(
+        source_zip.parent, bank.orgnr, bank.name, work, fresh_correlation_ids=fresh_correlation_ids
+    )
     issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
     result = build_pack(
         target,
