@@ -433,21 +433,21 @@ class Index:
         ]
 
     def shared_evidence(self, pack_id: int | None = None) -> list[SharedEvidence]:
-        """Pairs of packs with CorrelationIDs or fingerprints in common, both directions
-        (``pack_id``: only the pairs that include it)."""
-        only = "" if pack_id is None else "AND (a.pack_id = :id OR b.pack_id = :id)"
+        """Pairs of packs with CorrelationIDs or fingerprints in common, in both directions;
+        with ``pack_id``, only the pairs from that pack (one index look-up per value)."""
+        only = "" if pack_id is None else "WHERE a.pack_id = :id"
         sql = f"""
             SELECT a.pack_id AS pack_id, b.pack_id AS other_id,
                    'correlation_ids' AS kind, COUNT(DISTINCT a.match_key) AS n
             FROM correlations a JOIN correlations b
-              ON a.match_key = b.match_key AND a.pack_id != b.pack_id
-            WHERE 1 {only}
+              ON b.match_key = a.match_key AND b.pack_id != a.pack_id
+            {only}
             GROUP BY a.pack_id, b.pack_id
             UNION ALL
             SELECT a.pack_id, b.pack_id, a.kind, COUNT(*)
             FROM fingerprints a JOIN fingerprints b
-              ON a.kind = b.kind AND a.sha256 = b.sha256 AND a.pack_id != b.pack_id
-            WHERE 1 {only}
+              ON b.kind = a.kind AND b.sha256 = a.sha256 AND b.pack_id != a.pack_id
+            {only}
             GROUP BY a.pack_id, b.pack_id, a.kind
         """
         pairs: dict[tuple[int, int], dict[str, int]] = {}

@@ -148,7 +148,7 @@ def links_of(index: Index, entry: PackEntry) -> list[ReplayMatch]:
     """One pack's links, found through the index (what ``add`` reports)."""
     if entry.id is None:
         return []
-    pairs = [s for s in index.shared_evidence(entry.id) if s.pack_id == entry.id]
+    pairs = index.shared_evidence(entry.id)
     others = {s.other_id: index.by_id(s.other_id) for s in pairs}
     known = {k: v for k, v in others.items() if v is not None}
     return _build(pairs, {entry.id: entry, **known}).get(entry.id, [])
