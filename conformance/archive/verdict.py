@@ -68,9 +68,16 @@ def manifest_facts(manifest: Any) -> dict[str, Any]:
     }
 
 
-def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") -> PackEntry:
+def judge(
+    data: bytes,
+    policy: Any,
+    *,
+    source_name: str,
+    origin: str = "add",
+    fingerprint: bool = True,
+) -> PackEntry:
     """Verify ``data`` under ``policy`` and describe it as an index entry (``path`` empty),
-    with the policy it was judged under and the fingerprints of its evidence."""
+    with the policy it was judged under and (``fingerprint``) its evidence's fingerprints."""
     from conformance.archive.evidence import extract
     from conformance.archive.policy import to_record
     from conformance.pack.verify import verify_pack_bytes
@@ -97,7 +104,7 @@ def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") ->
                     "reason": exc.diagnostics(),
                 }
             ],
-            evidence=extract(data),
+            evidence=extract(data) if fingerprint else None,
             **base,
         )
     checks = [
@@ -124,7 +131,8 @@ def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") ->
             entry.counts = {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
         facts = manifest_facts(manifest)
         entry.run_id, entry.tester, entry.cases = facts["run_id"], facts["tester"], facts["cases"]
-    entry.evidence = extract(data, report, manifest)
+    if fingerprint:
+        entry.evidence = extract(data, report, manifest)
     signer = report.signer or {}
     entry.signer_subject = _text(signer.get("subject"))
     entry.signer_orgnr = _text(signer.get("orgnr"))

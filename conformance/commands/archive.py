@@ -423,7 +423,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
         result = build_site(archive, args.out_dir)
     print(
         f"Nettstedet er skrevet til {result.out_dir / 'index.html'}: {result.packs} pakker, "
-        f"{result.banks} banker, {result.reports} rapporter hentet ut."
+        f"{result.banks} banker, {result.reports} rapporter (bare fra gyldige pakker, isolert)."
     )
     return 0
 
