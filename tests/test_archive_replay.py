@@ -249,3 +249,24 @@ def test_export_correlations_covers_the_archive_and_is_formula_safe(
         capsys, "archive", "export-correlations", "--archive", str(arkiv), "--replayed", "-"
     )
     assert code == 0 and len(list(csv.DictReader(io.StringIO(out)))) == 10
+
+
+def test_export_to_a_path_that_cannot_be_written_is_a_clear_error(capsys, packs, tmp_path):
+    arkiv = tmp_path / "arkiv"
+    run(
+        capsys,
+        "archive",
+        "add",
+        "--archive",
+        str(arkiv),
+        "--trust",
+        str(packs.ca_pem),
+        str(packs.packs["fjord-1"]),
+    )
+    (tmp_path / "en-fil").write_text("ikke en mappe")
+    target = tmp_path / "en-fil" / "ids.csv"
+    code, _, err = run(
+        capsys, "archive", "export-correlations", "--archive", str(arkiv), str(target)
+    )
+    assert code == 2 and "Kan ikke skrive" in err and "Traceback" not in err
+    assert (tmp_path / "en-fil").read_text() == "ikke en mappe"
