@@ -168,3 +168,30 @@ def test_siste_dom_is_the_newest_verification_of_the_newest_pack(
         build_site(archive, site)
     index = (site / "index.html").read_text(encoding="utf-8")
     assert _latest_verdicts(index) == {FJORD.orgnr: "invalid", NORDLYS.orgnr: "valid"}
+
+
+def test_the_newest_pack_is_decided_by_real_time_not_by_text():
+    """08:00+02:00 is 06:00 UTC: earlier than 07:00Z although its text sorts later."""
+    from conformance.archive.index import PackEntry, Verification
+    from conformance.archive.site import PackView, latest_per_bank
+
+    def view(sha: str, started: str, verdict: str) -> PackView:
+        entry = PackEntry(
+            sha256=sha * 64,
+            path=f"{FJORD.orgnr}/{sha}.zip",
+            size=1,
+            source_name=f"{sha}.zip",
+            verdict="valid",
+            added_at="2026-10-02T00:00:00Z",
+            orgnr=FJORD.orgnr,
+            run_started_at=started,
+            id=ord(sha),
+        )
+        entry.latest = Verification("2026-10-03T00:00:00Z", verdict, [], None, "verify-all")
+        return PackView(entry, sha * 16, "ok")
+
+    offset = view("a", "2026-10-01T08:00:00+02:00", "valid")
+    utc = view("b", "2026-10-01T07:00:00Z", "invalid")
+    for views in ([offset, utc], [utc, offset]):
+        latest = latest_per_bank(views)[FJORD.orgnr]
+        assert latest is utc and latest.status == "invalid"
