@@ -120,7 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     html = sub.add_parser(
         "html", parents=[common], help="lag et statisk nettsted over arkivet (fungerer uten nett)"
     )
-    html.add_argument("out_dir", type=Path, metavar="UT_MAPPE")
+    html.add_argument(
+        "out_dir",
+        type=Path,
+        metavar="UT_MAPPE",
+        help="mappen nettstedet skrives til (et tidligere nettsted der erstattes helt)",
+    )
     html.set_defaults(func=_cmd_html)
 
     repair = sub.add_parser(
