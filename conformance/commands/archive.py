@@ -295,9 +295,12 @@ def render_table(
 
 
 def entry_json(entry: PackEntry, links: Sequence[ReplayMatch]) -> dict[str, Any]:
-    """A pack for ``--json``: the index row, its standing and what it shares."""
+    """A pack for ``--json``: the index row (without its rows, which the site and
+    ``add --json`` show), its standing and what it shares."""
+    row = entry.to_dict()
+    row.pop("cases", None)
     return {
-        **entry.to_dict(),
+        **row,
         "standing": replay.standing(entry, links),
         "replayed": bool(replay.flagged(links)),
         "links": [m.to_dict() for m in links],
