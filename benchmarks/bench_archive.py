@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from archive_support import Bank  # noqa: E402
+from archive_support import Bank, restamp_kfr_answers  # noqa: E402
 from pack_support import CaseDraft, TinyCA, make_results_dir  # noqa: E402
 
 from conformance.ids import synthetic_orgnr  # noqa: E402
@@ -87,6 +87,7 @@ def build_packs(out: Path, count: int) -> tuple[Path, list[Path]]:
             started_at=base + dt.timedelta(hours=i),
             seed=i,
         )
+        restamp_kfr_answers(folder)  # its own KFR answers, not a copy of another run's
         (folder / "report.html").write_bytes(_report_html(i))
         result = build_pack(
             folder, certificate=issued[b].certificate, private_key=issued[b].private_key

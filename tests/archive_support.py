@@ -93,6 +93,7 @@ def make_pack(
         seed=seed,
         **extra,
     )
+    restamp_kfr_answers(folder)
     if prepare is not None:
         prepare(folder)
     issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
@@ -120,15 +121,65 @@ def _text_files(folder: Path) -> list[Path]:
     ]
 
 
+def _rewrite_exchanges(folder: Path, change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to every exchange, in the evidence files and the journal alike."""
+    for path in sorted((folder / "evidence").glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for exchange in document["exchanges"]:
+            change(exchange)
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    for journal in sorted(folder.glob("journal*.jsonl")):
+        lines = [json.loads(line) for line in journal.read_text().splitlines() if line]
+        for exchange in lines:
+            change(exchange)
+        journal.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
+
+
+def _timestamped(body: object) -> dict | None:
+    if not isinstance(body, str) or '"timestamp"' not in body:
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) and "timestamp" in parsed else None
+
+
+def restamp_kfr_answers(folder: Path, *, shift: dt.timedelta = dt.timedelta(0)) -> None:
+    """KFR stamps its error answers with the time it answered. A results folder relabelled
+    from another run (as ``make_results_dir`` may make them) keeps that run's stamps, which
+    makes it a replay of that run's answers; restamp each answer with its own exchange's
+    time (plus ``shift``), as KFR would have."""
+
+    def restamp(exchange: dict) -> None:
+        response = exchange.get("response") or {}
+        parsed = _timestamped(response.get("body"))
+        if parsed is None:
+            return
+        moment = dt.datetime.fromisoformat(exchange["started_at"].replace("Z", "+00:00"))
+        parsed["timestamp"] = (moment + shift).strftime("%Y-%m-%dT%H:%M:%SZ")
+        response["body"] = json.dumps(parsed, ensure_ascii=False)
+
+    _rewrite_exchanges(folder, restamp)
+
+
 def with_kfr_answers(folder: Path, seed: int = 1) -> None:
-    """Give every KFR exchange a distinctive answer body, as KFR's error answers (with
-    their timestamps) are: the evidence files and the journal stay consistent."""
+    """Make sure the run has distinctive KFR answers: its error answers restamped at a
+    moment of its own or, in a folder whose exchanges carry no answer bodies at all, a
+    timestamped answer for every KFR exchange."""
     rng = random.Random(seed)
+    found = []
+    _rewrite_exchanges(
+        folder, lambda e: found.append(_timestamped((e.get("response") or {}).get("body")))
+    )
+    if any(found):
+        restamp_kfr_answers(folder, shift=dt.timedelta(seconds=rng.randrange(1, 10**6)))
+        return
     answers: dict[tuple[str, int], str] = {}
 
-    def answer(exchange: dict) -> dict:
+    def answer(exchange: dict) -> None:
         if exchange.get("operation") == "token":
-            return exchange
+            return
         key = (exchange["case_id"], exchange["seq"])
         if key not in answers:
             moment = dt.datetime(2026, 9, 1, 9, 0, tzinfo=dt.UTC) + dt.timedelta(
@@ -142,15 +193,8 @@ def with_kfr_answers(folder: Path, seed: int = 1) -> None:
                 }
             )
         exchange["response"]["body"] = answers[key]
-        return exchange
 
-    for path in sorted((folder / "evidence").glob("*.json")):
-        document = json.loads(path.read_text(encoding="utf-8"))
-        document["exchanges"] = [answer(e) for e in document["exchanges"]]
-        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-    journal = folder / "journal.jsonl"
-    lines = [answer(json.loads(line)) for line in journal.read_text().splitlines() if line]
-    journal.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
+    _rewrite_exchanges(folder, answer)
 
 
 def rewrite_run(
