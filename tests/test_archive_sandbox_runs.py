@@ -8,6 +8,7 @@ only with ``--allow-sandbox`` and the sandbox CA trusted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -28,6 +29,10 @@ from conformance.pack.build import build_pack
 from conformance.pack.verify import VerificationPolicy, verify_pack_bytes
 
 REPO = Path(__file__).resolve().parents[1]
+# Sandbox runs use the tool's own reconstructed sheet; a verifier that refuses it unless
+# told (``allow_bundled_sheet``, added to the verifier alongside this test) is told so.
+_BUNDLED_SHEET = "allow_bundled_sheet" in {f.name for f in dataclasses.fields(VerificationPolicy)}
+SANDBOX_OK = ["--allow-sandbox", *(["--allow-bundled-sheet"] if _BUNDLED_SHEET else [])]
 BANK_ORGNRS = (synthetic_orgnr(random.Random(8101)), synthetic_orgnr(random.Random(8102)))
 
 
@@ -85,12 +90,14 @@ def test_real_sandbox_runs_are_archived_listed_and_published(tmp_path, capsys):
 
     # The whole reports folder with --allow-sandbox: the other bank's pack is new, the
     # first one a duplicate.
-    assert main(["archive", "add", *trust, "--allow-sandbox", str(reports)]) == 0
+    assert main(["archive", "add", *trust, *SANDBOX_OK, str(reports)]) == 0
     out = capsys.readouterr().out
     assert "1 lagt til" in out and "1 fantes fra før" in out
 
     policy = VerificationPolicy(
-        trust_roots=tuple(x509.load_pem_x509_certificates(ca.read_bytes())), allow_sandbox=True
+        trust_roots=tuple(x509.load_pem_x509_certificates(ca.read_bytes())),
+        allow_sandbox=True,
+        **({"allow_bundled_sheet": True} if _BUNDLED_SHEET else {}),
     )
     with Archive.open(arkiv) as archive:
         entries = {e.orgnr: e for e in archive.entries()}
@@ -109,7 +116,7 @@ def test_real_sandbox_runs_are_archived_listed_and_published(tmp_path, capsys):
     assert sorted(e["orgnr"] for e in json.loads(capsys.readouterr().out)) == sorted(BANK_ORGNRS)
 
     # Re-verified with the options used when adding: nothing has changed.
-    assert main(["archive", "verify-all", *trust, "--allow-sandbox"]) == 0
+    assert main(["archive", "verify-all", *trust, *SANDBOX_OK]) == 0
     capsys.readouterr()
     # Re-verified as onboarding evidence (only today's options, no sandbox): the
     # environment check now fails.
@@ -148,7 +155,7 @@ def test_real_sandbox_runs_are_archived_listed_and_published(tmp_path, capsys):
         ),
     ).zip_path
     assert verify_pack_bytes(forged.read_bytes(), policy).ok
-    assert main(["archive", "add", *trust, "--allow-sandbox", "--json", str(forged)]) == 0
+    assert main(["archive", "add", *trust, *SANDBOX_OK, "--json", str(forged)]) == 0
     [added] = json.loads(capsys.readouterr().out)
     assert added["standing"] == "replayed"
     [link] = [m for m in added["links"] if m["flagged"]]
