@@ -100,7 +100,7 @@ def test_replay_across_two_banks_is_flagged_both_ways(capsys, packs, replays, tm
 
     code, out, _ = run(capsys, "archive", "list", "--archive", str(arkiv))
     assert out.count("GYLDIG SIGNATUR – GJENBRUKT BEVIS") == 2
-    assert "GJENBRUKT BEVIS: deler 5 CorrelationID-er" in out
+    assert f"GJENBRUKT BEVIS: deler {ids} CorrelationID-er" in out
     assert "0 gyldige, 2 gyldig signert med gjenbrukt bevis" in out
 
     # verify-all: still verifies, but is a problem, both ways.
