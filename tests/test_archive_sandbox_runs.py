@@ -8,7 +8,6 @@ only with ``--allow-sandbox`` and the sandbox CA trusted.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -29,10 +28,8 @@ from conformance.pack.build import build_pack
 from conformance.pack.verify import VerificationPolicy, verify_pack_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-# Sandbox runs use the tool's own reconstructed sheet; a verifier that refuses it unless
-# told (``allow_bundled_sheet``, added to the verifier alongside this test) is told so.
-_BUNDLED_SHEET = "allow_bundled_sheet" in {f.name for f in dataclasses.fields(VerificationPolicy)}
-SANDBOX_OK = ["--allow-sandbox", *(["--allow-bundled-sheet"] if _BUNDLED_SHEET else [])]
+# Sandbox runs use the tool's own reconstructed sheet, which verify refuses unless told.
+SANDBOX_OK = ["--allow-sandbox", "--allow-bundled-sheet"]
 BANK_ORGNRS = (synthetic_orgnr(random.Random(8101)), synthetic_orgnr(random.Random(8102)))
 
 
@@ -97,7 +94,7 @@ def test_real_sandbox_runs_are_archived_listed_and_published(tmp_path, capsys):
     policy = VerificationPolicy(
         trust_roots=tuple(x509.load_pem_x509_certificates(ca.read_bytes())),
         allow_sandbox=True,
-        **({"allow_bundled_sheet": True} if _BUNDLED_SHEET else {}),
+        allow_bundled_sheet=True,
     )
     with Archive.open(arkiv) as archive:
         entries = {e.orgnr: e for e in archive.entries()}
