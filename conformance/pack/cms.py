@@ -199,8 +199,8 @@ def _signed_values(attrs: asn1_cms.CMSAttributes) -> dict[str, object]:
             moment = value.native
             if not isinstance(moment, dt.datetime):
                 raise CmsError("malformed signing time")
-            values[oid] = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(
-                tzinfo=dt.UTC
+            values[oid] = (
+                moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
             )
     return values
 
