@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="profilfil (standard: kfr-conformance.toml i gjeldende mappe)")
     pack.add_argument("--manual", type=Path, metavar="FILE", help="manuelle resultater (TOML/JSON)")
     pack.add_argument("--contact", metavar="ADDR", help="kontaktperson i C-3-e-posten")
+    pack.add_argument(
+        "--tsa-url",
+        metavar="URL",
+        help="tidsstempeltjeneste (RFC 3161) som tidsstempler signaturen; for en "
+        "sandkassekjøring er standard sandkassens egen (den må da kjøre)",
+    )
     pack.set_defaults(func=run_pack)
 
     verify = subparsers.add_parser(
@@ -159,9 +165,13 @@ def run_pack(args: argparse.Namespace) -> int:
             private_key=credentials.private_key,
             chain=credentials.chain,
             contact=args.contact,
+            tsa_url=args.tsa_url or _sandbox_tsa_url(record),
         )
     print(f"Manifest:       {result.manifest_path}")
     print(f"Signatur:       {result.signature_path}")
+    print(f"Tidsstempel:    {'ja' if result.timestamped else 'nei'}")
+    for warning in result.warnings:
+        print(f"Advarsel: {warning}", file=sys.stderr)
     print(f"Resultatpakke:  {result.zip_path}")
     if result.email_path:
         print(f"C-3-e-post:     {result.email_path}")
@@ -200,6 +210,15 @@ def _restored_on_failure(results_dir: Path):
             if data is not None:
                 atomic_write_bytes(path, data)
         raise
+
+
+def _sandbox_tsa_url(record) -> str | None:
+    """A sandbox run is timestamped by the sandbox's own TSA unless told otherwise."""
+    if not record.is_sandbox:
+        return None
+    from conformance.sandbox.pki import PkiUrls, sandbox_base_url
+
+    return PkiUrls.for_base(sandbox_base_url(record.environment["kfr_base_url"])).tsa
 
 
 def _rerender(results_dir: Path, record) -> None:

@@ -369,10 +369,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "svaret gjelder et annet sertifikat",
         "the answer is for another certificate",
     ),
-    "rev.why.nonce": (
-        "svaret gjelder en annen forespørsel (nonce)",
-        "the answer is for another request (nonce)",
-    ),
     "rev.why.not_issuer": ("ikke signert av utstederen", "not signed by the issuer"),
     "rev.why.bad_signature": ("ugyldig signatur", "invalid signature"),
     "rev.why.not_crl": ("ikke en CRL", "not a CRL"),

@@ -324,10 +324,10 @@ def add_signature_timestamp(signature_der: bytes, token_der: bytes) -> bytes:
         stamped_attr = asn1_cms.CMSAttribute(
             {"type": "signature_time_stamp_token", "values": [token]}
         )
-        fields = {name: info[name] for name, *_ in asn1_cms.SignerInfo._fields}
+        fields = present_fields(info)
         fields["unsigned_attrs"] = asn1_cms.CMSAttributes([*kept, stamped_attr])
         stamped_info = asn1_cms.SignerInfo(fields)
-        signed_fields = {name: signed[name] for name, *_ in asn1_cms.SignedData._fields}
+        signed_fields = present_fields(signed)
         signed_fields["signer_infos"] = asn1_cms.SignerInfos([stamped_info])
         result = asn1_cms.ContentInfo(
             {"content_type": "signed_data", "content": asn1_cms.SignedData(signed_fields)}
@@ -335,3 +335,13 @@ def add_signature_timestamp(signature_der: bytes, token_der: bytes) -> bytes:
     except (ValueError, TypeError, KeyError) as exc:
         raise CmsError(f"cannot add the timestamp: {_short(exc)}") from exc
     return result
+
+
+def present_fields(value: asn1_core.Sequence) -> dict[str, asn1_core.Asn1Value]:
+    """The fields of a parsed SEQUENCE that are present, as parsed objects: a new SEQUENCE
+    built from them re-uses their encodings byte for byte."""
+    return {
+        name: value[name]
+        for name, *_ in value._fields
+        if not isinstance(value[name], asn1_core.Void)
+    }

@@ -25,7 +25,6 @@ pack.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -317,11 +316,11 @@ def _ask_ocsp(
     certificate: x509.Certificate, issuer: x509.Certificate, url: str, timeout: float
 ) -> _Answer:
     where = shown_url(url)
-    nonce = os.urandom(16)
+    # No nonce: the request stays the same for a certificate, so its answer can be cached
+    # across packs; freshness is judged from thisUpdate instead (see _why_not_usable).
     request = (
         ocsp.OCSPRequestBuilder()
         .add_certificate(certificate, issuer, hashes.SHA1())  # SHA-1 CertID: what all answer
-        .add_extension(x509.OCSPNonce(nonce), critical=False)
         .build()
     )
     raw = _fetch("POST", url, request.public_bytes(serialization.Encoding.DER), timeout)
@@ -342,9 +341,6 @@ def _ask_ocsp(
         )
         if single is None:
             raise _Unusable("other_certificate", key="other_certificate")
-        for extension in response.extensions:
-            if isinstance(extension.value, x509.OCSPNonce) and extension.value.nonce != nonce:
-                raise _Unusable("nonce", key="nonce")
         status = {
             ocsp.OCSPCertStatus.GOOD: "good",
             ocsp.OCSPCertStatus.REVOKED: "revoked",

@@ -474,7 +474,13 @@ class TestCA:
                 "sandkassens CA, så det kan ikke tilbakekalles her."
             )
         moment = (at or _now()).astimezone(dt.UTC).replace(microsecond=0)
-        entry = Revocation(cert.serial_number, moment, reason, cert.subject.rfc4514_string())
+        subject = cert.subject.rfc4514_string(
+            {
+                NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+                NameOID.SERIAL_NUMBER: "serialNumber",
+            }
+        )
+        entry = Revocation(cert.serial_number, moment, reason, subject)
         folder = ensure_dir(self.data_dir / REVOKED_DIR)
         raw = create_once(folder / f"{cert.serial_number:x}.json", entry.to_json)
         self.write_crl()

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import ClassVar
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
@@ -79,7 +80,7 @@ class _RejectedResp(core.Sequence):
     """``TimeStampResp`` without a token: asn1crypto's spec does not mark
     ``timeStampToken`` OPTIONAL, as RFC 3161 §2.4.2 does."""
 
-    _fields = [("status", tsp.PKIStatusInfo)]
+    _fields: ClassVar[list] = [("status", tsp.PKIStatusInfo)]
 
 
 def rejection(error: TimestampRejected) -> bytes:
