@@ -140,12 +140,16 @@ def policy_from_args(args: argparse.Namespace, *, lang: str = "nb") -> Any:
     """The verification policy the trust options describe (Bits' test URL always accepted)."""
     from conformance.pack.verify import VerificationPolicy
 
-    defaults = VerificationPolicy.strict() if args.strict else VerificationPolicy()
-    ocsp_url = args.ocsp_url
+    def option(name: str) -> Any:
+        # getattr: a caller may build its Namespace from an older set of trust options.
+        return getattr(args, name, None)
+
+    defaults = VerificationPolicy.strict() if option("strict") else VerificationPolicy()
+    ocsp_url = option("ocsp_url")
     if ocsp_url and not _is_url(ocsp_url):
         raise UsageError(f"--ocsp-url «{ocsp_url}» er ikke en http(s)-adresse.")
-    crl_url, crls = load_crl_options(args.crl)
-    require = defaults.require_timestamp if args.require_timestamp is None else True
+    crl_url, crls = load_crl_options(option("crl") or [])
+    require = defaults.require_timestamp or bool(option("require_timestamp"))
     return VerificationPolicy(
         trust_roots=load_trust_roots(args.trust),
         allow_sandbox=args.allow_sandbox,
@@ -157,11 +161,11 @@ def policy_from_args(args: argparse.Namespace, *, lang: str = "nb") -> Any:
         expect_sheet_sha256=args.expect_sheet_sha256,
         expect_sheet_version=args.expect_sheet_version,
         lang=lang,
-        tsa_trust_roots=load_trust_roots(args.tsa_trust, option="--tsa-trust"),
+        tsa_trust_roots=load_trust_roots(option("tsa_trust") or [], option="--tsa-trust"),
         require_timestamp=require,
-        revocation=args.revocation or defaults.revocation,
+        revocation=option("revocation") or defaults.revocation,
         ocsp_url=ocsp_url,
         crl_url=crl_url,
         crls=crls,
-        now=args.now,
+        now=option("now"),
     )
