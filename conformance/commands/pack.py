@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument(
         "--tsa-url",
         metavar="URL",
-        help="tidsstempeltjeneste (RFC 3161) som tidsstempler signaturen; for en "
-        "sandkassekjøring er standard sandkassens egen (den må da kjøre)",
+        help="tidsstempeltjeneste (RFC 3161) som tidsstempler signaturen (standard: tsa_url "
+        "i profilen; for en sandkassekjøring sandkassens egen, som da må kjøre)",
     )
     pack.set_defaults(func=run_pack)
 
@@ -165,7 +165,7 @@ def run_pack(args: argparse.Namespace) -> int:
             private_key=credentials.private_key,
             chain=credentials.chain,
             contact=args.contact,
-            tsa_url=args.tsa_url or _sandbox_tsa_url(record),
+            tsa_url=_tsa_url(args, record),
         )
     print(f"Manifest:       {result.manifest_path}")
     print(f"Signatur:       {result.signature_path}")
@@ -212,8 +212,16 @@ def _restored_on_failure(results_dir: Path):
         raise
 
 
-def _sandbox_tsa_url(record) -> str | None:
-    """A sandbox run is timestamped by the sandbox's own TSA unless told otherwise."""
+def _tsa_url(args: argparse.Namespace, record) -> str | None:
+    """``--tsa-url``, else ``tsa_url`` in the bank's profile, else (a sandbox run) the
+    sandbox's own TSA; a test-environment run without one is packed untimestamped."""
+    from conformance.profile import load_settings
+
+    orgnr = record.bank["orgnr"]
+    options = {"tsa_url": args.tsa_url}
+    settings = load_settings(orgnr, options, profile=getattr(args, "profile", None))
+    if settings.get("tsa_url"):
+        return str(settings.get("tsa_url"))
     if not record.is_sandbox:
         return None
     from conformance.sandbox.pki import PkiUrls, sandbox_base_url
