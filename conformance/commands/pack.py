@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify = subparsers.add_parser(
         "verify",
         help="kontroller en resultatpakke (zip, resultatmappe eller mottatt .eml)",
-        description="Kontrollerer signatur, sertifikat, filer, testtilfeller, testark og miljø i en resultatpakke.",
+        description="Kontrollerer signatur, sertifikat, tidsstempel, tilbakekalling, filer, testtilfeller, testark og miljø i en resultatpakke.",
         epilog=_EPILOG_VERIFY,
     )
     verify.add_argument("path", type=Path, metavar="PATH")

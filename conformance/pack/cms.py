@@ -21,6 +21,11 @@ from dataclasses import dataclass
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
+from asn1crypto import tsp as _asn1_tsp  # noqa: F401 - see below
+
+# ``asn1crypto.tsp`` adds the RFC 3161 names (``tst_info``, ``signing_certificate_v2``) to
+# the CMS maps when imported; asn1crypto builds its name → OID maps once, on first use, so
+# it is imported with ``cms``, before any use, in every process that handles CMS here.
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes

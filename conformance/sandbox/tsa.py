@@ -30,6 +30,10 @@ from conformance.sandbox.pki import IssuedCertificate
 # A policy OID under 2.999 (ITU-T X.660's arc for examples): a sandbox token never claims
 # a real TSA policy.
 SANDBOX_TSA_POLICY = "2.999.8008.1"
+# By OID, not by asn1crypto's names: those exist only once ``asn1crypto.tsp`` has been
+# imported before asn1crypto built its name maps, which depends on import order.
+OID_TST_INFO = "1.2.840.113549.1.9.16.1.4"
+OID_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 MAX_REQUEST_BYTES = 4096
 _IMPRINT_LENGTHS = {"sha256": 32, "sha384": 48, "sha512": 64}
 
@@ -125,14 +129,14 @@ def make_token(
     tsa_cert = asn1_x509.Certificate.load(cert_der)
     signed_attrs = _sorted_attributes(
         [
-            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+            cms.CMSAttribute({"type": "content_type", "values": [OID_TST_INFO]}),
             cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": moment})]}),
             cms.CMSAttribute(
                 {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]}
             ),
             cms.CMSAttribute(
                 {
-                    "type": "signing_certificate_v2",
+                    "type": OID_SIGNING_CERTIFICATE_V2,
                     # ESSCertIDv2's hash algorithm defaults to SHA-256, so it is left out (DER).
                     "values": [{"certs": [{"cert_hash": hashlib.sha256(cert_der).digest()}]}],
                 }
@@ -160,7 +164,7 @@ def make_token(
     signed = {
         "version": "v3",  # the content is not id-data (RFC 5652 §5.1)
         "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
-        "encap_content_info": {"content_type": "tst_info", "content": tst_info},
+        "encap_content_info": {"content_type": OID_TST_INFO, "content": tst_info},
         "signer_infos": [signer],
     }
     if request.cert_req:
