@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from conformance.errors import PackError
 from conformance.pack._text import text
-from conformance.pack.certinfo import describe_certificate
 
 if TYPE_CHECKING:
     from conformance.pack.cms import SignerInfo
@@ -43,6 +43,10 @@ _IMPRINT_ALGORITHMS = {
     "2.16.840.1.101.3.4.2.3": "sha512",
 }
 _GRANTED = (0, 1)  # granted, grantedWithMods
+_NAME_LABELS = {  # as certinfo shows names: readable labels for the two the RFC leaves as OIDs
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+}
 
 
 class TimestampError(PackError):
@@ -202,7 +206,7 @@ def _tsa_subject(response) -> str:
         for raw in response.signed_data.certificates:
             cert = x509.load_der_x509_certificate(raw)
             if cert.serial_number == signer.serial_number and cert.issuer == signer.issuer:
-                return str(describe_certificate(cert)["subject"])[:200]
+                return cert.subject.rfc4514_string(_NAME_LABELS)[:200]
     return "?"
 
 
