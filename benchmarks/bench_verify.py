@@ -75,7 +75,7 @@ def _fmt(times: list[float]) -> str:
     return f"{min(times) * 1000:.1f} ms (median {statistics.median(times) * 1000:.1f})"
 
 
-def _throughput(data: bytes, policy: VerificationPolicy, seconds: float) -> tuple[float, float]:
+def _throughput(data: bytes, policy: VerificationPolicy, seconds: float) -> str:
     """Packs per second and milliseconds per pack over ``seconds`` (wall clock), and the
     same per second of this process's CPU time, which a busy shared machine disturbs less."""
     report = verify_pack_bytes(data, policy)
@@ -86,8 +86,10 @@ def _throughput(data: bytes, policy: VerificationPolicy, seconds: float) -> tupl
         count += 1
     elapsed = time.perf_counter() - start
     cpu_rate = count / max(time.process_time() - cpu, 1e-9)
-    print(f"    (CPU time: {cpu_rate:.0f} packs per CPU-second; load average {_load()})")
-    return count / elapsed, elapsed / count * 1000
+    return (
+        f"{count / elapsed:.0f} packs/s ({elapsed / count * 1000:.2f} ms each; "
+        f"{cpu_rate:.0f} packs per CPU-second; load average {_load()})"
+    )
 
 
 def _load() -> str:
@@ -108,8 +110,7 @@ def trusted_time(work: Path, seconds: float, repeat: int) -> None:
         policy = VerificationPolicy(
             trust_roots=(pki.root.certificate,), tsa_trust_roots=(sb.ca.cert,)
         )
-        rate, each = _throughput(data, policy, seconds)
-        print(f"typical pack, timestamped: {rate:.0f} packs/s ({each:.2f} ms each)")
+        print(f"typical pack, timestamped: {_throughput(data, policy, seconds)}")
 
         issued = sb.ca.issue(BANK_ORGNR, BANK_NAME)  # names the sandbox's OCSP responder
         strict_pack = build_pack(
@@ -125,8 +126,7 @@ def trusted_time(work: Path, seconds: float, repeat: int) -> None:
             assert verify_pack_bytes(strict_pack, strict).ok
 
         print(f"  strict, OCSP over HTTP (uncached): {_fmt(_times(first, repeat))}")
-        rate, each = _throughput(strict_pack, strict, seconds)
-        print(f"  strict, OCSP answer cached: {rate:.0f} packs/s ({each:.2f} ms each)")
+        print(f"  strict, OCSP answer cached: {_throughput(strict_pack, strict, seconds)}")
 
 
 def main() -> int:
@@ -142,9 +142,8 @@ def main() -> int:
         work = Path(temp)
         typical = build_signed_pack(make_results_dir(work / "typical", cases=typical_cases()))
         data = typical.zip_path.read_bytes()
-        rate, each = _throughput(data, policy, args.seconds)
         print(f"typical pack: {len(data) / 1024:.0f} KiB zip, 22 cases")
-        print(f"  verify_pack_bytes: {rate:.0f} packs/s ({each:.2f} ms each)")
+        print(f"  verify_pack_bytes: {_throughput(data, policy, args.seconds)}")
         print(
             f"  verify_path (results folder): {_fmt(_times(lambda: verify_path(typical.zip_path.parent, policy), args.repeat))}"
         )
