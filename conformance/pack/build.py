@@ -166,9 +166,7 @@ def self_check_blockers(zip_path: Path) -> list[str]:
     # Attested rows are Bits' decision to accept or not (the e-mail names them), not a
     # reason to keep the bank from sending. Offline: the end of a run never waits for an
     # OCSP responder or a CRL download (revocation is Bits' check).
-    policy = VerificationPolicy(
-        trust_roots=tuple(carried), accept_attested=True, revocation="off"
-    )
+    policy = VerificationPolicy(trust_roots=tuple(carried), accept_attested=True, revocation="off")
     report = verify_path(zip_path, policy)
     return [
         f"Kontrollen Bits kjører (kfr-conformance verify) avviser pakken – "
