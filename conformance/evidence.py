@@ -32,9 +32,11 @@ import httpx
 __all__ = [
     "MAX_INLINE_BODY",
     "REDACTED",
+    "BodyCapture",
     "EvidenceRecorder",
     "Journal",
     "RecordingTransport",
+    "body_record",
     "operation_for",
     "redact_headers",
     "redact_text",
@@ -152,8 +154,18 @@ class Journal:
                     os.write(self._fd, b"\n")
 
     def append(self, exchange: dict) -> None:
-        line = json.dumps(exchange, ensure_ascii=False, separators=(",", ":")) + "\n"
-        data = line.encode("utf-8")
+        self.append_many([exchange])
+
+    def append_many(self, exchanges: list[dict]) -> None:
+        """Append several exchanges with one write and one fsync (a group commit: the
+        recording gateway's writer thread keeps up with hundreds of exchanges per second
+        this way, where an fsync each would not)."""
+        if not exchanges:
+            return
+        data = "".join(
+            json.dumps(exchange, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for exchange in exchanges
+        ).encode("utf-8")
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"journal {self.path} is closed")
@@ -321,6 +333,11 @@ def _body_record(capture: _BodyCapture, secrets: tuple[str, ...], encoding: str 
         "sha256": capture.sha256.hexdigest(),
         "head": redact_text(head, secrets),
     }
+
+
+# Public names for the recording gateway, which captures bodies the same way.
+BodyCapture = _BodyCapture
+body_record = _body_record
 
 
 def _decoded(raw: bytes, encoding: str) -> bytes:
