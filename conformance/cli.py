@@ -19,6 +19,7 @@ from conformance.errors import ConformanceError
 # Order is the order of ``--help``.
 COMMAND_MODULES = (
     "conformance.commands.sandbox",
+    "conformance.commands.gateway",
     "conformance.commands.sheet",
     "conformance.commands.pack",
     "conformance.commands.archive",

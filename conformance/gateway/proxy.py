@@ -1,0 +1,470 @@
+"""The gateway as one ASGI app: forward, check, record — and the loopback control API.
+
+Forwarding goes straight to an ``httpx.AsyncHTTPTransport``, not through an
+``httpx.AsyncClient``: a client keeps cookies and follows its own defaults, a proxy must
+pass each request on as it came (only ``Host`` and hop-by-hop headers change) and each
+answer back as it came, bodies streamed both ways and never decoded.
+
+For every request: the contract rules run (:class:`conformance.contract.ContractSession`),
+an injection may answer instead of KFR (:mod:`conformance.gateway.injections`), and the
+exchange is recorded redacted in the shape of ``docs/architecture.md`` plus ``source``,
+``answered_by``, ``injected``, ``token_claims`` and ``contract``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
+
+from conformance.contract import (
+    ContractSession,
+    RequestFacts,
+    ResponseFacts,
+    Verdict,
+    token_claims,
+)
+from conformance.errors import ConformanceError, UsageError
+from conformance.evidence import (
+    BodyCapture,
+    body_record,
+    operation_for,
+    redact_headers,
+    redact_text,
+)
+from conformance.gateway.injections import Injection, InjectionTracker, injected_response
+from conformance.gateway.recorder import GatewayRecorder
+from conformance.gateway.settings import KFR_PREFIX, GatewaySettings
+from conformance.sandbox.settings import is_loopback_host
+
+__all__ = ["CONTROL_PREFIX", "GatewayApp", "GatewayState", "upstream_tls"]
+
+CONTROL_PREFIX = "/_gateway"
+# Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection, not to the message.
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+    b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+_TOKEN_CLAIMS = ("iss", "scope", "consumer", "client_id", "iat", "exp", "jti")
+_INLINE_CHECK_BYTES = 64 * 1024   # larger batch bodies are checked on a worker thread
+_BUFFER_CAP = 64 * 1024 * 1024    # an injection reads at most this much before deciding
+
+
+def _utc(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _public_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The token's non-secret claims; never the token itself."""
+    if claims is None:
+        return None
+    return {name: claims[name] for name in _TOKEN_CLAIMS if name in claims}
+
+
+def upstream_tls(settings: GatewaySettings) -> ssl.SSLContext:
+    """The system's trust store plus, when given, the bank's bundle (e.g. the CA of a
+    TLS-inspecting proxy, or the sandbox CA for an https sandbox)."""
+    context = ssl.create_default_context()
+    bundle = settings.upstream_ca_bundle
+    if bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(bundle))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UsageError(f"CA-bundelen {bundle} kan ikke leses som PEM-sertifikater.") from exc
+    return context
+
+
+@dataclass
+class GatewayState:
+    """What the app and the Python API share. ``case_id`` labels the exchanges that follow
+    (the runner names the row it is performing)."""
+
+    settings: GatewaySettings
+    session: ContractSession
+    recorder: GatewayRecorder
+    tracker: InjectionTracker
+    case_id: str | None = None
+    tls: ssl.SSLContext | None = None
+    transport: httpx.AsyncHTTPTransport | None = None
+    upstream_host: bytes = b""
+    started_at: float = field(default_factory=time.time)
+
+    def open_transport(self) -> httpx.AsyncHTTPTransport:
+        """Created on the gateway's own event loop, where its connections live."""
+        if self.transport is None:
+            self.transport = httpx.AsyncHTTPTransport(
+                verify=self.tls or upstream_tls(self.settings),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=64),
+                retries=0,   # the core system's retries are what is under test
+                trust_env=False,
+            )
+            self.upstream_host = httpx.URL(self.settings.upstream_url).netloc
+        return self.transport
+
+
+@dataclass
+class _Body:
+    """The request body as it passes: a capture for the evidence, the whole of it for a
+    batch (the contract rules read the file), and its SHA-256 (a batch's identity)."""
+
+    keep_limit: int
+    capture: BodyCapture = field(default_factory=BodyCapture)
+    kept: bytearray = field(default_factory=bytearray)
+    sha256: Any = field(default_factory=hashlib.sha256)
+    complete: bool = False
+    disconnected: bool = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.capture.feed(chunk)
+        self.sha256.update(chunk)
+        if len(self.kept) <= self.keep_limit:
+            self.kept += chunk[: self.keep_limit + 1 - len(self.kept)]
+
+    async def stream(self, receive: Receive) -> AsyncIterator[bytes]:
+        while not self.complete:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise ConnectionAbortedError("the core system closed the connection mid-request")
+            chunk = message.get("body", b"")
+            self.complete = not message.get("more_body", False)
+            if chunk:
+                self.feed(chunk)
+                yield chunk
+
+    async def read_all(self, receive: Receive, cap: int) -> bytes:
+        chunks = []
+        async for chunk in self.stream(receive):
+            chunks.append(chunk)
+            if self.capture.size > cap:
+                break
+        return b"".join(chunks)
+
+
+class GatewayApp:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.control = Router(routes=_control_routes(state))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            client = scope.get("client")
+            if client is None or not is_loopback_host(client[0]):
+                await JSONResponse({"error": "Kun tilgjengelig fra loopback."}, 403)(scope, receive, send)
+                return
+            await self.control(scope, receive, send)
+            return
+        await self._proxy(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.state.open_transport()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.state.transport is not None:
+                    await self.state.transport.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---------------------------------------------------------------- forwarding
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        settings = state.settings
+        at = time.time()
+        t0 = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        relative = path[len(KFR_PREFIX):] if path.startswith(KFR_PREFIX + "/") else path
+        query: bytes = scope.get("query_string", b"")
+        url = settings.upstream_url + relative + (f"?{query.decode('latin-1')}" if query else "")
+        transport = state.open_transport()
+
+        headers: list[tuple[bytes, bytes]] = []
+        seen: dict[str, str] = {}
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                has_body = value.strip() not in (b"", b"0")
+            elif name == b"transfer-encoding":
+                has_body = True
+            if name in _HOP_BY_HOP or name == b"host":
+                continue
+            headers.append((name, value))
+            seen[name.decode("latin-1")] = value.decode("latin-1")
+        forwarded_headers = [(b"host", state.upstream_host), *headers]
+
+        operation = operation_for(method, relative)
+        claims, problem = token_claims(seen.get("authorization"))
+        is_batch = operation == "batch"
+        body = _Body(keep_limit=state.session.max_batch_bytes if is_batch else 0)
+
+        def facts() -> RequestFacts:
+            return RequestFacts(
+                method=method, path=relative, operation=operation, at=at,
+                correlation_id=seen.get("correlationid"), customer_id=seen.get("customerid"),
+                content_type=seen.get("content-type"), claims=claims, token_problem=problem,
+                body=bytes(body.kept) if is_batch and body.complete else None,
+                body_size=body.capture.size,
+                body_sha256=body.sha256.hexdigest() if body.complete else None,
+            )
+
+        content: Any = b""
+        if has_body and (is_batch and state.tracker.armed_for(operation)):
+            content = await body.read_all(receive, _BUFFER_CAP)
+        elif has_body:
+            content = body.stream(receive)
+        else:
+            body.complete = True
+
+        request_facts: RequestFacts | None = None
+        verdicts: list[Verdict] = []
+        if body.complete:
+            request_facts = facts()
+            verdicts = await self._check(request_facts)
+
+        strike = state.tracker.strike(request_facts) if request_facts is not None else None
+        record = _Exchange(state, method, url, forwarded_headers, claims, at, t0, operation)
+        if strike is not None:
+            assert request_facts is not None
+            injection_id, injection = strike
+            await self._answer_injected(send, record, injection, request_facts, verdicts, body, injection_id)
+            return
+
+        request = httpx.Request(
+            method, url, headers=forwarded_headers, content=content,
+            extensions={"timeout": httpx.Timeout(settings.upstream_timeout_s, connect=10.0).as_dict()},
+        )
+        t_up = time.perf_counter()
+        try:
+            response = await transport.handle_async_request(request)
+        except (httpx.HTTPError, ConnectionAbortedError, OSError) as exc:
+            record.upstream_ms = (time.perf_counter() - t_up) * 1000
+            await self._answer_unreachable(send, record, exc, request_facts or facts(), verdicts, body)
+            return
+        record.upstream_ms = (time.perf_counter() - t_up) * 1000
+        if request_facts is None:   # a streamed body: its facts are known now it is through
+            if not body.complete:
+                await _drain(body, receive)
+            request_facts = facts()
+            verdicts = await self._check(request_facts)
+
+        out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+        capture = BodyCapture()
+        error: str | None = None
+        try:
+            await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+            async for chunk in response.aiter_raw():
+                capture.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (httpx.HTTPError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            await response.aclose()
+        # No await from here on: the answer is remembered before a retry can arrive.
+        response_facts = ResponseFacts(
+            status=response.status_code, at=time.time(),
+            retry_after=response.headers.get("retry-after"),
+        )
+        state.session.observe_response(request_facts, response_facts)
+        record.finish(
+            request_facts, verdicts, body,
+            {"status": response.status_code, "headers": redact_headers(response.headers.raw),
+             "body": body_record(capture, (), response.headers.get("content-encoding", ""))},
+            error=error, answered_by="upstream",
+        )
+
+    async def _check(self, facts: RequestFacts) -> list[Verdict]:
+        if facts.body is not None and len(facts.body) > _INLINE_CHECK_BYTES:
+            return await asyncio.to_thread(self.state.session.check_request, facts)
+        return self.state.session.check_request(facts)
+
+    async def _answer_injected(
+        self, send: Send, record: _Exchange, injection: Injection, facts: RequestFacts,
+        verdicts: list[Verdict], body: _Body, injection_id: int,
+    ) -> None:
+        status, headers, content = injected_response(injection, facts.correlation_id)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+        header_map = {k.decode(): v.decode() for k, v in headers}
+        self.state.session.observe_response(
+            facts, ResponseFacts(status=status, at=time.time(), retry_after=header_map.get("retry-after"))
+        )
+        capture = BodyCapture()
+        capture.feed(content)
+        record.finish(
+            facts, verdicts, body,
+            {"status": status, "headers": redact_headers(headers), "body": body_record(capture, ())},
+            error=None, answered_by="gateway", injected=injection.kind, injection_id=injection_id,
+        )
+
+    async def _answer_unreachable(
+        self, send: Send, record: _Exchange, exc: BaseException, facts: RequestFacts,
+        verdicts: list[Verdict], body: _Body,
+    ) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        content = json.dumps({
+            "error": "gateway",
+            "message": f"Opptaksgatewayen fikk ikke svar fra KFR ({self.state.settings.upstream_url}): {type(exc).__name__}",
+        }, ensure_ascii=False).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        if not body.disconnected:
+            try:
+                await send({"type": "http.response.start", "status": 502, "headers": headers})
+                await send({"type": "http.response.body", "body": content, "more_body": False})
+            except OSError:
+                pass
+        self.state.session.observe_response(facts, ResponseFacts(status=502, at=time.time()))
+        capture = BodyCapture()
+        capture.feed(content)
+        record.finish(
+            facts, verdicts, body,
+            {"status": 502, "headers": redact_headers(headers), "body": body_record(capture, ())},
+            error=reason, answered_by="gateway",
+        )
+
+
+async def _drain(body: _Body, receive: Receive) -> None:
+    """Read what the upstream did not (it answered before the whole upload arrived)."""
+    try:
+        async for _ in body.stream(receive):
+            pass
+    except ConnectionAbortedError:
+        pass
+
+
+class _Exchange:
+    """Builds one recorded exchange once the answer is out."""
+
+    def __init__(
+        self, state: GatewayState, method: str, url: str, headers: list[tuple[bytes, bytes]],
+        claims: Mapping[str, Any] | None, at: float, t0: float, operation: str,
+    ) -> None:
+        self.state = state
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.claims = claims
+        self.at = at
+        self.t0 = t0
+        self.operation = operation
+        self.upstream_ms: float | None = None
+
+    def finish(
+        self, facts: RequestFacts, verdicts: list[Verdict], body: _Body, response: dict[str, Any],
+        *, error: str | None, answered_by: str, injected: str | None = None,
+        injection_id: int | None = None,
+    ) -> None:
+        state = self.state
+        exchange: dict[str, Any] = {
+            "source": "gateway",
+            "case_id": state.case_id,
+            "seq": 0,
+            "operation": self.operation,
+            "correlation_id": facts.correlation_id,
+            "started_at": _utc(self.at),
+            "elapsed_ms": round((time.perf_counter() - self.t0) * 1000, 3),
+            "upstream_ms": None if self.upstream_ms is None else round(self.upstream_ms, 3),
+            "request": {
+                "method": self.method,
+                "url": redact_text(self.url),
+                "headers": redact_headers(self.headers),
+                "body": body_record(body.capture, ()),
+            },
+            "response": response,
+            "error": redact_text(error) if error else None,
+            "answered_by": answered_by,
+            "injected": injected,
+            "token_claims": _public_claims(self.claims),
+            "contract": [v.to_dict() for v in verdicts],
+        }
+        state.recorder.record(exchange)
+        state.tracker.observe(facts, exchange, injection_id)
+
+
+# ---------------------------------------------------------------- control API (loopback)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False).encode(), status, media_type="application/json")
+
+
+def _control_routes(state: GatewayState) -> list[Route]:
+    def handler(func: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await func(request)
+            except ConformanceError as exc:
+                return _json({"error": exc.diagnostics()}, 400)
+            except (ValueError, TypeError) as exc:
+                return _json({"error": f"Ugyldig forespørsel: {exc}"}, 400)
+        return wrapped
+
+    @handler
+    async def status(request: Request) -> Response:
+        settings = state.settings
+        return _json({
+            "bank": settings.bank_orgnr,
+            "environment": settings.env_name,
+            "upstream": settings.upstream_url,
+            "maskinporten_issuer": settings.maskinporten_issuer,
+            "exchanges": state.recorder.count,
+            "case_id": state.case_id,
+            "journal": str(state.recorder.journal_path) if state.recorder.journal_path else None,
+        })
+
+    @handler
+    async def exchanges(request: Request) -> Response:
+        since = int(request.query_params.get("since", "0"))
+        limit = int(request.query_params.get("limit", "1000"))
+        return _json(state.recorder.exchanges(since=since, limit=max(1, min(limit, 10_000))))
+
+    @handler
+    async def injections(request: Request) -> Response:
+        if request.method == "POST":
+            data = json.loads(await request.body() or b"{}")
+            injection_id = state.tracker.add(Injection.from_dict(data))
+            return _json({"id": injection_id}, 201)
+        return _json(state.tracker.report())
+
+    @handler
+    async def injection(request: Request) -> Response:
+        return _json(state.tracker.report(int(request.path_params["id"]))[0])
+
+    @handler
+    async def case(request: Request) -> Response:
+        data = json.loads(await request.body() or b"{}")
+        value = data.get("case_id") if isinstance(data, dict) else None
+        if value is not None and not isinstance(value, str):
+            raise ValueError("case_id må være en streng eller null")
+        state.case_id = value
+        return _json({"case_id": state.case_id})
+
+    return [
+        Route(CONTROL_PREFIX + "/status", status, methods=["GET"]),
+        Route(CONTROL_PREFIX + "/exchanges", exchanges, methods=["GET"]),
+        Route(CONTROL_PREFIX + "/injections", injections, methods=["GET", "POST"]),
+        Route(CONTROL_PREFIX + "/injections/{id:int}", injection, methods=["GET"]),
+        Route(CONTROL_PREFIX + "/case", case, methods=["PUT"]),
+    ]
