@@ -9,6 +9,8 @@ the rule's id and source next to each verdict, so a bank's developer can look it
 
 from __future__ import annotations
 
+import collections
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -185,20 +187,28 @@ def token_claims(authorization: str | None) -> tuple[dict[str, Any] | None, str 
     """The claims of the bearer token in an Authorization header, decoded but not trusted
     (no signature check: the gateway and the judge only read what the client sent), or
     ``(None, why)`` when there is no readable token."""
-    import jwt
-
     if not authorization:
         return None, "Authorization-headeren mangler"
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None, f"Authorization er ikke «Bearer <token>» (skjema «{scheme[:20]}»)"
-    try:
-        claims = jwt.decode(token.strip(), options={"verify_signature": False})
-    except jwt.PyJWTError:
+    claims = _decoded_claims(token.strip())
+    if claims is None:
         return None, "Bearer-tokenet er ikke et JWT som kan leses"
-    if not isinstance(claims, dict):
-        return None, "Bearer-tokenet har ingen claims"
-    return claims, None
+    return dict(claims), None
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded_claims(token: str) -> Mapping[str, Any] | None:
+    # Cached: a well-behaved client sends one token many times, and decoding is the
+    # costliest step of checking a request.
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def token_is_bearer_jwt(problem: str | None) -> Verdict:
@@ -663,7 +673,14 @@ def _when(at: float) -> str:
 
 def _oslo_day(at: float) -> str:
     """The Norwegian calendar day of ``at``: Bits counts relationships per day in Norway."""
+    return _oslo_day_of_minute(int(at // 60))
+
+
+@functools.lru_cache(maxsize=64)
+def _oslo_day_of_minute(minute: int) -> str:
     import datetime as dt
+
+    at = minute * 60.0
 
     try:
         from zoneinfo import ZoneInfo
@@ -709,9 +726,9 @@ class ContractSession:
         self.daily_limit = daily_limit
         self.ingest_rate = ingest_rate
         self._lock = threading.Lock()
-        self._correlation_ids: dict[str, str] = {}
+        self._correlation_ids: dict[str, tuple[float, str, str]] = {}
         self._tokens: dict[str, tuple[str, float, float]] = {}   # jti → (client, iat, exp)
-        self._recent: list[float] = []
+        self._recent: collections.deque[float] = collections.deque()
         self._attempts: dict[tuple[str, ...], _Attempts] = {}
         self._daily: dict[str, int] = {}
         self._daily_reported: set[str] = set()
@@ -726,13 +743,16 @@ class ContractSession:
         verdicts: list[Verdict] = []
         if facts.operation not in _BANK_OPERATIONS:
             return verdicts
+        # Reading a batch file can take a while: done before taking the lock, so other
+        # requests are not held up by it.
+        content = self._batch_content(facts) if facts.operation == "batch" else None
         with self._lock:
             verdicts += self._identity(facts)
             verdicts += self._token(facts)
             verdicts += self._pace(facts)
             verdicts += self._retry(facts)
-            if facts.operation == "batch":
-                verdicts += self._batch(facts)
+            if content is not None:
+                verdicts += self._batch(facts, *content)
         return verdicts
 
     def observe_response(self, facts: RequestFacts, response: ResponseFacts) -> None:
@@ -745,6 +765,9 @@ class ContractSession:
             attempts.last_status = response.status
             attempts.last_at = response.at
             attempts.retry_after_s = retry_after_seconds(response.retry_after, response.at)
+            if response.status == 401 and facts.claims:
+                # A token KFR refused is spent: a new one after it is renewal, not waste.
+                self._tokens.pop(str(facts.claims.get("jti") or ""), None)
             if response.status is not None and 200 <= response.status < 300:
                 self._attempts.pop(facts.retry_key, None)
                 self._after_success(facts, response)
@@ -766,9 +789,9 @@ class ContractSession:
         cid = facts.correlation_id
         if cid:
             first = self._correlation_ids.get(cid)
-            verdicts.append(correlation_id_unique(cid, first))
+            verdicts.append(correlation_id_unique(cid, f"{_when(first[0])} på {first[1]} {first[2]}" if first else None))
             if first is None:
-                self._correlation_ids[cid] = f"{_when(facts.at)} på {facts.method} {facts.operation}"
+                self._correlation_ids[cid] = (facts.at, facts.method, facts.operation)
         fid = facts.fid
         if fid is not None:
             verdicts.append(fid_is_bank(fid, self.bank_orgnr))
@@ -808,9 +831,10 @@ class ContractSession:
         verdicts: list[Verdict] = []
         if self.max_rate:
             start = facts.at - self.rate_window_s
-            recent = [t for t in self._recent if t > start]
+            recent = self._recent
+            while recent and recent[0] <= start:
+                recent.popleft()
             recent.append(facts.at)
-            self._recent = recent
             verdicts.append(request_rate_within(len(recent), self.rate_window_s, self.max_rate))
         if facts.operation == "end" and facts.customer_id:
             read_at = self._unread.get(facts.customer_id)
@@ -844,23 +868,28 @@ class ContractSession:
         verdicts.append(no_retry_loop(attempts.count, self.max_attempts))
         return verdicts
 
-    def _batch(self, facts: RequestFacts) -> list[Verdict]:
+    def _batch_content(self, facts: RequestFacts) -> tuple[list[Verdict], list[str] | None]:
+        """The verdicts on the batch file itself and its customers (None when unreadable)."""
         verdicts = [boundary_unquoted(facts.content_type), batch_size_within(facts.body_size, self.max_batch_bytes)]
         if facts.body is None or facts.body_size > self.max_batch_bytes:
-            return verdicts
+            return verdicts, None
         shape, parts = batch_multipart_shape(facts.content_type, facts.body)
         verdicts.append(shape)
         if not shape.ok:
-            return verdicts
+            return verdicts, None
         verdicts.append(batch_customer_type(parts["customer_type"]))
         lines, entries = batch_customer_lines(parts["customers"])
         verdicts.append(lines)
-        if lines.ok:
+        return verdicts, [cid for cid, _ in entries] if lines.ok else None
+
+    def _batch(self, facts: RequestFacts, verdicts: list[Verdict], customers: list[str] | None) -> list[Verdict]:
+        verdicts = list(verdicts)
+        if customers is not None:
             self._batches_seen += 1
             if self._batches_seen == 1:
-                verdicts.append(first_load_without_ended([cid for cid, _ in entries], self._ended))
-            verdicts += self._count_daily(facts, len(entries))
-            self._pending_batches[facts.retry_key] = [cid for cid, _ in entries]
+                verdicts.append(first_load_without_ended(customers, self._ended))
+            verdicts += self._count_daily(facts, len(customers))
+            self._pending_batches[facts.retry_key] = customers
         return verdicts
 
     def _count_daily(self, facts: RequestFacts, n: int) -> list[Verdict]:
