@@ -14,6 +14,7 @@ exchange is recorded redacted in the shape of ``docs/architecture.md`` plus ``so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -60,6 +61,7 @@ _HOP_BY_HOP = frozenset({
 _TOKEN_CLAIMS = ("iss", "scope", "consumer", "client_id", "iat", "exp", "jti")
 _INLINE_CHECK_BYTES = 64 * 1024   # larger batch bodies are checked on a worker thread
 _BUFFER_CAP = 64 * 1024 * 1024    # an injection reads at most this much before deciding
+_SMALL_ANSWER = 64 * 1024         # answers up to this size are recorded before they are passed on
 
 
 def _utc(at: float) -> str:
@@ -270,10 +272,41 @@ class GatewayApp:
             verdicts = await self._check(request_facts)
 
         out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+        status = response.status_code
+
+        def remember(capture: BodyCapture, error: str | None) -> None:
+            # Synchronous: the answer is known to the session before a retry can arrive.
+            state.session.observe_response(request_facts, ResponseFacts(
+                status=status, at=time.time(), retry_after=response.headers.get("retry-after"),
+            ))
+            record.finish(
+                request_facts, verdicts, body,
+                {"status": status, "headers": redact_headers(response.headers.raw),
+                 "body": body_record(capture, (), response.headers.get("content-encoding", ""))},
+                error=error, answered_by="upstream",
+            )
+
         capture = BodyCapture()
-        error: str | None = None
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= _SMALL_ANSWER:
+            # KFR's answers are small: read the whole answer, record it, then pass it on —
+            # so the exchange is in the record before the core system has the answer.
+            error: str | None = None
+            try:
+                content = b"".join([chunk async for chunk in response.aiter_raw()])
+            except httpx.HTTPError as exc:
+                content, error = b"", f"{type(exc).__name__}: {exc}"
+            finally:
+                await response.aclose()
+            capture.feed(content)
+            remember(capture, error)
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.start", "status": status, "headers": out_headers})
+                await send({"type": "http.response.body", "body": content, "more_body": False})
+            return
+        error = None
         try:
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
             async for chunk in response.aiter_raw():
                 capture.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -282,18 +315,7 @@ class GatewayApp:
             error = f"{type(exc).__name__}: {exc}"
         finally:
             await response.aclose()
-        # No await from here on: the answer is remembered before a retry can arrive.
-        response_facts = ResponseFacts(
-            status=response.status_code, at=time.time(),
-            retry_after=response.headers.get("retry-after"),
-        )
-        state.session.observe_response(request_facts, response_facts)
-        record.finish(
-            request_facts, verdicts, body,
-            {"status": response.status_code, "headers": redact_headers(response.headers.raw),
-             "body": body_record(capture, (), response.headers.get("content-encoding", ""))},
-            error=error, answered_by="upstream",
-        )
+        remember(capture, error)
 
     async def _check(self, facts: RequestFacts) -> list[Verdict]:
         if facts.body is not None and len(facts.body) > _INLINE_CHECK_BYTES:
@@ -305,8 +327,6 @@ class GatewayApp:
         verdicts: list[Verdict], body: _Body, injection_id: int,
     ) -> None:
         status, headers, content = injected_response(injection, facts.correlation_id)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content, "more_body": False})
         header_map = {k.decode(): v.decode() for k, v in headers}
         self.state.session.observe_response(
             facts, ResponseFacts(status=status, at=time.time(), retry_after=header_map.get("retry-after"))
@@ -318,6 +338,9 @@ class GatewayApp:
             {"status": status, "headers": redact_headers(headers), "body": body_record(capture, ())},
             error=None, answered_by="gateway", injected=injection.kind, injection_id=injection_id,
         )
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content, "more_body": False})
 
     async def _answer_unreachable(
         self, send: Send, record: _Exchange, exc: BaseException, facts: RequestFacts,
@@ -329,12 +352,6 @@ class GatewayApp:
             "message": f"Opptaksgatewayen fikk ikke svar fra KFR ({self.state.settings.upstream_url}): {type(exc).__name__}",
         }, ensure_ascii=False).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-        if not body.disconnected:
-            try:
-                await send({"type": "http.response.start", "status": 502, "headers": headers})
-                await send({"type": "http.response.body", "body": content, "more_body": False})
-            except OSError:
-                pass
         self.state.session.observe_response(facts, ResponseFacts(status=502, at=time.time()))
         capture = BodyCapture()
         capture.feed(content)
@@ -343,6 +360,10 @@ class GatewayApp:
             {"status": 502, "headers": redact_headers(headers), "body": body_record(capture, ())},
             error=reason, answered_by="gateway",
         )
+        if not body.disconnected:
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.start", "status": 502, "headers": headers})
+                await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
 async def _drain(body: _Body, receive: Receive) -> None:
