@@ -38,6 +38,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import ssl
 import sys
 import time
 import uuid
@@ -106,7 +107,7 @@ class Result:
 class CoreSystem:
     def __init__(self, config: CoreSystemConfig, http: httpx.Client | None = None) -> None:
         self.config = config
-        verify: Any = str(config.ca) if config.ca else True
+        verify: Any = ssl.create_default_context(cafile=str(config.ca)) if config.ca else True
         self.http = http or httpx.Client(timeout=30, verify=verify)
         self._token: str | None = None
         self._token_expires = 0.0
