@@ -9,6 +9,7 @@ by no other rule.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import subprocess
 import sys
@@ -232,7 +233,7 @@ def test_the_good_core_system_recovers_from_every_injection_and_nothing_is_lost(
     exchanges = gateway.exchanges()
     unavailable = [e for e in exchanges if e["injected"] == "unavailable"]
     waits = [dt.datetime.fromisoformat(b["started_at"]) - dt.datetime.fromisoformat(a["started_at"])
-             for a, b in zip(unavailable, unavailable[1:], strict=False)]
+             for a, b in itertools.pairwise(unavailable)]
     assert waits[1] > waits[0]   # the retries waited longer each time
     limited = next(e for e in exchanges if e["injected"] == "rate_limited")
     assert limited["response"]["status"] == 429 and limited["response"]["headers"]["retry-after"] == "1"
