@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import signal
 import subprocess
 import sys
-import time
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,14 @@ def test_sandbox_log_follow_shows_new_requests_as_they_come(
          "--data-dir", str(sandbox.data_dir), "--bank", bank.orgnr],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
     try:
-        time.sleep(1.5)   # started and at the end of the file
+        assert follower.stderr is not None and follower.stdout is not None
+        assert "Følger" in follower.stderr.readline()   # positioned at the end of the log
+        threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout], daemon=True).start()
         customer = synthetic_fodselsnummer()
         send_twice_with_one_correlation_id(sandbox, bank, token, customer)
-        assert follower.stdout is not None
-        first = follower.stdout.readline()
+        first = lines.get(timeout=20)
         assert f"POST add {customer} → 201" in first
     finally:
         follower.send_signal(signal.SIGTERM)

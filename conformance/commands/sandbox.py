@@ -250,6 +250,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        print(f"Følger {data_dir / 'request-log.jsonl'} – stopp med Ctrl-C.", file=sys.stderr, flush=True)
         try:
             for entry in follow_log(data_dir, bank, stop, start=position):
                 show(entry)

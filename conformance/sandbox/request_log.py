@@ -158,18 +158,13 @@ class RequestLogMiddleware:
 
         status: list[int | None] = [None]
         retry_after: list[str | None] = [None]
+        done = [False]
 
-        async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"retry-after":
-                        retry_after[0] = value.decode("latin-1")
-            await send(message)
-
-        try:
-            await self.app(scope, teed, watched)
-        finally:
+        async def finish() -> None:
+            if done[0]:
+                return
+            done[0] = True
+            nonlocal facts, verdicts
             if session is not None and is_batch:
                 facts = dataclasses.replace(
                     facts, body=bytes(kept), body_size=size, body_sha256=digest.hexdigest()
@@ -195,6 +190,22 @@ class RequestLogMiddleware:
                 "token_claims": {k: claims[k] for k in _TOKEN_CLAIMS if k in claims} if claims else None,
                 "contract": [v.to_dict() for v in verdicts],
             })
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"retry-after":
+                        retry_after[0] = value.decode("latin-1")
+                # Logged before the answer leaves: a client that has its answer finds the
+                # request in the log (an empty answer is complete with its headers).
+                await finish()
+            await send(message)
+
+        try:
+            await self.app(scope, teed, watched)
+        finally:
+            await finish()
 
     async def _page(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
