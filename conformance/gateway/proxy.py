@@ -174,7 +174,10 @@ class GatewayApp:
                 return
             await self.control(scope, receive, send)
             return
-        await self._proxy(scope, receive, send)
+        try:
+            await self._proxy(scope, receive, send)
+        finally:
+            self.state.recorder.encode_pending()   # the answer is out: now the journal's turn
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -1,28 +1,30 @@
 """Where the gateway's exchanges go: numbered, kept for the API, journalled on disk.
 
-The proxy hands over each exchange (already redacted) on the event loop; numbering and
-keeping it are a few dictionary operations. Writing it out happens on a writer thread that
-group-commits: whatever has queued up is appended with one write and one fsync
-(:meth:`conformance.evidence.Journal.append_many`), so a busy core system never waits for
-the disk and nothing is lost — :meth:`close` drains the queue before it returns.
+The proxy hands over each exchange (already redacted) before it passes the answer on;
+numbering and keeping it are a few dictionary operations, so whoever drives the core
+system finds the exchange as soon as the core system has its answer. After the answer is
+out, the proxy encodes what was recorded (:meth:`GatewayRecorder.encode_pending`, on the
+event loop: no lock handed to another thread per request). A writer thread wakes every few
+milliseconds and appends whatever has been encoded with one write and one fsync
+(:meth:`conformance.evidence.Journal.append_encoded`, which releases the GIL), so a busy
+core system never waits for the disk; :meth:`close` writes everything before it returns.
 """
 
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance.evidence import Journal
+from conformance.evidence import Journal, encode_exchange
 
 __all__ = ["JOURNAL_FILE", "GatewayRecorder"]
 
 JOURNAL_FILE = "gateway.jsonl"
-_STOP = object()
+WRITE_EVERY_S = 0.005   # how long an encoded exchange may wait for the writer
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -34,11 +36,16 @@ class GatewayRecorder:
         self._changed = threading.Condition()
         self._seq = 0
         self._listeners: list[Listener] = []
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Both deques are appended on one side and emptied on the other: thread-safe
+        # without a lock, so recording never waits for the writer.
+        self._unencoded: collections.deque[dict[str, Any]] = collections.deque()
+        self._encoded: collections.deque[bytes] = collections.deque()
         self._written = 0
+        self._closing = threading.Event()
         self.write_error: str | None = None
         self._writer = threading.Thread(target=self._write_loop, name="gateway-journal", daemon=True)
-        self._writer.start()
+        if self.journal is not None:
+            self._writer.start()
 
     @property
     def journal_path(self) -> Path | None:
@@ -54,12 +61,22 @@ class GatewayRecorder:
             self._seq += 1
             exchange["seq"] = self._seq
             self._kept.append(exchange)
+            if self.journal is not None:
+                self._unencoded.append(exchange)
             self._changed.notify_all()
-        if self.journal is not None:
-            self._queue.put(exchange)
         for listener in self._listeners:
             listener(exchange)
         return exchange
+
+    def encode_pending(self) -> None:
+        """Encode what was recorded for the writer (the proxy calls this once an answer is
+        out; :meth:`flush` and :meth:`close` call it too)."""
+        while True:
+            try:
+                exchange = self._unencoded.popleft()
+            except IndexError:
+                return
+            self._encoded.append(encode_exchange(exchange))
 
     @property
     def count(self) -> int:
@@ -93,39 +110,39 @@ class GatewayRecorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """True once every recorded exchange is in the journal (fsynced)."""
+        self.encode_pending()
         deadline = time.monotonic() + timeout
         while self.journal is not None and self._written < self.count:
             if time.monotonic() > deadline or not self._writer.is_alive():
                 return False
-            time.sleep(0.005)
+            time.sleep(0.002)
         return True
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._writer.join(timeout=30)
+        self.encode_pending()
+        self._closing.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout=30)
         if self.journal is not None:
             self.journal.close()
 
     # ---- the writer thread
 
-    def _drain(self, first: Any) -> Iterator[Any]:
-        yield first
-        while True:
-            try:
-                yield self._queue.get_nowait()
-            except queue.Empty:
-                return
-
     def _write_loop(self) -> None:
+        assert self.journal is not None
         while True:
-            batch = list(self._drain(self._queue.get()))
-            stop = any(item is _STOP for item in batch)
-            exchanges = [item for item in batch if item is not _STOP]
-            if exchanges and self.journal is not None:
+            closing = self._closing.wait(WRITE_EVERY_S)
+            chunks = []
+            while True:
                 try:
-                    self.journal.append_many(exchanges)
-                    self._written += len(exchanges)
+                    chunks.append(self._encoded.popleft())
+                except IndexError:
+                    break
+            if chunks:
+                try:
+                    self.journal.append_encoded(b"".join(chunks))
+                    self._written += len(chunks)
                 except (OSError, ValueError) as exc:  # a full disk must not stop the gateway
                     self.write_error = f"{type(exc).__name__}: {exc}"
-            if stop:
+            if closing and not self._encoded:
                 return
