@@ -206,9 +206,10 @@ def main() -> int:
 
             process, info, stop, record = gateway_process("load")
             gw_port, gw_pid = info.get(timeout=60)
-            cpu_before = _cpu_seconds(gw_pid)
+            cpu_before, sb_cpu_before = _cpu_seconds(gw_pid), _cpu_seconds(sb_pid)
             load = bench_load(gw_port, fid, token, args.clients, args.seconds, args.rate)
             cpu = _cpu_seconds(gw_pid) - cpu_before
+            sb_cpu = _cpu_seconds(sb_pid) - sb_cpu_before
             stop.set()
             recorded, findings = info.get(timeout=120)
             process.join(15)
@@ -255,7 +256,7 @@ journal read back. Headroom: the same {args.clients} clients unpaced for {min(ar
 | sustained load, {args.clients} clients | {load["rate"]:.0f} requests/s ({load["sent"]} sent, answers {load["statuses"]}) | ≥ {args.rate:g}/s — {ok_load} |
 | latency under that load, p50 / p99 | {load["p50_ms"]:.1f} ms / {load["p99_ms"]:.1f} ms | |
 | recorded in the journal | {journal_lines} of {load["sent"]} ({lost} lost; the gateway counted {recorded}), numbered without gaps: {"yes" if numbered else "NO"} | nothing lost |
-| gateway CPU per request under load | {cpu / max(load["sent"], 1) * 1000:.2f} ms | |
+| CPU per request under load: gateway / sandbox | {cpu / max(load["sent"], 1) * 1000:.2f} ms / {sb_cpu / max(load["sent"], 1) * 1000:.2f} ms | |
 | contract findings under load | {", ".join(findings) or "none"} | |
 | headroom: unpaced, {args.clients} clients | {headroom["rate"]:.0f} requests/s (p50 {headroom["p50_ms"]:.1f} ms) | |
 """

@@ -331,3 +331,19 @@ def test_the_robustness_report_is_written_apart_when_the_gateway_stops(gateway: 
     assert injection["status"] == "ferdig" and injection["ok"] is False
     assert injection["verdicts"][0]["rule"] == "nothing-lost"
     assert "prøvde aldri igjen" in injection["verdicts"][0]["reason"]
+
+
+def test_a_batch_over_10_mb_streams_through_and_is_a_finding(gateway: RunningGateway) -> None:
+    boundary = "873380600719114776488944"
+    customers = ",".join(["05909803219"] * (11 * 1024 * 1024 // 12))
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="customer_type"\r\n\r\nDSOPBANK\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="customers"\r\n\r\n{customers}\r\n'
+            f"--{boundary}--\r\n").encode()
+    with httpx.Client(base_url=gateway.kfr_base_url, timeout=60) as http:
+        answer = http.post(f"/customers/financialInstitutions/{BANK}/batch", content=body, headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}", "CorrelationID": str(uuid.uuid4())})
+    assert answer.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+    [exchange] = gateway.exchanges()
+    failed = {v["rule"]: v["reason"] for v in exchange["contract"] if not v["ok"]}
+    assert set(failed) >= {"batch-size"} and f"{len(body)} byte" in failed["batch-size"]
+    assert exchange["request"]["body"]["size"] == len(body)

@@ -280,3 +280,19 @@ def test_the_reference_command_line_keeps_its_token_between_invocations(
     bad = subprocess.run([sys.executable, str(REF), "--config", str(path), "--variant", "nope", "open", customer],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_a_batch_answered_with_503_is_sent_again_as_the_same_file(
+    gateway: RunningGateway, core_system: Callable[..., CoreSystem], sandbox: RunningSandbox,
+    bank: BankCredentials,
+) -> None:
+    customers = [(synthetic_fodselsnummer(), dt.date(2021, 3, 1)), (synthetic_orgnr(), None)]
+    injection_id = gateway.inject(Injection("unavailable", operation="batch", observe_s=5))
+    assert core_system("good").batch(customers).status == 201
+    report = gateway.wait_settled(injection_id, timeout=10)
+    assert report["ok"] and len(report["hits"]) == 1 and len(report["attempts_after"]) == 1
+    first, second = gateway.exchanges()
+    assert first["request"]["body"] == second["request"]["body"]          # the same file again
+    assert first["correlation_id"] != second["correlation_id"]
+    assert sandbox.wait_for_ingestion(10)
+    assert failing_rules(gateway) == {}

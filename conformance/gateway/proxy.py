@@ -61,6 +61,7 @@ _HOP_BY_HOP = frozenset({
 _TOKEN_CLAIMS = ("iss", "scope", "consumer", "client_id", "iat", "exp", "jti")
 _INLINE_CHECK_BYTES = 64 * 1024   # larger batch bodies are checked on a worker thread
 _BUFFER_CAP = 64 * 1024 * 1024    # an injection reads at most this much before deciding
+_PREFETCH_CAP = 1024 * 1024       # a non-batch body larger than this streams through
 _SMALL_ANSWER = 64 * 1024         # answers up to this size are recorded before they are passed on
 
 
@@ -146,13 +147,25 @@ class _Body:
                 self.feed(chunk)
                 yield chunk
 
-    async def read_all(self, receive: Receive, cap: int) -> bytes:
-        chunks = []
-        async for chunk in self.stream(receive):
+    async def prefetch(self, receive: Receive, cap: int) -> bytes | AsyncIterator[bytes]:
+        """The whole body when it is at most ``cap`` bytes (then the request is known in
+        full before it is forwarded); otherwise what was read, followed by the rest as it
+        comes — never a truncated body."""
+        chunks: list[bytes] = []
+        rest = self.stream(receive)
+        async for chunk in rest:
             chunks.append(chunk)
             if self.capture.size > cap:
                 break
-        return b"".join(chunks)
+        if self.complete:
+            return b"".join(chunks)
+
+        async def joined() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+            async for chunk in rest:
+                yield chunk
+        return joined()
 
 
 class GatewayApp:
@@ -234,9 +247,11 @@ class GatewayApp:
                 body_sha256=body.sha256.hexdigest() if body.complete else None,
             )
 
+        # A batch streams through (up to 10 MB); anything else is read first, so its facts
+        # are known before it is forwarded — and so is any batch an injection may answer.
         content: Any = b""
-        if has_body and (is_batch and state.tracker.armed_for(operation)):
-            content = await body.read_all(receive, _BUFFER_CAP)
+        if has_body and (not is_batch or state.tracker.armed_for(operation)):
+            content = await body.prefetch(receive, _BUFFER_CAP if is_batch else _PREFETCH_CAP)
         elif has_body:
             content = body.stream(receive)
         else:
@@ -265,7 +280,10 @@ class GatewayApp:
             response = await transport.handle_async_request(request)
         except (httpx.HTTPError, ConnectionAbortedError, OSError) as exc:
             record.upstream_ms = (time.perf_counter() - t_up) * 1000
-            await self._answer_unreachable(send, record, exc, request_facts or facts(), verdicts, body)
+            if request_facts is None:
+                request_facts = facts()
+                verdicts = await self._check(request_facts)
+            await self._answer_unreachable(send, record, exc, request_facts, verdicts, body)
             return
         record.upstream_ms = (time.perf_counter() - t_up) * 1000
         if request_facts is None:   # a streamed body: its facts are known now it is through
