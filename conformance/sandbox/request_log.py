@@ -4,9 +4,10 @@ For a core system under development: point it at ``sandbox serve`` and read, req
 request, what KFR's contract says about it — the same rules, applied by the same
 :class:`conformance.contract.ContractSession`, as the recording gateway and the judge.
 
-The log lives in memory (the last :data:`KEEP` entries, for the page ``/_sandbox/log``)
-and in ``<data dir>/request-log.jsonl`` (for ``kfr-conformance sandbox log [--follow]``,
-from another process). It is a developer's view, not evidence: lines are written without
+Each entry has ``contract`` (the failed verdicts in full) and ``passed`` (the ids of the
+rules that passed). The log lives in memory (the last :data:`KEEP` entries, for the page
+``/_sandbox/log``) and in ``<data dir>/request-log.jsonl`` (for ``kfr-conformance sandbox
+log [--follow]``, from another process). It is a developer's view, not evidence: lines are written without
 fsync, and the file is rotated to ``request-log.1.jsonl`` when it grows past
 :data:`ROTATE_BYTES`. Tokens are never logged, only their non-secret claims.
 """
@@ -188,7 +189,10 @@ class RequestLogMiddleware:
                 "customer_id": facts.customer_id,
                 "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "token_claims": {k: claims[k] for k in _TOKEN_CLAIMS if k in claims} if claims else None,
-                "contract": [v.to_dict() for v in verdicts],
+                # Kept small (the sandbox's own speed matters): the findings in full, the
+                # rules that passed by id.
+                "contract": [v.to_dict() for v in verdicts if not v.ok],
+                "passed": [v.rule.id for v in verdicts if v.ok],
             })
 
         async def watched(message: Message) -> None:
@@ -239,7 +243,7 @@ Hver forespørsel er kontrollert mot KFRs kontrakt med de samme reglene som oppt
 <td>{{ e.at[11:23] }}</td><td>{{ e.bank or "–" }}</td>
 <td>{{ e.method }} {{ e.operation }}{% if e.customer_id %} <code>{{ e.customer_id }}</code>{% endif %}</td>
 <td>{{ e.status if e.status is not none else "–" }}</td><td><code>{{ e.correlation_id or "–" }}</code></td>
-<td>{% set failed = e.contract | rejectattr("ok") | list %}{% if failed %}{% for v in failed %}<div class="funn">[{{ v.rule }}] {{ v.reason }}</div>{% endfor %}{% elif e.contract %}<span class="ok">OK ({{ e.contract | length }} regler)</span>{% else %}–{% endif %}</td>
+<td>{% if e.contract %}{% for v in e.contract %}<div class="funn">[{{ v.rule }}] {{ v.reason }}</div>{% endfor %}{% elif e.passed %}<span class="ok">OK ({{ e.passed | length }} regler)</span>{% else %}–{% endif %}</td>
 </tr>{% else %}<tr><td colspan="6">Ingen forespørsler ennå.</td></tr>{% endfor %}
 </tbody></table></body></html>
 """)
@@ -309,9 +313,8 @@ def format_entry(entry: Mapping[str, Any]) -> str:
     when = f"{at[:10]} {at[11:23]}" if len(at) >= 23 else at
     customer = f" {entry['customer_id']}" if entry.get("customer_id") else ""
     status = entry.get("status") if entry.get("status") is not None else "–"
-    verdicts = entry.get("contract") or []
-    failed = [v for v in verdicts if not v.get("ok")]
-    outcome = f"{len(failed)} funn" if failed else ("OK" if verdicts else "ikke kontrollert")
+    failed = [v for v in entry.get("contract") or [] if not v.get("ok")]
+    outcome = f"{len(failed)} funn" if failed else ("OK" if entry.get("passed") else "ikke kontrollert")
     line = (
         f"{when} {entry.get('bank') or '–'} {entry.get('method')} {entry.get('operation')}{customer}"
         f" → {status}  CorrelationID={entry.get('correlation_id') or '–'}  {outcome}"
