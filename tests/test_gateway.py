@@ -347,3 +347,20 @@ def test_a_batch_over_10_mb_streams_through_and_is_a_finding(gateway: RunningGat
     failed = {v["rule"]: v["reason"] for v in exchange["contract"] if not v["ok"]}
     assert set(failed) >= {"batch-size"} and f"{len(body)} byte" in failed["batch-size"]
     assert exchange["request"]["body"]["size"] == len(body)
+
+
+def test_a_bank_behind_a_proxy_reaches_kfr_through_it(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY/NO_PROXY are honoured as in a run; the echo server plays the proxy."""
+    from conformance.gateway.proxy import upstream_proxy
+
+    monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{upstream.port}")
+    monkeypatch.setenv("NO_PROXY", "intern.bank.no")
+    assert upstream_proxy("http://intern.bank.no/kar-ws/api/v1") is None
+    assert upstream_proxy(upstream.kfr_base_url) is None   # loopback: never proxied
+    with (start_gateway(settings("http://kfr.test.invalid/kar-ws/api/v1", None)) as gw,
+          httpx.Client(base_url=gw.kfr_base_url) as http):
+        seen = http.get(relationship()).json()
+    # kfr.test.invalid does not resolve: the answer can only have come through the proxy.
+    assert seen["path"] == "/kar-ws/api/v1" + relationship()

@@ -20,9 +20,11 @@ import hashlib
 import json
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.requests import Request
@@ -50,7 +52,7 @@ from conformance.gateway.recorder import GatewayRecorder
 from conformance.gateway.settings import KFR_PREFIX, GatewaySettings
 from conformance.sandbox.settings import is_loopback_host
 
-__all__ = ["CONTROL_PREFIX", "GatewayApp", "GatewayState", "upstream_tls"]
+__all__ = ["CONTROL_PREFIX", "GatewayApp", "GatewayState", "upstream_proxy", "upstream_tls"]
 
 CONTROL_PREFIX = "/_gateway"
 # Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection, not to the message.
@@ -89,6 +91,19 @@ def upstream_tls(settings: GatewaySettings) -> ssl.SSLContext:
     return context
 
 
+def upstream_proxy(url: str) -> str | None:
+    """The proxy from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY for the upstream, unless NO_PROXY
+    names it or it is on loopback (a bank behind a proxy reaches Bits' test environment
+    the way its runs do)."""
+    env = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if is_loopback_host(host) or urllib.request.proxy_bypass_environment(host, env):
+        return None
+    proxy = env.get(parts.scheme) or env.get("all")
+    return proxy if not proxy or "://" in proxy else f"http://{proxy}"
+
+
 @dataclass
 class GatewayState:
     """What the app and the Python API share. ``case_id`` labels the exchanges that follow
@@ -101,8 +116,9 @@ class GatewayState:
     case_id: str | None = None
     tls: ssl.SSLContext | None = None
     transport: httpx.AsyncHTTPTransport | None = None
-    upstream_host: bytes = b""
-    started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.upstream_host: bytes = httpx.URL(self.settings.upstream_url).netloc
 
     def open_transport(self) -> httpx.AsyncHTTPTransport:
         """Created on the gateway's own event loop, where its connections live."""
@@ -112,8 +128,8 @@ class GatewayState:
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=64),
                 retries=0,   # the core system's retries are what is under test
                 trust_env=False,
+                proxy=upstream_proxy(self.settings.upstream_url),
             )
-            self.upstream_host = httpx.URL(self.settings.upstream_url).netloc
         return self.transport
 
 
@@ -208,34 +224,19 @@ class GatewayApp:
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        settings = state.settings
-        at = time.time()
-        t0 = time.perf_counter()
+        at, t0 = time.time(), time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
         relative = path[len(KFR_PREFIX):] if path.startswith(KFR_PREFIX + "/") else path
         query: bytes = scope.get("query_string", b"")
-        url = settings.upstream_url + relative + (f"?{query.decode('latin-1')}" if query else "")
-        transport = state.open_transport()
-
-        headers: list[tuple[bytes, bytes]] = []
-        seen: dict[str, str] = {}
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                has_body = value.strip() not in (b"", b"0")
-            elif name == b"transfer-encoding":
-                has_body = True
-            if name in _HOP_BY_HOP or name == b"host":
-                continue
-            headers.append((name, value))
-            seen[name.decode("latin-1")] = value.decode("latin-1")
+        url = state.settings.upstream_url + relative + (f"?{query.decode('latin-1')}" if query else "")
+        headers, seen, has_body = _request_headers(scope["headers"])
         forwarded_headers = [(b"host", state.upstream_host), *headers]
-
         operation = operation_for(method, relative)
         claims, problem = token_claims(seen.get("authorization"))
         is_batch = operation == "batch"
         body = _Body(keep_limit=state.session.max_batch_bytes if is_batch else 0)
+        record = _Exchange(state, method, url, forwarded_headers, claims, at, t0, operation)
 
         def facts() -> RequestFacts:
             return RequestFacts(
@@ -256,28 +257,22 @@ class GatewayApp:
             content = body.stream(receive)
         else:
             body.complete = True
-
         request_facts: RequestFacts | None = None
         verdicts: list[Verdict] = []
         if body.complete:
             request_facts = facts()
             verdicts = await self._check(request_facts)
+            strike = state.tracker.strike(request_facts)
+            if strike is not None:
+                await self._answer_injected(send, record, strike, request_facts, verdicts, body)
+                return
 
-        strike = state.tracker.strike(request_facts) if request_facts is not None else None
-        record = _Exchange(state, method, url, forwarded_headers, claims, at, t0, operation)
-        if strike is not None:
-            assert request_facts is not None
-            injection_id, injection = strike
-            await self._answer_injected(send, record, injection, request_facts, verdicts, body, injection_id)
-            return
-
-        request = httpx.Request(
-            method, url, headers=forwarded_headers, content=content,
-            extensions={"timeout": httpx.Timeout(settings.upstream_timeout_s, connect=10.0).as_dict()},
-        )
+        request = httpx.Request(method, url, headers=forwarded_headers, content=content, extensions={
+            "timeout": httpx.Timeout(state.settings.upstream_timeout_s, connect=10.0).as_dict(),
+        })
         t_up = time.perf_counter()
         try:
-            response = await transport.handle_async_request(request)
+            response = await state.open_transport().handle_async_request(request)
         except (httpx.HTTPError, ConnectionAbortedError, OSError) as exc:
             record.upstream_ms = (time.perf_counter() - t_up) * 1000
             if request_facts is None:
@@ -291,17 +286,25 @@ class GatewayApp:
                 await _drain(body, receive)
             request_facts = facts()
             verdicts = await self._check(request_facts)
+        await self._pass_answer(send, record, response, request_facts, verdicts, body)
 
-        out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+    async def _pass_answer(
+        self, send: Send, record: _Exchange, response: httpx.Response, facts: RequestFacts,
+        verdicts: list[Verdict], body: _Body,
+    ) -> None:
+        """KFR's answer to the core system, unchanged. Answers up to 64 KiB (all of KFR's)
+        are read whole, recorded, then passed on — so the exchange is in the record before
+        the core system has its answer; larger ones stream through and are recorded after."""
         status = response.status_code
+        out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
 
         def remember(capture: BodyCapture, error: str | None) -> None:
             # Synchronous: the answer is known to the session before a retry can arrive.
-            state.session.observe_response(request_facts, ResponseFacts(
+            self.state.session.observe_response(facts, ResponseFacts(
                 status=status, at=time.time(), retry_after=response.headers.get("retry-after"),
             ))
             record.finish(
-                request_facts, verdicts, body,
+                facts, verdicts, body,
                 {"status": status, "headers": redact_headers(response.headers.raw),
                  "body": body_record(capture, (), response.headers.get("content-encoding", ""))},
                 error=error, answered_by="upstream",
@@ -310,17 +313,15 @@ class GatewayApp:
         capture = BodyCapture()
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) <= _SMALL_ANSWER:
-            # KFR's answers are small: read the whole answer, record it, then pass it on —
-            # so the exchange is in the record before the core system has the answer.
-            error: str | None = None
             try:
                 content = b"".join([chunk async for chunk in response.aiter_raw()])
-            except httpx.HTTPError as exc:
-                content, error = b"", f"{type(exc).__name__}: {exc}"
+            except httpx.HTTPError as exc:   # KFR broke off its answer: the core system gets a 502
+                await self._answer_unreachable(send, record, exc, facts, verdicts, body)
+                return
             finally:
                 await response.aclose()
             capture.feed(content)
-            remember(capture, error)
+            remember(capture, None)
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.start", "status": status, "headers": out_headers})
                 await send({"type": "http.response.body", "body": content, "more_body": False})
@@ -344,9 +345,10 @@ class GatewayApp:
         return self.state.session.check_request(facts)
 
     async def _answer_injected(
-        self, send: Send, record: _Exchange, injection: Injection, facts: RequestFacts,
-        verdicts: list[Verdict], body: _Body, injection_id: int,
+        self, send: Send, record: _Exchange, strike: tuple[int, Injection], facts: RequestFacts,
+        verdicts: list[Verdict], body: _Body,
     ) -> None:
+        injection_id, injection = strike
         status, headers, content = injected_response(injection, facts.correlation_id)
         header_map = {k.decode(): v.decode() for k, v in headers}
         self.state.session.observe_response(
@@ -367,7 +369,13 @@ class GatewayApp:
         self, send: Send, record: _Exchange, exc: BaseException, facts: RequestFacts,
         verdicts: list[Verdict], body: _Body,
     ) -> None:
+        """KFR could not be reached (or broke off): a 502 from the gateway, recorded with
+        the error. When the core system itself went away mid-request, nobody is answered."""
         reason = f"{type(exc).__name__}: {exc}"
+        if body.disconnected:
+            self.state.session.observe_response(facts, ResponseFacts(status=None, at=time.time()))
+            record.finish(facts, verdicts, body, None, error=reason, answered_by="gateway")
+            return
         content = json.dumps({
             "error": "gateway",
             "message": f"Opptaksgatewayen fikk ikke svar fra KFR ({self.state.settings.upstream_url}): {type(exc).__name__}",
@@ -381,10 +389,27 @@ class GatewayApp:
             {"status": 502, "headers": redact_headers(headers), "body": body_record(capture, ())},
             error=reason, answered_by="gateway",
         )
-        if not body.disconnected:
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.start", "status": 502, "headers": headers})
-                await send({"type": "http.response.body", "body": content, "more_body": False})
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.start", "status": 502, "headers": headers})
+            await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+def _request_headers(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], dict[str, str], bool]:
+    """The headers to forward (all but ``Host`` and hop-by-hop ones, in their order), the
+    same as a dict for the rules, and whether a body follows."""
+    headers: list[tuple[bytes, bytes]] = []
+    seen: dict[str, str] = {}
+    has_body = False
+    for name, value in raw:
+        if name == b"content-length":
+            has_body = value.strip() not in (b"", b"0")
+        elif name == b"transfer-encoding":
+            has_body = True
+        if name in _HOP_BY_HOP or name == b"host":
+            continue
+        headers.append((name, value))
+        seen[name.decode("latin-1")] = value.decode("latin-1")
+    return headers, seen, has_body
 
 
 async def _drain(body: _Body, receive: Receive) -> None:
@@ -414,7 +439,7 @@ class _Exchange:
         self.upstream_ms: float | None = None
 
     def finish(
-        self, facts: RequestFacts, verdicts: list[Verdict], body: _Body, response: dict[str, Any],
+        self, facts: RequestFacts, verdicts: list[Verdict], body: _Body, response: dict[str, Any] | None,
         *, error: str | None, answered_by: str, injected: str | None = None,
         injection_id: int | None = None,
     ) -> None:
