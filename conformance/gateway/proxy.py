@@ -119,6 +119,7 @@ class GatewayState:
 
     def __post_init__(self) -> None:
         self.upstream_host: bytes = httpx.URL(self.settings.upstream_url).netloc
+        self.timeouts = httpx.Timeout(self.settings.upstream_timeout_s, connect=10.0).as_dict()
 
     def open_transport(self) -> httpx.AsyncHTTPTransport:
         """Created on the gateway's own event loop, where its connections live."""
@@ -267,9 +268,8 @@ class GatewayApp:
                 await self._answer_injected(send, record, strike, request_facts, verdicts, body)
                 return
 
-        request = httpx.Request(method, url, headers=forwarded_headers, content=content, extensions={
-            "timeout": httpx.Timeout(state.settings.upstream_timeout_s, connect=10.0).as_dict(),
-        })
+        request = httpx.Request(method, url, headers=forwarded_headers, content=content,
+                                extensions={"timeout": state.timeouts})
         t_up = time.perf_counter()
         try:
             response = await state.open_transport().handle_async_request(request)
