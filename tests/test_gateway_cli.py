@@ -140,3 +140,25 @@ def test_a_port_in_use_is_a_plain_message(tmp_path: Path) -> None:
         sock.close()
     assert done.returncode == 2
     assert f"kan ikke lytte på 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_upstream_sandbox_ignores_a_profiles_real_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bank's profile points at Bits' test environment with its real certificate; the
+    sandbox upstream must issue and use sandbox credentials instead."""
+    from conformance.gateway.upstream import resolve_upstream
+    from conformance.profile import load_settings
+
+    (tmp_path / "kfr-conformance.toml").write_text(
+        f'[banks.{BANK}]\nenv = "test"\nclient_id = "real-client"\ncert = "certs/real.p12"\n'
+        'cert_password_env = "NOT_SET_ANYWHERE"\nname = "Eksempelbanken ASA"\n'
+    )
+    settings = load_settings(BANK, {"sandbox_data_dir": str(tmp_path / "sandbox")}, cwd=tmp_path)
+    upstream = resolve_upstream("sandbox", settings)
+    try:
+        assert upstream.env_name == "sandbox" and upstream.client_id != "real-client"
+        assert upstream.kfr_base_url.startswith("http://127.0.0.1:")
+        assert any(str(tmp_path / "sandbox" / "banks" / BANK) in note for note in upstream.notes)
+    finally:
+        upstream.close()
+    test = resolve_upstream("test", settings)
+    assert test.client_id == "real-client" and test.kfr_base_url == "https://preprod.api.bits.no/kar-ws/api/v1"

@@ -79,8 +79,11 @@ UPSTREAM_CHOICES = "test, sandbox eller en http(s)-URL til KFR (…/kar-ws/api/v
 def _sandbox(settings: Settings, issuer: str | None) -> Upstream:
     from conformance.profile import open_environment
 
-    options = {**settings.options, "kfr_env": "sandbox", "kfr_base_url": None}
-    env = open_environment(dataclasses.replace(settings, options=options))
+    # The sandbox issues its own test credentials: a profile's real certificate, client id
+    # or URLs (for Bits' test environment) must not leak into it.
+    options = {"kfr_env": "sandbox", "sandbox_data_dir": settings.options.get("sandbox_data_dir")}
+    profile = {k: v for k, v in settings.profile.items() if k in ("name", "sandbox_data_dir", "ingest_rate")}
+    env = open_environment(dataclasses.replace(settings, options=options, profile=profile))
     folder = env.cert_path.parent
     notes = [
         f"Sandkasse – ikke Bits' testmiljø. Kjernesystemets Maskinporten-klient: {env.client_id}",
