@@ -53,11 +53,13 @@ class Injection:
     observe_s: float = 30.0            # how long to watch the reaction after the last hit
 
     def __post_init__(self) -> None:
-        if self.kind not in INJECTION_KINDS:
+        if self.customer_id is not None and not isinstance(self.customer_id, str):
+            raise UsageError("customer_id må være en streng (kundens ID-nummer).")
+        if not isinstance(self.kind, str) or self.kind not in INJECTION_KINDS:
             raise UsageError(
                 f"Ukjent injeksjon «{self.kind}».", hint=f"Gyldige: {', '.join(INJECTION_KINDS)}."
             )
-        if self.operation is not None and self.operation not in OPERATIONS:
+        if self.operation is not None and (not isinstance(self.operation, str) or self.operation not in OPERATIONS):
             raise UsageError(f"Ukjent operasjon «{self.operation}» (gyldige: {', '.join(OPERATIONS)}).")
         if self.kind == "already_exists":
             if self.operation not in (None, "add"):
