@@ -259,6 +259,17 @@ journal read back. Headroom: the same {args.clients} clients unpaced for {min(ar
 | CPU per request under load: gateway / sandbox | {cpu / max(load["sent"], 1) * 1000:.2f} ms / {sb_cpu / max(load["sent"], 1) * 1000:.2f} ms | |
 | contract findings under load | {", ".join(findings) or "none"} | |
 | headroom: unpaced, {args.clients} clients | {headroom["rate"]:.0f} requests/s (p50 {headroom["p50_ms"]:.1f} ms) | |
+
+What made it faster (each measured with this script, CPU per proxied request in the gateway
+process): `sniffio` installed (without it httpcore retries a failing import on every async
+request), uvicorn's `httptools` parser, the `uvloop` event loop (about a third less CPU;
+plain asyncio on Windows), forwarding through httpx's connection pool (`httpcore`) without
+httpx's request/response models (about a fifth less), `redact_text` skipping its five
+patterns for values that cannot match any, and the journal written by a thread that wakes
+every 5 ms and group-commits encoded lines (an fsync per exchange costs ~2.6 ms here; handing
+each exchange to a thread cost a GIL round trip per request). What is left is mostly httpcore
+and h11 (the upstream HTTP/1.1 client, about half), uvicorn, and the contract rules,
+redaction and recording (about a sixth).
 """
     print(text)
     if not args.no_write:
