@@ -210,6 +210,8 @@ class InjectionTracker:
 
     def strike(self, facts: RequestFacts) -> tuple[int, Injection] | None:
         """The injection that answers this request instead of KFR, if any."""
+        if not self._states:
+            return None
         with self._lock:
             for state in self._states:
                 if state.remaining <= 0 or state.finished or not state.spec.matches(facts):
@@ -224,6 +226,8 @@ class InjectionTracker:
 
     def observe(self, facts: RequestFacts, exchange: Mapping[str, Any], injection_id: int | None) -> None:
         """Every recorded exchange passes here; those of a struck request are kept."""
+        if not self._states:   # no injection scheduled: nothing to follow (no lock needed)
+            return
         with self._lock:
             for state in self._states:
                 if state.key is None or state.key != facts.retry_key or state.finished:
