@@ -76,7 +76,8 @@ async def zipped(request: Request) -> Response:
 
 
 class Upstream:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         app = Starlette(routes=[
             Route("/kar-ws/api/v1/big", big),
             Route("/kar-ws/api/v1/zipped", zipped),
@@ -86,12 +87,15 @@ class Upstream:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off",
+            ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None,
+        ))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     @property
     def kfr_base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/kar-ws/api/v1"
+        return f"{self.scheme}://127.0.0.1:{self.port}/kar-ws/api/v1"
 
     def __enter__(self) -> Upstream:
         self.thread.start()
@@ -291,6 +295,21 @@ def test_tls_serves_https_with_a_certificate_from_the_sandbox_ca(upstream: Upstr
             assert http.get(relationship()).json()["method"] == "GET"
         with httpx.Client(base_url=gw.kfr_base_url) as untrusting, pytest.raises(httpx.ConnectError):
             untrusting.get(relationship())
+
+
+def test_an_https_upstream_is_verified_against_the_given_ca(tmp_path: Path) -> None:
+    """Bits' test environment is https: the gateway verifies it (here against the sandbox
+    CA given as --ca-bundle) and refuses one it cannot verify."""
+    ca = TestCA(tmp_path / "sandbox")
+    with Upstream(tls=issue_server_certificate(ca, ["127.0.0.1"], tmp_path / "tls")) as https_upstream:
+        trusting = settings(https_upstream.kfr_base_url, None, upstream_ca_bundle=ca.cert_path)
+        with start_gateway(trusting) as gw, httpx.Client(base_url=gw.kfr_base_url) as http:
+            assert http.get(relationship()).json()["path"] == "/kar-ws/api/v1" + relationship()
+        with start_gateway(settings(https_upstream.kfr_base_url, None)) as gw, \
+                httpx.Client(base_url=gw.kfr_base_url) as http:
+            refused = http.get(relationship())
+            assert refused.status_code == 502
+            assert "CERTIFICATE_VERIFY_FAILED" in gw.exchanges()[0]["error"]
 
 
 # ---------------------------------------------------------------- the control API
