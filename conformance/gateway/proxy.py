@@ -52,6 +52,7 @@ from conformance.evidence import (
     redact_text,
 )
 from conformance.gateway.injections import Injection, InjectionTracker, injected_response
+from conformance.gateway.network import AsyncioBackend
 from conformance.gateway.recorder import GatewayRecorder
 from conformance.gateway.settings import KFR_PREFIX, GatewaySettings
 from conformance.sandbox.settings import is_loopback_host
@@ -140,6 +141,7 @@ class GatewayState:
                 max_connections=200,
                 max_keepalive_connections=64,
                 retries=0,   # the core system's retries are what is under test
+                network_backend=AsyncioBackend(),
             )
         return self.pool
 
