@@ -76,7 +76,7 @@ async def zipped(request: Request) -> Response:
 
 
 class Upstream:
-    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None, keep_alive_s: int = 5) -> None:
         self.scheme = "https" if tls else "http"
         app = Starlette(routes=[
             Route("/kar-ws/api/v1/big", big),
@@ -88,7 +88,7 @@ class Upstream:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off",
+            app, log_config=None, access_log=False, lifespan="off", timeout_keep_alive=keep_alive_s,
             ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None,
         ))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -310,6 +310,18 @@ def test_an_https_upstream_is_verified_against_the_given_ca(tmp_path: Path) -> N
             refused = http.get(relationship())
             assert refused.status_code == 502
             assert "CERTIFICATE_VERIFY_FAILED" in gw.exchanges()[0]["error"]
+
+
+def test_an_idle_connection_the_upstream_closed_is_not_reused(tmp_path: Path) -> None:
+    """KFR's side closes idle keep-alive connections; the next request must get a fresh
+    connection, not a 502."""
+    with Upstream(keep_alive_s=1) as quick, start_gateway(settings(quick.kfr_base_url, None)) as gw, \
+            httpx.Client(base_url=gw.kfr_base_url) as http:
+        assert http.get(relationship()).status_code == 200
+        time.sleep(1.6)   # the upstream has closed the idle connection by now
+        for _ in range(3):
+            assert http.get(relationship()).status_code == 200
+        assert [e["answered_by"] for e in gw.exchanges()] == ["upstream"] * 4
 
 
 # ---------------------------------------------------------------- the control API

@@ -4,7 +4,8 @@ httpcore's default asyncio backend goes through anyio, which opens a cancel scop
 every read and write; for a proxy that does nothing but read and write, that was about a
 tenth of its CPU per request (``benchmarks/bench_gateway.py``). This is httpcore's own
 extension point (``AsyncConnectionPool(network_backend=…)``) filled with asyncio's streams:
-the same operations, the same httpcore exceptions, timeouts with ``asyncio.timeout``.
+the same operations, the same httpcore exceptions, timeouts with ``asyncio.timeout``; and
+an idle connection's "is it readable?" answered from the stream instead of a poll() call.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpcore
-from httpcore._utils import is_socket_readable
 
 __all__ = ["AsyncioBackend"]
 
@@ -76,7 +76,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return self._writer.get_extra_info("socket")
         if info == "is_readable":
-            return is_socket_readable(self._writer.get_extra_info("socket"))
+            # Asked for every idle connection each time the pool hands out one: the event
+            # loop already reads every socket, so a closed or chattering idle connection
+            # shows in the reader — no poll() system call per connection per request.
+            return (
+                self._reader.at_eof() or self._writer.is_closing()
+                or bool(getattr(self._reader, "_buffer", b""))
+            )
         return None
 
 
