@@ -70,6 +70,7 @@ _INLINE_CHECK_BYTES = 64 * 1024   # larger batch bodies are checked on a worker 
 _BUFFER_CAP = 64 * 1024 * 1024    # an injection reads at most this much before deciding
 _PREFETCH_CAP = 1024 * 1024       # a non-batch body larger than this streams through
 _SMALL_ANSWER = 64 * 1024         # answers up to this size are recorded before they are passed on
+UPSTREAM_CONNECTIONS = 8          # at most this many requests are with KFR at once; more wait
 
 
 def _utc(at: float) -> str:
@@ -138,8 +139,10 @@ class GatewayState:
             self.pool = httpcore.AsyncConnectionPool(
                 ssl_context=self.tls or upstream_tls(self.settings),
                 proxy=httpcore.Proxy(proxy) if proxy else None,
-                max_connections=200,
-                max_keepalive_connections=64,
+                # Few connections: the pool's bookkeeping on every request grows with the
+                # square of their number, and one bank's core system needs no more.
+                max_connections=UPSTREAM_CONNECTIONS,
+                max_keepalive_connections=UPSTREAM_CONNECTIONS,
                 retries=0,   # the core system's retries are what is under test
                 network_backend=AsyncioBackend(),
             )
