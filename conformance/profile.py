@@ -192,8 +192,9 @@ def open_environment(settings: Settings, *, start_sandbox: bool = True) -> BankE
 
             rate = float(settings.get("ingest_rate", 250.0))
             realistic = bool(settings.get("realistic", False))
+            port = int(settings.get("sandbox_port", 0) or 0)
             try:
-                sandbox_settings = _sandbox_settings(SandboxSettings, data_dir, rate, realistic)
+                sandbox_settings = _sandbox_settings(SandboxSettings, data_dir, rate, realistic, port)
                 sandbox = start(sandbox_settings)
                 sandbox.__enter__()
             except ConformanceError as exc:
@@ -214,8 +215,8 @@ def open_environment(settings: Settings, *, start_sandbox: bool = True) -> BankE
     )
 
 
-def _sandbox_settings(cls: Any, data_dir: Path, rate: float, realistic: bool) -> Any:
+def _sandbox_settings(cls: Any, data_dir: Path, rate: float, realistic: bool, port: int = 0) -> Any:
     # ``realistic`` exists once the gateway mode of the sandbox has landed.
     fields = getattr(cls, "__dataclass_fields__", {})
     extra = {"realistic": realistic} if "realistic" in fields else {}
-    return cls(data_dir=data_dir, ingest_rate=rate, **extra)
+    return cls(data_dir=data_dir, ingest_rate=rate, port=port, **extra)

@@ -5,8 +5,13 @@ The pack is hostile input until proven otherwise: it is read in memory through
 run. Every check is reported on its own, with a reason in Norwegian or English:
 
     signature       the CMS signature is valid over the exact manifest bytes
-    certificate     the signer chains to a trusted CA and was valid at signing time
-    signing_time    the signature was made after the run finished, not in the future
+    certificate     the signer chains to a trusted CA and was valid at signing time (the
+                    timestamp's time when there is a good one, else the signer's own)
+    signing_time    the signature was made after the run finished, not in the future, and
+                    the signer's own time agrees with the timestamp
+    timestamp       an RFC 3161 timestamp over the signature from a trusted TSA (none: said
+                    plainly; refused by policy once the certificate has expired)
+    revocation      the signer is not revoked (OCSP, then CRL; off / soft / hard)
     signer_orgnr    signer's orgnr = the manifest's bank = the ``fid`` of every KFR call
     files           every listed file present with its SHA-256 and size; nothing unlisted
     cases           every case passed (manual rows confirmed)
@@ -49,23 +54,29 @@ from conformance.pack.manifest import (
     member_files,
     parse_time,
 )
+from conformance.pack.rejudge import TEST_KFR_BASE_URL as TEST_BASE_URL
+from conformance.pack.rejudge import TEST_MASKINPORTEN_ISSUER, evidence_checks, sheet_rows
+from conformance.pack.revocation import MODES as REVOCATION_MODES
+from conformance.pack.revocation import judge_revocation
 from conformance.pack.safezip import SafeZip, ZipLimits
-
-try:
-    from conformance.kfr import TEST_BASE_URL
-except ImportError:  # pragma: no cover - kfr.py is another module's; the value is fixed
-    TEST_BASE_URL = "https://preprod.api.bits.no/kar-ws/api/v1"
+from conformance.pack.timestamp import judge_timestamp
 
 CHECK_NAMES = (
     "signature",
     "certificate",
     "signing_time",
+    "timestamp",
+    "revocation",
     "signer_orgnr",
     "files",
     "cases",
     "sheet",
     "environment",
     "correlation_ids",
+    "rows",
+    "verdicts",
+    "journal",
+    "attested",
 )
 KFR_OPERATIONS = frozenset({"add", "end", "batch", "lookup", "agency_lookup", "account_lookup"})
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -102,15 +113,50 @@ class CorrelationRecord:
 
 @dataclass(frozen=True)
 class VerificationPolicy:
-    """What Bits accepts. Accepting a sandbox pack takes an explicit ``allow_sandbox``."""
+    """What Bits accepts. Accepting a sandbox pack takes an explicit ``allow_sandbox``.
+
+    Trusted time and revocation: ``tsa_trust_roots`` (with ``trust_roots``) are the roots a
+    timestamp's TSA may chain to; ``require_timestamp`` refuses an untimestamped pack whose
+    certificate has expired since; ``revocation`` is ``off``, ``soft`` (unknown status is a
+    note) or ``hard`` (unknown status refuses); ``ocsp_url``/``crl_url``/``crls`` override
+    what the certificate names. ``now`` is the moment of verification (None: the clock), so
+    a test or an auditor can ask how a pack stands years later. ``strict()`` is the preset
+    that requires a timestamp and a known revocation status."""
 
     trust_roots: tuple[x509.Certificate, ...] = ()
     allow_sandbox: bool = False
     accepted_kfr_base_urls: tuple[str, ...] = (TEST_BASE_URL,)
     expect_sheet_sha256: str | None = None
     expect_sheet_version: str | None = None
+    accepted_maskinporten_issuers: tuple[str, ...] = (TEST_MASKINPORTEN_ISSUER,)
+    accept_attested: bool = False       # rows expecting an HTTP answer passed on a person's word
+    allow_bundled_sheet: bool = False   # the tool's own reconstructed sheet, not Bits'
     lang: str = "nb"
     limits: ZipLimits = field(default_factory=ZipLimits)
+    tsa_trust_roots: tuple[x509.Certificate, ...] = ()
+    require_timestamp: bool = False
+    timestamp_tolerance: dt.timedelta = dt.timedelta(minutes=10)
+    revocation: str = "soft"
+    ocsp_url: str | None = None
+    crl_url: str | None = None
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    revocation_timeout: float = 5.0
+    now: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.revocation not in REVOCATION_MODES:
+            raise ValueError(f"revocation must be one of {REVOCATION_MODES}")
+        if self.now is not None and self.now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+
+    @classmethod
+    def strict(cls, **overrides: Any) -> VerificationPolicy:
+        """Require a timestamp once the certificate has expired, and a known revocation
+        status (``hard``)."""
+        return cls(**{"require_timestamp": True, "revocation": "hard", **overrides})
+
+    def moment(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -325,26 +371,58 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
     signer_info = signature.signer if signature else None
     certificate = signer_info.certificate if signer_info else None
     signing_time = signer_info.signing_time if signer_info else None
+    carried = signed.certificates if signed else ()
+    now = policy.moment()
+    stamp = judge_timestamp(
+        signer_info,
+        tsa_roots=(*policy.tsa_trust_roots, *policy.trust_roots),
+        require_timestamp=policy.require_timestamp,
+        now=now,
+        lang=lang,
+    )
+    trusted_time = stamp.trusted_time  # None unless the timestamp is good
 
     files_check, evidence = _check_files(members, manifest, limits, lang)
     correlations = _correlations(evidence)
+    rows = sheet_rows(members, manifest, lang, evidence.untrusted)
+    rows_check, verdicts_check, journal_check, environment_check, attested_check = (
+        CheckResult(c.name, c.ok, c.reason)
+        for c in evidence_checks(members, manifest, evidence, policy, rows)
+    )
+    certificate_check = _check_certificate(
+        certificate, carried, trusted_time or signing_time, policy, stamped=trusted_time is not None
+    )
+    revocation = judge_revocation(
+        certificate,
+        carried,
+        certificate_trusted=certificate_check.ok,
+        trusted_time=trusted_time,
+        policy=policy,
+        now=now,
+    )
     checks = [
         _check_signature(signature, lang),
-        _check_certificate(
-            certificate, signed.certificates if signed else (), signing_time, policy
-        ),
-        _check_signing_time(signing_time, manifest, lang),
+        certificate_check,
+        _check_signing_time(signing_time, trusted_time, manifest, policy),
+        CheckResult("timestamp", stamp.ok, stamp.reason),
+        CheckResult("revocation", revocation.ok, revocation.reason),
         _check_signer_orgnr(certificate, manifest, evidence, lang),
         files_check,
         _check_cases(manifest, lang),
-        _check_sheet(manifest, policy),
-        _check_environment(manifest, evidence, policy),
+        _check_sheet(manifest, policy, bundled=rows.bundled),
+        environment_check,
         _check_correlation_ids(manifest, evidence, lang),
+        rows_check,
+        verdicts_check,
+        journal_check,
+        attested_check,
     ]
     signer = None
     if certificate is not None:
         signer = describe_certificate(certificate)
         signer["signing_time"] = signing_time.isoformat() if signing_time else None
+        signer["timestamp"] = trusted_time.isoformat() if trusted_time else None
+        signer["tsa"] = stamp.tsa if trusted_time else None
     return VerificationReport(checks, manifest, signer, lang, correlations)
 
 
@@ -362,8 +440,12 @@ def _check_certificate(
     carried: tuple[x509.Certificate, ...],
     signing_time: dt.datetime | None,
     policy: VerificationPolicy,
+    *,
+    stamped: bool = False,
 ) -> CheckResult:
-    """``carried``: the certificates inside the signature, offered as intermediates."""
+    """``carried``: the certificates inside the signature, offered as intermediates.
+    ``signing_time`` is the moment the certificate is judged at: the timestamp's when
+    ``stamped``, else the signer's own claim."""
     lang = policy.lang
     name = "certificate"
     if certificate is None:
@@ -384,7 +466,7 @@ def _check_certificate(
             name,
             False,
             text(
-                "cert.not_valid_then",
+                "cert.not_valid_stamped" if stamped else "cert.not_valid_then",
                 lang,
                 subject=subject,
                 time=_show_time(signing_time),
@@ -415,22 +497,49 @@ def _check_certificate(
         return CheckResult(
             name, False, text("cert.untrusted", lang, subject=subject, issuer=issuer, detail=detail)
         )
+    if stamped:
+        shown = {"subject": subject, "issuer": issuer, "time": _show_time(signing_time)}
+        return CheckResult(name, True, text("cert.ok_stamped", lang, **shown))
     return CheckResult(name, True, text("cert.ok", lang, subject=subject, issuer=issuer))
 
 
 def _check_signing_time(
-    signing_time: dt.datetime | None, manifest: Manifest, lang: str
+    signing_time: dt.datetime | None,
+    trusted_time: dt.datetime | None,
+    manifest: Manifest,
+    policy: VerificationPolicy,
 ) -> CheckResult:
+    """``signing_time`` is the signer's own claim; ``trusted_time`` the good timestamp's
+    ``genTime``, which then decides and which the claim must agree with."""
+    lang = policy.lang
     name = "signing_time"
-    if signing_time is None:
+    moment = trusted_time or signing_time
+    if moment is None:
         return CheckResult(name, False, text("time.missing", lang))
     finished = parse_time(manifest.finished_at)
-    shown = {"time": _show_time(signing_time), "finished": _show_time(finished)}
-    if signing_time < finished - CLOCK_SKEW:
+    shown = {"time": _show_time(moment), "finished": _show_time(finished)}
+    if moment < finished - CLOCK_SKEW:
         return CheckResult(name, False, text("time.before_run", lang, **shown))
-    if signing_time > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+    if moment > policy.moment() + CLOCK_SKEW:
         return CheckResult(name, False, text("time.future", lang, **shown))
-    return CheckResult(name, True, text("time.ok", lang, **shown))
+    if trusted_time is None:
+        return CheckResult(name, True, text("time.ok", lang, **shown))
+    tolerance = _show_duration(policy.timestamp_tolerance, lang)
+    claimed = _show_time(signing_time) if signing_time else "–"
+    if signing_time is not None and abs(signing_time - trusted_time) > policy.timestamp_tolerance:
+        return CheckResult(
+            name, False, text("time.drift", lang, claimed=claimed, tolerance=tolerance, **shown)
+        )
+    return CheckResult(
+        name, True, text("time.ok_stamped", lang, claimed=claimed, tolerance=tolerance, **shown)
+    )
+
+
+def _show_duration(duration: dt.timedelta, lang: str) -> str:
+    minutes = duration.total_seconds() / 60
+    if minutes >= 1 and minutes == int(minutes):
+        return f"{int(minutes)} min"
+    return f"{duration.total_seconds():g} s"
 
 
 def _kfr_calls(evidence: _Evidence) -> Iterable[tuple[str, dict, str]]:
@@ -514,6 +623,7 @@ def _check_files(
             sha256, size = members.digest(name)
         if (sha256, size) != (entry.sha256, entry.size):
             problems.append(text("files.changed", lang, name=name))
+            evidence.untrusted.add(name)  # a changed file is nobody's evidence
     present_set = set(present)
     for path in listed:
         if path not in present_set:
@@ -562,7 +672,7 @@ def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
         if case.manual and case.outcome == "passed":
             bad.append(text("cases.unconfirmed", lang, case=case.id))
         else:
-            bad.append(f"{case.id} ({case.outcome})")
+            bad.append(f"{case.id} ({_outcome_label(case.outcome, lang)})")
     if bad:
         return CheckResult(
             name,
@@ -581,8 +691,11 @@ def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
     return CheckResult(name, True, text("cases.ok", lang, count=len(manifest.cases), manual=manual))
 
 
-def _check_sheet(manifest: Manifest, policy: VerificationPolicy) -> CheckResult:
+def _check_sheet(manifest: Manifest, policy: VerificationPolicy, *, bundled: bool = False) -> CheckResult:
     lang = policy.lang
+    if bundled and not policy.allow_bundled_sheet:
+        # The tool's own reconstruction says nothing about Bits' current cases.
+        return CheckResult("sheet", False, text("sheet.bundled", lang, file=manifest.sheet["file_name"]))
     sheet = manifest.sheet
     actual_sha, actual_version = sheet["sha256"].lower(), sheet["version"]
     if policy.expect_sheet_sha256 and policy.expect_sheet_sha256.lower() != actual_sha:
@@ -612,36 +725,6 @@ def _check_sheet(manifest: Manifest, policy: VerificationPolicy) -> CheckResult:
     )
     shown = {"file": sheet["file_name"], "version": actual_version, "sha256": actual_sha[:16] + "…"}
     return CheckResult("sheet", True, text(key, lang, **shown))
-
-
-def _normalise_url(url: str) -> str:
-    return url.strip().rstrip("/")
-
-
-def _check_environment(
-    manifest: Manifest, evidence: _Evidence, policy: VerificationPolicy
-) -> CheckResult:
-    lang = policy.lang
-    name = "environment"
-    environment = manifest.environment
-    base = _normalise_url(environment["kfr_base_url"])
-    for file, _exchange, url in _kfr_calls(evidence):
-        if not (url == base or url.startswith(base + "/")):
-            return CheckResult(
-                name, False, text("env.evidence_url", lang, url=url[:200], file=file, base=base)
-            )
-    if environment["name"] == "sandbox":
-        if policy.allow_sandbox:
-            return CheckResult(name, True, text("env.sandbox_allowed", lang, url=base))
-        return CheckResult(name, False, text("env.sandbox", lang, url=base))
-    if environment["name"] != "test":
-        return CheckResult(name, False, text("env.name", lang, name=environment["name"][:40]))
-    accepted = {_normalise_url(u) for u in policy.accepted_kfr_base_urls}
-    if base not in accepted:
-        return CheckResult(
-            name, False, text("env.url", lang, url=base, accepted=", ".join(sorted(accepted)))
-        )
-    return CheckResult(name, True, text("env.ok", lang, url=base))
 
 
 def _correlations(evidence: _Evidence) -> list[CorrelationRecord]:
@@ -750,3 +833,12 @@ def _write_correlations(out_csv: Path, rows: list[CorrelationRecord]) -> None:
                     _csv_cell(row.case_id),
                 ]
             )
+
+
+def _outcome_label(value: str, lang: str) -> str:
+    from conformance.models import Outcome
+
+    try:
+        return Outcome(value).label_nb if lang == "nb" else value
+    except ValueError:
+        return value

@@ -8,6 +8,7 @@ unexpected exception into KFR's JSON 500 (KFR-007) so no traceback reaches a cli
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import time
@@ -21,8 +22,9 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conformance.errors import SandboxError
-from conformance.sandbox import kfr, maskinporten
+from conformance.sandbox import kfr, maskinporten, pki_http
 from conformance.sandbox.context import KFR_PREFIX, MASKINPORTEN_PREFIX, SandboxContext
+from conformance.sandbox.pki import PKI_PREFIX
 from conformance.sandbox.request_log import RequestLogMiddleware
 from conformance.sandbox.settings import Faults, is_loopback_host
 
@@ -114,6 +116,10 @@ class SandboxMiddleware:
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                # Date from the sandbox's clock (uvicorn's own Date header is off), so a
+                # clock_offset_s fault shows in Date as it would on a server with a wrong clock.
+                date = email.utils.formatdate(self.ctx.now(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
             await send(message)
 
         try:
@@ -190,6 +196,7 @@ def create_app(ctx: SandboxContext) -> ASGIApp:
         routes=[
             Mount(MASKINPORTEN_PREFIX, routes=maskinporten.ROUTES),
             Mount(KFR_PREFIX, routes=kfr.ROUTES),
+            Mount(PKI_PREFIX, routes=pki_http.ROUTES),
             Route("/_sandbox/faults", faults_endpoint, methods=["GET", "PUT"]),
             Route("/_sandbox/status", status_endpoint, methods=["GET"]),
         ],

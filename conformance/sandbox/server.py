@@ -4,6 +4,7 @@ known before the first request), in a background thread or in the foreground."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import socket
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from cryptography import x509
 
 from conformance.errors import SandboxError
 from conformance.ids import require_orgnr
@@ -21,7 +23,7 @@ from conformance.sandbox.credentials import AGENCY_SCOPE, BankCredentials, issue
 from conformance.sandbox.files import ensure_dir
 from conformance.sandbox.ingest import Ingester
 from conformance.sandbox.maskinporten import AccessTokens, SigningKey
-from conformance.sandbox.pki import TestCA
+from conformance.sandbox.pki import PkiUrls, Revocation, TestCA, bank_certificate
 from conformance.sandbox.settings import Faults, SandboxSettings
 from conformance.sandbox.store import open_store
 
@@ -67,6 +69,7 @@ class RunningSandbox:
         self._socket = _bind(settings.host, settings.port)
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://{_url_host(settings.host)}:{self.port}"
+        self.ca.urls = PkiUrls.for_base(self.base_url)  # certificates issued now name it
         try:
             self.store = open_store(self.data_dir, in_memory=settings.in_memory)
         except BaseException:
@@ -96,6 +99,7 @@ class RunningSandbox:
             lifespan="off",
             proxy_headers=False,
             server_header=False,
+            date_header=False,  # SandboxMiddleware stamps Date from the sandbox's own clock
             timeout_keep_alive=30,
             timeout_graceful_shutdown=2,
             loop="asyncio",
@@ -121,6 +125,15 @@ class RunningSandbox:
     @property
     def ca_pem(self) -> bytes:
         return self.ca.cert_pem
+
+    @property
+    def pki_urls(self) -> PkiUrls:
+        """The test TSA, OCSP responder, CRL and CA certificate of this sandbox."""
+        return PkiUrls.for_base(self.base_url)
+
+    @property
+    def tsa_url(self) -> str:
+        return self.pki_urls.tsa
 
     # ------------------------------------------------------------------ life cycle
 
@@ -213,6 +226,19 @@ class RunningSandbox:
             password=password,
             alt_scope=None,
         )
+
+    def revoke(
+        self,
+        bank: str | x509.Certificate,
+        *,
+        at: dt.datetime | None = None,
+        reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise,
+    ) -> Revocation:
+        """Revoke a certificate of this sandbox's CA: ``bank`` is the certificate, or an orgnr
+        for the bank's certificate in ``<data_dir>/banks/<orgnr>/``. The CRL and the OCSP
+        responder say so from the next request on."""
+        cert = bank if isinstance(bank, x509.Certificate) else bank_certificate(self.data_dir, bank)
+        return self.ca.revoke(cert, at=at, reason=reason)
 
     def register_account(self, account_id: str, orgnr: str) -> None:
         """Make ``accountServicingProvider`` answer ``orgnr`` for this 11-digit account."""

@@ -40,6 +40,7 @@ MISBEHAVIOURS: dict[str, str] = {
     "wrong_bank_name": "lookups answer with another bankName",
     "token_wrong_scope": "Maskinporten grants tokens without the requested write scope",
 }
+MAX_CLOCK_OFFSET_S = 86_400.0
 
 
 def _rate(name: str, value: float) -> float:
@@ -54,6 +55,9 @@ class Faults:
 
     ``fail_next`` is a burst: the next N KFR requests answer 500 KFR-007; the running
     sandbox counts it down, and ``RunningSandbox.faults`` shows what is left of it.
+    ``clock_offset_s`` runs the sandbox's clock that many seconds ahead (negative: behind):
+    its ``Date`` header and Maskinporten's iat/exp checks use the shifted clock, so a
+    client's wrong clock can be shown without changing the client's.
     """
 
     latency_ms: float = 0
@@ -64,8 +68,19 @@ class Faults:
     token_lifetime_s: int | None = None
     seed: int | None = None
     misbehave: frozenset[str] = field(default_factory=frozenset)
+    clock_offset_s: float = 0
 
     def __post_init__(self) -> None:
+        offset = self.clock_offset_s
+        if (
+            not isinstance(offset, int | float)
+            or isinstance(offset, bool)
+            or not math.isfinite(offset)
+            or abs(offset) > MAX_CLOCK_OFFSET_S
+        ):
+            raise SandboxError(
+                f"Faults.clock_offset_s må være mellom -86400 og 86400 sekunder, ikke {offset!r}."
+            )
         latency = self.latency_ms
         if (
             not isinstance(latency, int | float)
