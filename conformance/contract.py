@@ -184,9 +184,10 @@ R_TOKEN_REUSED = rule(
 
 
 def token_claims(authorization: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The claims of the bearer token in an Authorization header, decoded but not trusted
-    (no signature check: the gateway and the judge only read what the client sent), or
-    ``(None, why)`` when there is no readable token."""
+    """The identifying claims (iss, scope, consumer, client_id, iat, exp, jti) of the bearer
+    token in an Authorization header, decoded but not trusted (no signature check: the
+    gateway and the judge only read what the client sent), or ``(None, why)`` when there is
+    no readable token."""
     if not authorization:
         return None, "Authorization-headeren mangler"
     scheme, _, token = authorization.strip().partition(" ")
@@ -201,14 +202,10 @@ def token_claims(authorization: str | None) -> tuple[dict[str, Any] | None, str 
 @functools.lru_cache(maxsize=1024)
 def _decoded_claims(token: str) -> Mapping[str, Any] | None:
     # Cached: a well-behaved client sends one token many times, and decoding is the
-    # costliest step of checking a request.
-    import jwt
+    # costliest step of checking a request. The identifying claims only, as evidence keeps.
+    from conformance.evidence import token_claims as identifying_claims
 
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    return claims if isinstance(claims, dict) else None
+    return identifying_claims(token)
 
 
 def token_is_bearer_jwt(problem: str | None) -> Verdict:

@@ -210,6 +210,7 @@ def test_the_token_is_never_recorded_only_its_claims(gateway: RunningGateway) ->
                                         "iat": exchange["token_claims"]["iat"],
                                         "exp": exchange["token_claims"]["exp"], "jti": "jti-1"}
     assert exchange["source"] == "gateway" and exchange["operation"] == "add"
+    assert exchange["request"]["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()[:16]
     assert {v["rule"] for v in exchange["contract"]} >= {"correlation-id-uuid", "token-issuer", "customer-id-valid"}
 
 

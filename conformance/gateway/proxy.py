@@ -50,6 +50,7 @@ from conformance.evidence import (
     operation_for,
     redact_headers,
     redact_text,
+    token_fingerprint,
 )
 from conformance.gateway.injections import Injection, InjectionTracker, injected_response
 from conformance.gateway.network import AsyncioBackend
@@ -65,7 +66,6 @@ _HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
     b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
-_TOKEN_CLAIMS = ("iss", "scope", "consumer", "client_id", "iat", "exp", "jti")
 _INLINE_CHECK_BYTES = 64 * 1024   # larger batch bodies are checked on a worker thread
 _BUFFER_CAP = 64 * 1024 * 1024    # an injection reads at most this much before deciding
 _PREFETCH_CAP = 1024 * 1024       # a non-batch body larger than this streams through
@@ -75,13 +75,6 @@ UPSTREAM_CONNECTIONS = 8          # at most this many requests are with KFR at o
 
 def _utc(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _public_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The token's non-secret claims; never the token itself."""
-    if claims is None:
-        return None
-    return {name: claims[name] for name in _TOKEN_CLAIMS if name in claims}
 
 
 def upstream_tls(settings: GatewaySettings) -> ssl.SSLContext:
@@ -478,6 +471,10 @@ class _Exchange:
         self.t0 = t0
         self.operation = operation
         self.upstream_ms: float | None = None
+        # Which token was sent, as the tool's own evidence says it (never the token).
+        bearer = next((v for k, v in headers if k == b"authorization"), b"").decode("latin-1")
+        scheme, _, token = bearer.partition(" ")
+        self.token_sha256 = token_fingerprint(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
 
     def finish(
         self, facts: RequestFacts, verdicts: list[Verdict], body: _Body, response: dict[str, Any] | None,
@@ -499,12 +496,13 @@ class _Exchange:
                 "url": redact_text(self.url),
                 "headers": redact_headers(self.headers),
                 "body": body_record(body.capture, ()),
+                **({"token_sha256": self.token_sha256} if self.token_sha256 else {}),
             },
             "response": response,
             "error": redact_text(error) if error else None,
             "answered_by": answered_by,
             "injected": injected,
-            "token_claims": _public_claims(self.claims),
+            "token_claims": dict(self.claims) if self.claims is not None else None,
             "contract": [v.to_dict() for v in verdicts],
         }
         state.recorder.record(exchange)
