@@ -25,6 +25,7 @@ from conformance.errors import SandboxError
 from conformance.sandbox import kfr, maskinporten, pki_http
 from conformance.sandbox.context import KFR_PREFIX, MASKINPORTEN_PREFIX, SandboxContext
 from conformance.sandbox.pki import PKI_PREFIX
+from conformance.sandbox.request_log import RequestLogMiddleware
 from conformance.sandbox.settings import Faults, is_loopback_host
 
 log = logging.getLogger("conformance.sandbox")
@@ -202,4 +203,5 @@ def create_app(ctx: SandboxContext) -> ASGIApp:
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.ctx = ctx
-    return SandboxMiddleware(app, ctx)
+    # Inside SandboxMiddleware: its "drop" fault needs uvicorn's own send callable.
+    return SandboxMiddleware(RequestLogMiddleware(app, ctx), ctx)
