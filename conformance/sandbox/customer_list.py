@@ -21,6 +21,7 @@ from typing import IO
 from conformance.sandbox.identifiers import acceptable_customer_id
 
 MAX_FREE_ID_LENGTH = 64  # when ID checks are off (misbehave), still keep rows sane
+SLICE_BYTES = 64 * 1024
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Longer than any value the checks accept; stands in for a field that grew past the cap.
 _OVERLONG = "x" * (MAX_FREE_ID_LENGTH + 1)
@@ -143,15 +144,17 @@ class CustomerListParser:
     # ------------------------------------------------------------------ input
 
     def feed(self, data: bytes) -> None:
-        if self.utf8_error:
-            return
-        try:
-            text = self._decoder.decode(data)
-        except UnicodeDecodeError:
-            self.utf8_error = True
-            return
-        if self.error is None and text:
-            self._take(text)
+        # In slices, so that a large read never becomes one large list of strings.
+        for start in range(0, len(data), SLICE_BYTES):
+            if self.utf8_error:
+                return
+            try:
+                text = self._decoder.decode(data[start : start + SLICE_BYTES])
+            except UnicodeDecodeError:
+                self.utf8_error = True
+                return
+            if self.error is None and text:
+                self._take(text)
 
     def end(self) -> None:
         if self._ended:

@@ -46,7 +46,7 @@ from conformance.sandbox.maskinporten import InvalidToken, consumer_orgnr
 
 DSOPBANK = "DSOPBANK"
 DRAIN_CAP = 64 * 1024 * 1024  # read (and discard) at most this much of a refused upload
-SPOOL_IN_MEMORY = 1024 * 1024  # an accepted file's entry list goes to disk beyond this
+SPOOL_IN_MEMORY = 64 * 1024  # an accepted file's entry list goes to disk beyond this
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
