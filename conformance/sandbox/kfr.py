@@ -15,6 +15,10 @@ codes of their own description. Agency operations (not a bank's) answer like thi
 
 Relationships are dated in Norwegian calendar days: POST starts one today, DELETE ends it
 today (history kept), a lookup finds relationships overlapping [fromDate, toDate].
+
+A batch file is checked as it streams in; KFR's 10 MB limit counts its ``customers`` part
+and is answered 413 KFR-004 with the connection closed. With ``SandboxSettings.realistic``
+an API gateway (``gateway.py``) answers authentication failures before these routes run.
 """
 
 from __future__ import annotations
@@ -251,7 +255,7 @@ async def batch(request: Request) -> Response:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + FORM_ALLOWANCE:
         return _too_large(
-            correlation_id, f"the request is larger than {limit + FORM_ALLOWANCE} bytes"
+            correlation_id, f"forespørselen er større enn {limit + FORM_ALLOWANCE} byte"
         )
     read_all = False
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=ctx.data_dir) as spool:
