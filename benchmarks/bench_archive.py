@@ -1,16 +1,17 @@
 """Archive throughput: ``archive add`` and ``verify-all`` over 1 000 typical packs.
 
 Method: build N distinct, really signed packs shaped like a bundled-sheet run (22 cases,
-1–3 exchanges each, a ~120 KB report.html, the filled sheet), over 10 banks. They are
-made by rebuilding one results folder per bank with a different report each time, so
-every pack has its own bytes, manifest and CMS signature (cached in ``--cache`` so a
+1–3 exchanges each, a ~120 KB report.html, the filled sheet), over 10 banks. Each is
+its own run (own CorrelationIDs and evidence), so the replay index holds N runs' worth of
+fingerprints with no pair sharing any — as in a real archive (cached in ``--cache`` so a
 re-run skips this). Then, each as a real ``kfr-conformance`` process on a fresh archive:
 
 - ``archive add --archive A --trust ca.pem PACKS/`` (folder import: verify, fsynced copy,
   one transaction per pack);
 - the same again (every pack a duplicate: hashing and index look-ups only);
 - ``archive verify-all`` (read, hash and re-verify every pack, compare with the index);
-- ``archive list --json`` and ``archive html`` for scale.
+- ``archive list --json``, ``archive list --replayed`` (the replay self-join over every
+  CorrelationID and fingerprint), ``archive export-correlations`` and ``archive html``.
 
 The verifier's own share is measured in-process: ``verify_pack_bytes`` over the same
 packs, so the archive's overhead (copy, fsync, index) is the difference.
@@ -35,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from archive_support import Bank  # noqa: E402
+from archive_support import Bank, restamp_kfr_answers  # noqa: E402
 from pack_support import CaseDraft, TinyCA, make_results_dir  # noqa: E402
 
 from conformance.ids import synthetic_orgnr  # noqa: E402
@@ -71,24 +72,25 @@ def build_packs(out: Path, count: int) -> tuple[Path, list[Path]]:
         for b in range(BANK_COUNT)
     ]
     base = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
-    folders, issued = {}, {}
-    for b, bank in enumerate(banks):
-        folders[b] = make_results_dir(
-            out / "runs",
-            orgnr=bank.orgnr,
-            name=bank.name,
-            cases=CASES,
-            started_at=base + dt.timedelta(days=b),
-            seed=b,
-        )
-        issued[b] = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
+    issued = {
+        b: ca.issue(bank.orgnr, bank.name, key_index=bank.key_index) for b, bank in enumerate(banks)
+    }
     (out / "packs").mkdir()
     packs = []
     for i in range(count):
         b = i % BANK_COUNT
-        (folders[b] / "report.html").write_bytes(_report_html(i))
+        folder = make_results_dir(
+            out / "runs",
+            orgnr=banks[b].orgnr,
+            name=banks[b].name,
+            cases=CASES,
+            started_at=base + dt.timedelta(hours=i),
+            seed=i,
+        )
+        restamp_kfr_answers(folder)  # its own KFR answers, not a copy of another run's
+        (folder / "report.html").write_bytes(_report_html(i))
         result = build_pack(
-            folders[b], certificate=issued[b].certificate, private_key=issued[b].private_key
+            folder, certificate=issued[b].certificate, private_key=issued[b].private_key
         )
         target = out / "packs" / f"{i:05d}-{result.zip_path.name}"
         shutil.copyfile(result.zip_path, target)
@@ -116,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packs", type=int, default=1000)
     parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "kfr-bench-archive"
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "kfr-bench-archive-runs"
     )
     args = parser.parse_args()
 
@@ -144,6 +146,10 @@ def main() -> None:
         again = _cli("archive", "add", *trust, folder)
         verify_all = _cli("archive", "verify-all", *trust)
         listing = _cli("archive", "list", "--archive", str(archive), "--json")
+        replayed = _cli("archive", "list", "--archive", str(archive), "--replayed")
+        export = _cli(
+            "archive", "export-correlations", "--archive", str(archive), str(Path(work) / "ids.csv")
+        )
         html = _cli("archive", "html", "--archive", str(archive), str(Path(work) / "nettsted"))
         startup = min(
             _cli("archive", "list", "--archive", str(archive), "--bank", "999999999")
@@ -157,6 +163,8 @@ def main() -> None:
         ("archive add (all duplicates)", again, startup),
         ("archive verify-all", verify_all, startup),
         ("archive list --json", listing, startup),
+        ("archive list --replayed", replayed, startup),
+        ("archive export-correlations", export, startup),
         ("archive html", html, startup),
     ]
     print(f"\nprocess start-up (archive list, empty result): {startup * 1000:.0f} ms\n")

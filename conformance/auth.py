@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import re
 import threading
 import time
@@ -85,6 +86,21 @@ def _password_bytes(password: str | bytes | None) -> bytes | None:
     return password.encode("utf-8") if isinstance(password, str) else password
 
 
+_LOADED: dict[str, Credentials] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _cache_key(data: bytes, password: str | bytes | None, key_path: Path | None) -> str:
+    digest = hashlib.sha256(data)
+    digest.update(b"\0" + (_password_bytes(password) or b""))
+    if key_path is not None:
+        try:
+            digest.update(b"\0" + Path(key_path).read_bytes())
+        except OSError:
+            digest.update(b"\0" + str(key_path).encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Credentials:
     """An enterprise certificate with its RSA private key (and any intermediate certificates)."""
@@ -123,14 +139,25 @@ class Credentials:
         same PEM file or in ``key_path``. Raises :class:`CredentialError` with a plain message."""
         path = Path(path)
         data = _read(path, "Sertifikatfilen")
+        # The run, each worker and the pack step all load the same file: decrypting a
+        # PKCS#12 costs tens of milliseconds, so one process does it once per content.
+        key = _cache_key(data, password, key_path)
+        with _LOADED_LOCK:
+            cached = _LOADED.get(key)
+        if cached is not None:
+            return cached
         if _looks_like_pem(data):
-            return cls._from_pem(path, data, password=password, key_path=key_path)
-        if key_path is not None:
+            loaded = cls._from_pem(path, data, password=password, key_path=key_path)
+        elif key_path is not None:
             raise CredentialError(
                 f"{path} er ikke en PEM-fil, men en nøkkelfil ble oppgitt "
                 f"({path} is not PEM; a separate key file only goes with a PEM certificate)."
             )
-        return cls._from_pkcs12(path, data, password)
+        else:
+            loaded = cls._from_pkcs12(path, data, password)
+        with _LOADED_LOCK:
+            _LOADED[key] = loaded
+        return loaded
 
     @classmethod
     def _from_pkcs12(cls, path: Path, data: bytes, password: str | bytes | None) -> Credentials:
@@ -295,13 +322,22 @@ _MP_ADVICE: dict[str, str] = {
     "MP-122": "Organisasjonsnummeret i sertifikatet er ikke det klienten er registrert på. Bruk sertifikatet til virksomheten som eier klienten, eller en klient som tilhører sertifikatets virksomhet.",
     "MP-124": "Signaturen på assertion kan ikke verifiseres med sertifikatet. Kontroller at x5c inneholder virksomhetssertifikatet og at nøkkelen hører til det.",
     "MP-130": "Assertion er utløpt eller ikke gyldig ennå. Kontroller maskinens klokke (NTP): iat må ligge innenfor noen sekunder av Maskinportens klokke.",
-    "MP-200": "Klienten har ikke tilgang til scopet. Be Bits om tilgang til scopet, og legg det til på klienten i Samarbeidsportalen.",
+    "MP-200": "Klienten har ikke tilgang til scopet den ba om. Be bare om scope klienten allerede har i Samarbeidsportalen (for skrivetilgang: bits:kundeforhold.write, som Bits gir ved onboarding); for KFR-18 holder det at klienten har ett annet scope enn skrivescopet, eller at testen kjøres uten --alt-scope.",
 }
 _ERROR_ADVICE: dict[str, str] = {
     "invalid_scope": _MP_ADVICE["MP-200"],
     "invalid_request": "Forespørselen til Maskinporten var ugyldig (invalid_request).",
     "invalid_client": _MP_ADVICE["MP-100"],
 }
+
+
+def mp_advice(mp_code: str | None, error: str | None = None) -> str:
+    """What the bank's IT should do about a Maskinporten refusal (Norwegian)."""
+    return (
+        _MP_ADVICE.get(mp_code or "")
+        or _ERROR_ADVICE.get(error or "")
+        or "Se Maskinportens feilsøkingsside for koden, og kontroller klient-ID, sertifikat og scope."
+    )
 
 
 class MaskinportenClient:
@@ -365,7 +401,7 @@ class MaskinportenClient:
 
     # ---- the token request
 
-    def fetch_token(self, scopes: Sequence[str]) -> AccessToken:
+    def fetch_token(self, scopes: Sequence[str], *, role: str = "token") -> AccessToken:
         """Ask Maskinporten for a token now (no cache). Raises AuthError when refused,
         TargetEnvironmentError when Maskinporten cannot be reached or fails (after retries)."""
         scopes = list(scopes)
@@ -379,7 +415,8 @@ class MaskinportenClient:
             sent_at = self.clock()
             try:
                 response = self.http.post(
-                    self.token_endpoint, data=form, headers={"Accept": "application/json"}
+                    self.token_endpoint, data=form, headers={"Accept": "application/json"},
+                    extensions={"kfr_role": role},
                 )
             except httpx.TransportError as exc:
                 last_problem, advice, worth_retrying = describe_transport_error(exc)
@@ -429,13 +466,7 @@ class MaskinportenClient:
         text = " ".join(str(body.get(k) or "") for k in ("error_uri", "error_description", "error"))
         match = _MP_CODE.search(text)
         mp_code = match.group(0) if match else ("MP-200" if error == "invalid_scope" else None)
-        advice = (
-            _MP_ADVICE.get(mp_code or "")
-            or _ERROR_ADVICE.get(error or "")
-            or (
-                "Se Maskinportens feilsøkingsside for koden, og kontroller klient-ID, sertifikat og scope."
-            )
-        )
+        advice = mp_advice(mp_code, error)
         if mp_code == "MP-130" or "expired" in description.lower() or "iat" in description:
             skew = self._clock_skew(response)
             if skew is not None and abs(skew) > CLOCK_TOLERANCE_S / 2:
@@ -498,8 +529,11 @@ class MaskinportenAuth(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {token.value}"
         response = yield request
         if response.status_code == 401:
-            # The token may have expired mid-run or been revoked: renew it once.
+            # The token may have expired mid-run or been revoked: renew it once. The repeat
+            # is a new request to KFR, so it gets its own CorrelationID (never one used twice).
             self.client.invalidate(self.scopes)
             token = self.client.token(self.scopes)
             request.headers["Authorization"] = f"Bearer {token.value}"
+            if "CorrelationID" in request.headers:
+                request.headers["CorrelationID"] = str(uuid.uuid4())
             yield request

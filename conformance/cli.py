@@ -20,8 +20,11 @@ from conformance.errors import ConformanceError
 COMMAND_MODULES = (
     "conformance.commands.sandbox",
     "conformance.commands.sheet",
+    "conformance.commands.doctor",
+    "conformance.commands.token",
     "conformance.commands.pack",
     "conformance.commands.archive",
+    "conformance.commands.batch",
 )
 
 

@@ -38,6 +38,8 @@ __all__ = [
     "operation_for",
     "redact_headers",
     "redact_text",
+    "token_claims",
+    "token_fingerprint",
 ]
 
 REDACTED = "[REDACTED]"
@@ -99,6 +101,40 @@ def redact_headers(
         value = REDACTED if name.lower() in _SECRET_HEADERS else redact_text(value, extra)
         result[name] = f"{result[name]}, {value}" if name in result else value
     return result
+
+
+# ---------------------------------------------------------------- tokens, without the secret
+
+# Claims of an access token that identify it but cannot be used as it: the judge and verify
+# read the issuer, scope and consumer from them; the token itself is never kept.
+TOKEN_CLAIMS = ("iss", "client_id", "client_amr", "consumer", "scope", "token_type", "iat",
+                "exp", "jti", "aud")
+
+
+def token_fingerprint(token: str) -> str:
+    """A short SHA-256 of a bearer token: links a request to the token exchange that issued
+    the token without keeping anything that could be replayed."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def token_claims(token: str) -> dict[str, Any] | None:
+    """The identifying claims of a JWT access token, decoded but not verified (who issued it
+    is checked against the environment, not trusted); None when it is not a JWT."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    if not isinstance(claims, dict):
+        return None
+    return {key: claims[key] for key in TOKEN_CLAIMS if key in claims}
+
+
+def _bearer(headers: httpx.Headers) -> str | None:
+    value = headers.get("Authorization") or ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 # ---------------------------------------------------------------- operations
@@ -211,9 +247,13 @@ class EvidenceRecorder:
     not mix their cases up.
     """
 
-    def __init__(self, journal: Journal | None = None, *, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, journal: Journal | None = None, *, secrets: Iterable[str] = (),
+                 session: int = 1) -> None:
         self.journal = journal
+        # A run continued with --resume records its exchanges as session 2, 3, …
+        self.session = session
         self._current: ContextVar[str | None] = ContextVar(f"kfr_case_{id(self)}", default=None)
+        self._attempt: ContextVar[int] = ContextVar(f"kfr_attempt_{id(self)}", default=1)
         self._lock = threading.Lock()
         self._by_case: dict[str | None, list[dict]] = {}
         self._secrets: list[str] = [s for s in secrets if s]
@@ -234,6 +274,20 @@ class EvidenceRecorder:
         finally:
             self._current.reset(token)
 
+    @contextlib.contextmanager
+    def attempt(self, number: int) -> Iterator[EvidenceRecorder]:
+        """Exchanges recorded inside are the ``number``-th attempt at the current case (a row
+        is tried again, with fresh customers, only after the environment failed)."""
+        token = self._attempt.set(number)
+        try:
+            yield self
+        finally:
+            self._attempt.reset(token)
+
+    @property
+    def attempt_number(self) -> int:
+        return self._attempt.get()
+
     def add_secret(self, value: str | bytes | None) -> None:
         """A value (e.g. a certificate password) to scrub from everything recorded."""
         if isinstance(value, bytes):
@@ -251,7 +305,8 @@ class EvidenceRecorder:
         with self._lock:
             case_id = self._current.get()
             items = self._by_case.setdefault(case_id, [])
-            exchange = {"case_id": case_id, "seq": len(items) + 1, **exchange}
+            exchange = {"case_id": case_id, "session": self.session, "seq": len(items) + 1,
+                        "attempt": exchange.pop("attempt", None) or self._attempt.get(), **exchange}
             items.append(exchange)
             # Journal inside the lock so the file's order is the recorded order.
             if self.journal is not None:
@@ -271,11 +326,12 @@ class EvidenceRecorder:
         with self._lock:
             self._by_case.pop(case_id, None)
 
-    def write_case_file(self, case_id: str, path: Path) -> None:
-        """``{"case_id": …, "exchanges": […]}``, written atomically."""
+    def write_case_file(self, case_id: str, path: Path, earlier: Iterable[dict] = ()) -> None:
+        """``{"case_id": …, "exchanges": […]}``, written atomically; ``earlier`` are the
+        case's exchanges from earlier sessions of a resumed run, kept before this one's."""
         from conformance.atomic import atomic_write_bytes
 
-        data = {"case_id": case_id, "exchanges": self.exchanges(case_id)}
+        data = {"case_id": case_id, "exchanges": [*earlier, *self.exchanges(case_id)]}
         text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(Path(path), text.encode("utf-8"))
 
@@ -332,6 +388,17 @@ def _decoded(raw: bytes, encoding: str) -> bytes:
         return raw
 
 
+def _issued_token(capture: _BodyCapture) -> str | None:
+    if capture.size > MAX_INLINE_BODY:
+        return None
+    try:
+        body = json.loads(bytes(capture.head))
+    except ValueError:
+        return None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
 class _RecordingStream(httpx.SyncByteStream):
     """Passes the response body through to the caller and records the exchange on close."""
 
@@ -379,13 +446,21 @@ class RecordingTransport(httpx.BaseTransport):
             "headers": redact_headers(request.headers, secrets),
             "body": self._request_body(request, secrets),
         }
+        operation = operation_for(request.method, request.url.path)
         base = {
-            "operation": operation_for(request.method, request.url.path),
+            "operation": operation,
+            # What the request is for in its row: "main", "setup", "control", "poll", …
+            "role": request.extensions.get("kfr_role") or ("token" if operation == "token" else "main"),
             "correlation_id": request.headers.get("CorrelationID"),
             "started_at": started_at,
         }
-        # Record under the case that sent the request, even if the body is read elsewhere.
+        bearer = _bearer(request.headers)
+        if bearer is not None:
+            request_record["token_sha256"] = token_fingerprint(bearer)
+        # Record under the case (and attempt) that sent the request, even if the body is
+        # read elsewhere.
         case_token = self.recorder.case_id
+        base["attempt"] = self.recorder.attempt_number
         try:
             response = self.inner.handle_request(request)
         except Exception as exc:
@@ -402,6 +477,11 @@ class RecordingTransport(httpx.BaseTransport):
             }
             if base["correlation_id"] is None:
                 base["correlation_id"] = response.headers.get("CorrelationID")
+            if operation == "token" and response.status_code == 200:
+                issued = _issued_token(capture)
+                if issued is not None:
+                    response_record["token_sha256"] = token_fingerprint(issued)
+                    response_record["token_claims"] = token_claims(issued)
             self._record(case_token, base, t0, request_record, response_record, error)
 
         stream = response.stream

@@ -55,6 +55,35 @@ PRODUCTION_MASKINPORTEN_HOSTS = frozenset({"maskinporten.no", "ver2.maskinporten
 DSOPBANK = "DSOPBANK"
 KFR_INGEST_RATE = 250.0  # relationships per second, from the KFR FAQ
 PROGRESS_EVERY_S = 0.5  # how often wait_until_visible reports while it keeps finding ids
+BATCH_READ_TIMEOUT_S = 120.0  # a 10 MB file is validated in full before KFR answers
+FIRST_POLL_S = 0.015  # the first pause while waiting for ingestion; doubles up to poll_s
+
+
+class _FreshCorrelation(str):
+    """A CorrelationID this client made up, so it makes up a new one for each attempt."""
+
+
+THROTTLE_BUDGET_S = 60.0  # how long one request may wait out 429s in total
+MAX_RETRY_AFTER_S = 20.0  # a longer Retry-After is capped: the budget decides
+
+
+def retry_after_s(value: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped."""
+    import email.utils
+
+    if value:
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(text)
+                seconds = when.timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = default
+        if seconds == seconds:  # not NaN
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    return min(default, MAX_RETRY_AFTER_S)
 
 
 class _Omit:
@@ -269,9 +298,25 @@ class KfrClient:
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         self.ingest_rate = ingest_rate
+        self._backlog_until = 0.0
+        self._backlog_note = ""
 
     def __repr__(self) -> str:
         return f"KfrClient(base_url={self.base_url!r}, fid={self.fid!r})"
+
+    def note_backlog(self, ids: int, note: str) -> None:
+        """KFR's queue holds ``ids`` more IDs (an accepted oversize file): waits for ingestion
+        are extended by the time KFR needs to read them, and say why."""
+        self._backlog_until = max(self._backlog_until, time.monotonic()) + ids / self.ingest_rate
+        self._backlog_note = note
+
+    def backlog_s(self) -> float:
+        """Seconds KFR still needs for a known backlog queued ahead of new batches."""
+        return max(0.0, self._backlog_until - time.monotonic())
+
+    def backlog_note(self) -> str:
+        behind = self.backlog_s()
+        return f"{self._backlog_note}; venter inntil {behind / 60:.0f} min ekstra" if behind else ""
 
     # ---- bank operations
 
@@ -283,6 +328,7 @@ class KfrClient:
         correlation_id: Any = None,
         fid: str | None = None,
         auth: Any = _DEFAULT,
+        role: str = "main",
     ) -> KfrResponse:
         """POST one relationship: 201 added, 200 already there."""
         return self._send(
@@ -292,6 +338,7 @@ class KfrClient:
             headers=self._headers(correlation_id, CustomerID=customer_id),
             auth=auth,
             idempotent=False,
+            role=role,
         )
 
     def end(
@@ -302,6 +349,7 @@ class KfrClient:
         correlation_id: Any = None,
         fid: str | None = None,
         auth: Any = _DEFAULT,
+        role: str = "main",
     ) -> KfrResponse:
         """DELETE one relationship: 204 ended, 404 KFR-008 when there is none."""
         return self._send(
@@ -311,6 +359,7 @@ class KfrClient:
             headers=self._headers(correlation_id, CustomerID=customer_id),
             auth=auth,
             idempotent=False,
+            role=role,
         )
 
     def lookup(
@@ -322,6 +371,7 @@ class KfrClient:
         correlation_id: Any = None,
         fid: str | None = None,
         auth: Any = _DEFAULT,
+        role: str = "main",
     ) -> KfrResponse:
         """GET the own bank's relationship with a customer for a period (default today)."""
         return self._send(
@@ -332,6 +382,7 @@ class KfrClient:
             params=self._period(from_date, to_date),
             auth=auth,
             idempotent=True,
+            role=role,
         )
 
     def batch(
@@ -345,6 +396,8 @@ class KfrClient:
         correlation_id: Any = None,
         fid: str | None = None,
         auth: Any = _DEFAULT,
+        role: str = "main",
+        retry: bool = True,
     ) -> KfrResponse:
         """POST a file of relationships as multipart/form-data, built by hand as the KFR FAQ
         shows: the boundary in the Content-Type header is unquoted. ``quote_boundary`` and
@@ -364,6 +417,10 @@ class KfrClient:
             content=build_multipart(boundary, customer_type, customers),
             auth=auth,
             idempotent=False,
+            role=role,
+            retry=retry,
+            # KFR validates the whole file before it answers 201: allow it time.
+            read_timeout_s=BATCH_READ_TIMEOUT_S,
         )
 
     # ---- agency operations (other scopes; used to show the bank's token is refused there)
@@ -376,6 +433,7 @@ class KfrClient:
         to_date: dt.date | str | None = None,
         correlation_id: Any = None,
         auth: Any = _DEFAULT,
+        role: str = "main",
     ) -> KfrResponse:
         return self._send(
             "agency_lookup",
@@ -385,10 +443,12 @@ class KfrClient:
             params=self._period(from_date, to_date),
             auth=auth,
             idempotent=True,
+            role=role,
         )
 
     def account_servicing_provider(
-        self, account_id: str, *, correlation_id: Any = None, auth: Any = _DEFAULT
+        self, account_id: str, *, correlation_id: Any = None, auth: Any = _DEFAULT,
+        role: str = "main",
     ) -> KfrResponse:
         return self._send(
             "account_lookup",
@@ -397,6 +457,7 @@ class KfrClient:
             headers=self._headers(correlation_id, AccountID=account_id),
             auth=auth,
             idempotent=True,
+            role=role,
         )
 
     # ---- waiting for a batch to be read
@@ -406,7 +467,7 @@ class KfrClient:
         customer_ids: Sequence[str],
         *,
         timeout_s: float | None = None,
-        poll_s: float = 0.2,
+        poll_s: float = 0.5,
         on_progress: Callable[[int, int], None] | None = None,
         from_date: dt.date | str | None = None,
     ) -> list[str]:
@@ -421,10 +482,12 @@ class KfrClient:
         """
         missing = list(dict.fromkeys(customer_ids))
         total = len(missing)
-        deadline = time.monotonic() + (
+        behind = self.backlog_s()
+        deadline = time.monotonic() + behind + (
             timeout_s if timeout_s is not None else batch_deadline_s(total, self.ingest_rate)
         )
         last_report = time.monotonic()
+        delay = FIRST_POLL_S
         while missing:
             final = time.monotonic() >= deadline
             still: list[str] = []
@@ -443,11 +506,14 @@ class KfrClient:
                 last_report = time.monotonic()
             if final or not missing:
                 break
-            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+            # A few IDs are readable within milliseconds; a big file takes minutes. Start
+            # polling fast and back off to ``poll_s``.
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, poll_s)
         return missing
 
     def _visible(self, customer: str, from_date: dt.date | str | None) -> bool:
-        response = self.lookup(customer, from_date=from_date)
+        response = self.lookup(customer, from_date=from_date, role="poll")
         if response.status != 200 or not isinstance(response.json, dict):
             return False
         banks = response.json.get("banks") or []
@@ -462,7 +528,7 @@ class KfrClient:
     def _headers(correlation_id: Any, **fields: Any) -> dict[str, str]:
         headers = {name: str(value) for name, value in fields.items() if value is not OMIT}
         if correlation_id is None:
-            headers["CorrelationID"] = str(uuid.uuid4())
+            headers["CorrelationID"] = _FreshCorrelation(uuid.uuid4())
         elif correlation_id is not OMIT:
             headers["CorrelationID"] = str(correlation_id)
         return headers
@@ -483,15 +549,28 @@ class KfrClient:
         idempotent: bool,
         params: dict[str, str] | None = None,
         content: bytes | None = None,
+        role: str = "main",
+        retry: bool = True,
+        read_timeout_s: float | None = None,
     ) -> KfrResponse:
+        """Send with bounded retries. Every attempt is a new request with a new CorrelationID
+        (unless the caller fixed one): KFR and Bits' logs see each attempt as what it is, and
+        no ID is ever used twice. A 429 is the gateway refusing before KFR saw the request, so
+        it is repeated for every operation after ``Retry-After``, within ``THROTTLE_BUDGET_S``;
+        a 5xx or a broken connection is repeated only for reads."""
         url = self.base_url + path
-        correlation = headers.get("CorrelationID")
         request_auth = self.auth if auth is _DEFAULT else auth
-        attempts = self.retries + 1
+        attempts = self.retries + 1 if retry else 1
         problem, hint = "", None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        correlation = headers.get("CorrelationID")
+        throttled_s = 0.0
+        attempt = 0
+        tried = 0
+        while attempt < attempts:
+            if tried:
+                headers = self._renewed(headers)
+                correlation = headers.get("CorrelationID")
+            tried += 1
             started = time.perf_counter()
             try:
                 response = self.http.request(
@@ -501,6 +580,9 @@ class KfrClient:
                     params=params,
                     content=content,
                     auth=request_auth,
+                    extensions={"kfr_role": role},
+                    **({"timeout": httpx.Timeout(self.http.timeout.connect, read=read_timeout_s)}
+                       if read_timeout_s else {}),
                 )
             except (
                 httpx.ConnectError,
@@ -510,24 +592,51 @@ class KfrClient:
             ) as exc:
                 # The request never reached KFR: repeating it is always safe.
                 problem, hint, worth_retrying = describe_transport_error(exc)
+                attempt += 1
                 if not worth_retrying:
                     break
+                self._pause(attempt)
                 continue
             except httpx.TransportError as exc:
                 problem, hint, _ = describe_transport_error(exc)
-                if idempotent:
+                attempt += 1
+                if idempotent and retry:
+                    self._pause(attempt)
                     continue
                 raise self._environment_error(
                     operation, problem, correlation, hint, repeated=False
                 ) from exc
             elapsed_ms = (time.perf_counter() - started) * 1000.0
+            if response.status_code == 429 and retry:
+                wait = retry_after_s(response.headers.get("Retry-After"), self.backoff_s * 2 ** min(tried, 6))
+                if throttled_s + wait > THROTTLE_BUDGET_S:
+                    raise TargetEnvironmentError(
+                        f"Testmiljøet struper forespørslene (HTTP 429) for KFR ({operation}); "
+                        f"ventet {throttled_s:.0f} s uten å slippe til.",
+                        hint="Kjør igjen senere, eller med færre parallelle arbeidere (-n).",
+                    )
+                throttled_s += wait
+                time.sleep(wait)
+                continue  # throttling is not a failed attempt
             if response.status_code >= 500:
                 problem = f"HTTP {response.status_code}{_error_suffix(response)}"
-                if idempotent:
+                attempt += 1
+                if idempotent and retry:
+                    self._pause(attempt)
                     continue
                 raise self._environment_error(operation, problem, correlation, None, repeated=False)
             return _to_kfr_response(operation, response, elapsed_ms, correlation)
-        raise self._environment_error(operation, problem, correlation, hint, attempts=attempt + 1)
+        raise self._environment_error(operation, problem, correlation, hint, attempts=tried)
+
+    def _pause(self, attempt: int) -> None:
+        time.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+    @staticmethod
+    def _renewed(headers: dict[str, str]) -> dict[str, str]:
+        value = headers.get("CorrelationID")
+        if isinstance(value, _FreshCorrelation):
+            return {**headers, "CorrelationID": _FreshCorrelation(uuid.uuid4())}
+        return headers
 
     def _environment_error(
         self,

@@ -72,6 +72,12 @@ class CaseSpec:
     binding: str | None = None        # name of the step that runs this row
     binding_source: str | None = None  # "id" | "text" | "file" | None
     category: str = ""                # the sheet's category/area column, when it has one
+    # "sheet": ``expected`` is what the sheet says; "step": the sheet only claims success
+    # ("kunden er registrert") and the status is the bound step's designed answer.
+    expectation_source: str = "sheet"
+    # Text of the row's columns the reader has no role for ("Header: value" lines): read
+    # only to bind the row to a step.
+    other_text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +113,14 @@ class CaseResult:
     row: int = 0
     binding: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)  # {"description","ok","detail"}
+    answered_by: str | None = None           # kfr | gateway | maskinporten | other | none
+    identities: list[str] = field(default_factory=list)  # customer IDs the row used
+    attempts: int = 1                        # > 1: the environment failed earlier attempts
+
+    @property
+    def attested(self) -> bool:
+        """Passed on a person's word, not on recorded evidence."""
+        return self.manual and self.outcome is Outcome.PASSED
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,7 +132,8 @@ class CaseResult:
         data = dict(data)
         data["expected"] = Expectation(**data["expected"])
         data["outcome"] = Outcome(data["outcome"])
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -134,6 +149,8 @@ class RunRecord:
     started_at: str
     finished_at: str
     cases: list[CaseResult] = field(default_factory=list)
+    # One entry per session of a resumed run: {"session", "started_at", "finished_at", "rows"}.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_sandbox(self) -> bool:
@@ -160,6 +177,7 @@ class RunRecord:
             "finished_at": self.finished_at,
             "counts": self.counts(),
             "cases": [c.to_dict() for c in self.cases],
+            "sessions": self.sessions,
         }
 
     def to_json(self) -> bytes:
@@ -179,6 +197,7 @@ class RunRecord:
             started_at=data["started_at"],
             finished_at=data["finished_at"],
             cases=[CaseResult.from_dict(c) for c in data.get("cases", [])],
+            sessions=list(data.get("sessions") or []),
         )
 
     @classmethod

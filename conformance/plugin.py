@@ -27,16 +27,17 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from conformance import __version__
-from conformance.errors import ConformanceError
+from conformance.errors import ConformanceError, UsageError
 from conformance.models import CaseResult, CaseSpec, Outcome, RunRecord
+from conformance.profile import PROFILE_FILE
 
 RESULT_PROPERTY = "kfr_case_result"
 WORKERINPUT_KEY = "kfr_conformance"
-PROFILE_FILE = "kfr-conformance.toml"
 USAGE = "kfr-conformance: --bank=<organisasjonsnummer> mangler (f.eks. pytest --bank=311000004)"
 
 _KFR_OPTIONS = (
@@ -71,8 +72,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--bank-name", metavar="NAME", help="bankens navn (standard: fra profil eller sertifikat)")
     add("--profile", metavar="FILE", help=f"profilfil (standard: {PROFILE_FILE} i prosjektroten)")
     add("--sandbox-data-dir", metavar="DIR", help="datamappe for den innebygde sandkassen")
+    add("--realistic", action="store_true", default=None, help="den innebygde sandkassen svarer som Bits' testmiljø: en API-gateway foran KFR (gateway-svar ved autentiseringsfeil, struping, 5xx)")
     add("--ingest-rate", type=float, metavar="N", help="sandkassens innlesingstakt (ID-er/s, standard 250 som KFR)")
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
+    add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
+    add("--resume", metavar="KJØRINGS-ID", help="fortsett en tidligere kjøring (samme pakke): radene som velges (-k, --lf) kjøres på nytt, resten beholdes")
 
 
 # ------------------------------------------------------------------ state
@@ -94,6 +98,8 @@ class EnvironmentInfo:
     results_dir: str
     run_id: str
     ingest_rate: float
+    session: int = 1                         # > 1: a session of a run continued with --resume
+    test_ids: str | None = None              # --test-ids: the bank's own identities
 
 
 @dataclass
@@ -122,6 +128,9 @@ class RunState:
     pack_result: Any = None
     record: RunRecord | None = None
     sheet_only: bool = True                  # no test paths given: run the sheet, not tests/
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # earlier sessions (--resume)
+    session_started: dt.datetime | None = None
+    ran_now: set[str] = field(default_factory=set)  # case ids run in this session
 
     @property
     def results_dir(self) -> Path:
@@ -145,27 +154,6 @@ def _kfr_options_used(config: pytest.Config) -> bool:
                for arg in config.invocation_params.args if not str(arg).startswith("-"))
 
 
-def _load_profile(config: pytest.Config, orgnr: str) -> tuple[dict[str, Any], Path]:
-    explicit = config.getoption("profile")
-    # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
-    # for a test path when it guesses the rootdir; the invocation folder is unambiguous.
-    here = config.invocation_params.dir
-    path = Path(explicit) if explicit else here / PROFILE_FILE
-    if not path.exists():
-        if explicit:
-            raise pytest.UsageError(f"kfr-conformance: profilfilen {path} finnes ikke")
-        return {}, here
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise pytest.UsageError(f"kfr-conformance: profilfilen {path} kan ikke leses: {exc}") from exc
-    banks = data.get("banks", {})
-    profile = banks.get(orgnr, {}) if isinstance(banks, dict) else {}
-    if not isinstance(profile, dict):
-        raise pytest.UsageError(f"kfr-conformance: [banks.{orgnr}] i {path} må være en tabell")
-    return profile, path.parent
-
-
 def _load_manual(path: Path | None) -> dict[str, dict[str, str]]:
     if path is None:
         return {}
@@ -185,111 +173,159 @@ def _load_manual(path: Path | None) -> dict[str, dict[str, str]]:
     return {str(k): {kk: str(vv) for kk, vv in v.items()} for k, v in cases.items()}
 
 
-def _secret_from_env(var: str | None, what: str) -> str | None:
-    if not var:
-        return None
-    value = os.environ.get(var)
-    if value is None:
-        raise pytest.UsageError(f"kfr-conformance: miljøvariabelen {var} ({what}) er ikke satt")
-    return value
+_OPTION_NAMES = (
+    "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
+    "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
+    "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids", "realistic",
+)
 
 
 def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
-    from conformance.home import default_sandbox_dir
-    from conformance.kfr import TEST_BASE_URL, TEST_MASKINPORTEN_ISSUER, refuse_production
-    from conformance.runner import new_run_id, resolve_path
+    from conformance.profile import load_settings, open_environment
+    from conformance.runner import new_run_id, utc_now
     from conformance.suite import default_suite_dir, load_suite
 
-    profile, profile_base = _load_profile(config, orgnr)
-
-    def opt(name: str, key: str | None = None) -> Any:
-        value = config.getoption(name)
-        if value not in (None, ""):
-            return value
-        return profile.get(key or name)
-
-    env_name = opt("kfr_env", "env") or "sandbox"
-    if env_name not in ("sandbox", "test"):
-        raise pytest.UsageError(f"kfr-conformance: ukjent miljø «{env_name}» (sandbox eller test)")
+    # Not config.rootpath: pytest may take a plugin option's value ("--reports-dir DIR")
+    # for a test path when it guesses the rootdir; the invocation folder is unambiguous.
     here = config.invocation_params.dir
-    suite_dir = resolve_path(opt("suite"), profile_base) or default_suite_dir(here)
+    options = {name: config.getoption(name) for name in _OPTION_NAMES}
     try:
+        settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
+        suite_dir = settings.path("suite") or default_suite_dir(here)
         suite = load_suite(suite_dir)
+        sheet = settings.path("sheet") or suite.sheet
+        if not sheet.is_file():
+            raise UsageError(f"Arket {sheet} finnes ikke.")
+        previous = _previous_run(settings, config.getoption("resume"), sheet)
+        if previous is not None and previous.is_sandbox and not settings.get("kfr_base_url"):
+            # The embedded sandbox keeps its data; it must come back on the same address,
+            # so that one pack names one environment.
+            options["sandbox_port"] = urlsplit(previous.environment["kfr_base_url"]).port
+            settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
+        environment = open_environment(settings)
     except ConformanceError as exc:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
-    sheet = resolve_path(opt("sheet"), Path.cwd()) or suite.sheet
-    if not sheet.is_file():
-        raise pytest.UsageError(f"kfr-conformance: arket {sheet} finnes ikke")
-    base_url = opt("kfr_base_url")
-    issuer = opt("maskinporten_url")
-    for url in (base_url, issuer):
-        if url:
-            try:
-                refuse_production(url)
-            except ConformanceError as exc:
-                raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
-    cert = resolve_path(opt("cert"), profile_base)
-    key = resolve_path(opt("key"), profile_base)
-    cert_password = _secret_from_env(opt("cert_password_env"), "passord til --cert")
-    client_id = opt("client_id")
-    ca_bundle = resolve_path(opt("ca_bundle"), profile_base)
-    alt_scope = opt("alt_scope")
-    ingest_rate = float(opt("ingest_rate") or 250.0)
-    bank_name = opt("bank_name", "name")
-    sandbox = None
+    try:
+        # Fail fast (one token and one KFR request) before a results folder exists.
+        from conformance.preflight import start_up_check
 
-    if env_name == "test":
-        base_url = base_url or TEST_BASE_URL
-        issuer = issuer or TEST_MASKINPORTEN_ISSUER
-        missing = [flag for flag, value in (("--client-id", client_id), ("--cert", cert)) if not value]
-        if missing:
-            raise pytest.UsageError(
-                f"kfr-conformance: --kfr-env=test krever {' og '.join(missing)} "
-                f"(eller i [banks.{orgnr}] i {PROFILE_FILE})"
-            )
-    else:
-        data_dir = resolve_path(opt("sandbox_data_dir"), profile_base) or default_sandbox_dir()
-        from conformance.sandbox import SandboxSettings, issue_bank_credentials, start_sandbox
+        start_up_check(environment)
+    except BaseException as exc:
+        environment.close()
+        if isinstance(exc, ConformanceError):
+            raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+        raise
+    try:
+        if previous is not None:
+            _check_resumable(previous, environment)
+            state = _controller_state(config, settings, environment, suite_dir, sheet, previous.run_id)
+            _resume(state, previous)
+            return state
+        # The run id carries the start time; both come from one reading of the clock.
+        started = utc_now()
+        state = _controller_state(config, settings, environment, suite_dir, sheet, new_run_id(started))
+        state.started = started
+        return state
+    except BaseException:
+        environment.close()
+        raise
 
-        name = bank_name or f"Testbank {orgnr} AS"
-        if not base_url:
-            try:
-                sandbox = start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=ingest_rate))
-                sandbox.__enter__()
-            except ConformanceError as exc:
-                raise pytest.UsageError(f"kfr-conformance: sandkassen kunne ikke startes: {exc.diagnostics()}") from exc
-            base_url, issuer = sandbox.kfr_base_url, sandbox.maskinporten_issuer
-        if not cert:
-            creds = issue_bank_credentials(data_dir, orgnr, name, data_dir / "banks" / orgnr)
-            cert, key, client_id, cert_password = creds.p12, None, creds.client_id, creds.password
-            alt_scope = alt_scope or getattr(creds, "alt_scope", None)
-        issuer = issuer or base_url.split("/kar-ws/")[0] + "/maskinporten/"
-        bank_name = name
 
-    credentials = _check_credentials(orgnr, cert, key, cert_password)
-    if not bank_name:
-        bank_name = credentials.subject_name or f"Bank {orgnr}"
-    run_id = new_run_id()
-    reports_dir = resolve_path(opt("reports_dir"), here) or here / "reports"
+def _checked_test_ids(settings: Any) -> str | None:
+    """--test-ids read and validated before row 1: a bad line stops the run, with its number."""
+    path = settings.path("test_ids")
+    if path is None:
+        return None
+    from conformance.testids import load_test_ids
+
+    try:
+        load_test_ids(path)
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    return str(path.resolve())
+
+
+def _previous_run(settings: Any, run_id: str | None, sheet: Path) -> RunRecord | None:
+    """The run ``--resume`` continues: same bank, same sheet, found in the reports folder."""
+    if not run_id:
+        return None
+    from conformance.results import load_record
+
+    reports_dir = settings.path("reports_dir") or settings.cwd / "reports"
+    folder = reports_dir / settings.orgnr / Path(run_id).name
+    if not (folder / "run.json").is_file():
+        raise UsageError(f"Finner ingen kjøring {run_id} for {settings.orgnr} i {reports_dir}.",
+                         hint=f"Tidligere kjøringer ligger i {reports_dir / settings.orgnr}.")
+    previous = load_record(folder)
+    if previous.bank.get("orgnr") != settings.orgnr:
+        raise UsageError(f"Kjøringen {run_id} gjelder {previous.bank.get('orgnr')}, ikke {settings.orgnr}.")
+    if previous.sheet.get("sha256") != _sha256(sheet):
+        raise UsageError(
+            f"Kjøringen {run_id} ble gjort med et annet testark ({previous.sheet.get('file_name')}, "
+            f"SHA-256 {previous.sheet.get('sha256', '')[:16]}…); én pakke dekker ett ark.",
+            hint="Bruk samme --sheet som i kjøringen, eller start en ny kjøring.",
+        )
+    return previous
+
+
+def _check_resumable(previous: RunRecord, environment: Any) -> None:
+    wanted = (previous.environment.get("name"), previous.environment.get("kfr_base_url"))
+    now = (environment.env_name, environment.kfr_base_url)
+    if wanted != now:
+        raise pytest.UsageError(
+            f"kfr-conformance: kjøringen {previous.run_id} gikk mot {wanted[0]} ({wanted[1]}), "
+            f"denne går mot {now[0]} ({now[1]}); én pakke dekker ett miljø."
+        )
+
+
+def _resume(state: RunState, previous: RunRecord) -> None:
+    """Continue ``previous``: its rows keep their results unless run again now; this
+    session's exchanges are recorded as the next session, after the earlier ones."""
+    from conformance.models import Outcome
+    from conformance.pack.manifest import parse_time
+
+    state.started = parse_time(previous.started_at)
+    state.sessions = list(previous.sessions) or [
+        {"session": 1, "started_at": previous.started_at, "finished_at": previous.finished_at}]
+    state.env.session = max(int(s.get("session", 1)) for s in state.sessions) + 1
+    state.results = {c.case_id: c for c in previous.cases if c.outcome is not Outcome.NOT_RUN}
+    state.session_started = dt.datetime.now(dt.UTC)
+
+
+def _controller_state(config: pytest.Config, settings: Any, environment: Any, suite_dir: Path,
+                      sheet: Path, run_id: str) -> RunState:
+    orgnr = settings.orgnr
+    credentials = _check_credentials(orgnr, environment.cert_path, environment.key_path,
+                                     environment.cert_password)
+    bank_name = environment.bank_name or credentials.subject_name or f"Bank {orgnr}"
+    try:
+        reports_dir = settings.path("reports_dir") or settings.cwd / "reports"
+        manual = _load_manual(settings.path("manual"))
+        signing_password = settings.secret("signing_cert_password_env", "passord til --signing-cert")
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     results_dir = reports_dir / orgnr / run_id
     results_dir.mkdir(parents=True, exist_ok=True)
-
     env = EnvironmentInfo(
-        env_name=env_name, kfr_base_url=base_url, maskinporten_issuer=issuer,
-        client_id=str(client_id), cert_path=str(cert), key_path=str(key) if key else None,
-        cert_password=cert_password, ca_bundle=str(ca_bundle) if ca_bundle else None,
-        alt_scope=alt_scope, results_dir=str(results_dir), run_id=run_id, ingest_rate=ingest_rate,
+        env_name=environment.env_name, kfr_base_url=environment.kfr_base_url,
+        maskinporten_issuer=environment.maskinporten_issuer, client_id=environment.client_id,
+        cert_path=str(environment.cert_path),
+        key_path=str(environment.key_path) if environment.key_path else None,
+        cert_password=environment.cert_password,
+        ca_bundle=str(environment.ca_bundle) if environment.ca_bundle else None,
+        alt_scope=environment.alt_scope, results_dir=str(results_dir), run_id=run_id,
+        ingest_rate=float(settings.get("ingest_rate", 250.0)),
+        test_ids=_checked_test_ids(settings),
     )
     state = RunState(
         bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,
-        bindings_path=resolve_path(opt("bindings"), Path.cwd()),
-        manual=_load_manual(resolve_path(opt("manual"), Path.cwd())),
-        env=env, tester=opt("tester") or _login_name(),
-        tester_role=opt("tester_role") or "", contact=opt("contact"),
-        signing_cert=resolve_path(opt("signing_cert"), profile_base),
-        signing_cert_password=_secret_from_env(opt("signing_cert_password_env"), "passord til --signing-cert"),
+        bindings_path=settings.path("bindings"), manual=manual,
+        env=env, tester=settings.get("tester") or _login_name(),
+        tester_role=settings.get("tester_role") or "", contact=settings.get("contact"),
+        signing_cert=settings.path("signing_cert"), signing_cert_password=signing_password,
         is_controller=True, build_pack=not config.getoption("no_pack"),
-        sandbox=sandbox,
+        sandbox=environment.sandbox,
     )
     _read_cases(state)
     from conformance.results import copy_original_sheet
@@ -336,6 +372,47 @@ def _read_cases(state: RunState) -> None:
         raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
     state.sheet_info = info
     state.specs = bind_cases(specs, registry, overrides)
+    _check_confirmations(state)
+
+
+def _unmet_requirements(step: Any, state: RunState) -> list[str]:
+    """Settings a step needs that this run lacks (e.g. an alternative scope): such a row is
+    decided at start-up to be a manual procedure, with the step's own instructions."""
+    if step is None or step.manual:
+        return []
+    return [name for name in step.requires if not getattr(state.env, name, None)]
+
+
+def _manual_by_configuration(state: RunState) -> list[tuple[CaseSpec, Any]]:
+    from conformance.suite import load_suite
+
+    registry = load_suite(state.suite_dir).registry
+    found = []
+    for spec in state.specs:
+        step = registry.get(spec.binding) if spec.binding else None
+        if _unmet_requirements(step, state):
+            found.append((spec, step))
+    return found
+
+
+def _check_confirmations(state: RunState) -> None:
+    """--manual may confirm rows a person carries out (manual, or with no step), never
+    overrule a row the tool proves with evidence; a bad entry stops the run before row 1."""
+    from conformance.pack.manual import confirmation_problem
+
+    specs = {spec.case_id: spec for spec in state.specs}
+    manual_now = {spec.case_id for spec, _ in _manual_by_configuration(state)}
+    problems = []
+    for case_id, entry in state.manual.items():
+        spec = specs.get(case_id)
+        if spec is None:
+            problems.append(f"{case_id}: finnes ikke i arket")
+        elif not spec.manual and spec.binding is not None and spec.case_id not in manual_now:
+            problems.append(f"{case_id}: er automatisert (trinn {spec.binding}); den bevises med utvekslinger, ikke med en bekreftelse")
+        elif problem := confirmation_problem(case_id, entry):
+            problems.append(problem)
+    if problems:
+        raise pytest.UsageError("kfr-conformance: --manual-filen kan ikke brukes:\n  - " + "\n  - ".join(problems))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -408,6 +485,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = config.stash.get(STATE, None)
     if state is None:
         return None
+    from conformance.binding import implied_expectation_lines
+
     label = "SANDBOX (innebygd testmiljø – ikke gyldig som onboardingbevis)" if state.is_sandbox else "test (Bits' testmiljø)"
     info = state.sheet_info
     return [
@@ -415,6 +494,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"KFR: {state.env.kfr_base_url}  Maskinporten: {state.env.maskinporten_issuer}",
         f"ark: {state.sheet_path.name} versjon {getattr(info, 'version', None) or 'ukjent'}, "
         f"SHA-256 {getattr(info, 'sha256', '?')}",
+        # Rows the reader did not read as written, by row number: never dropped silently.
+        *(info.notice_lines() if info is not None else []),
+        *implied_expectation_lines(state.specs or []),
+    ] + [
+        f"MANUELL denne gangen: {spec.case_id} «{spec.title}»: {step.without}"
+        for spec, step in _manual_by_configuration(state)
     ]
 
 
@@ -464,8 +549,10 @@ class CaseItem(pytest.Item):
         spec = self.spec
         from conformance import runner
 
-        if spec.manual:
-            result = runner.manual_result(spec, state.manual.get(spec.case_id))
+        unmet = _unmet_requirements(self.step, state)
+        if spec.manual or unmet or (self.step is None and spec.case_id in state.manual):
+            result = runner.manual_result(spec, state.manual.get(spec.case_id),
+                                          instructions=self.step.without if unmet else "")
         elif self.step is None:
             result = runner.not_automated_result(spec)
         else:
@@ -552,6 +639,7 @@ class _ResultCollector:
             if name == RESULT_PROPERTY:
                 result = CaseResult.from_dict(json.loads(value))
                 self.state.results[result.case_id] = result
+                self.state.ran_now.add(result.case_id)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -569,7 +657,6 @@ def _finish_run(state: RunState) -> None:
     from conformance import runner
     from conformance.results import ordered_results, write_outputs
 
-    info = state.sheet_info
     cases = ordered_results(state.specs, state.results, runner.not_run_result)
     record = RunRecord(
         run_id=state.env.run_id,
@@ -578,8 +665,7 @@ def _finish_run(state: RunState) -> None:
             "name": state.env.env_name, "kfr_base_url": state.env.kfr_base_url,
             "maskinporten_issuer": state.env.maskinporten_issuer,
         },
-        sheet={"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
-               "sha256": getattr(info, "sha256", None) or _sha256(state.sheet_path)},
+        sheet=_sheet_record(state),
         runner={"version": __version__, "python": platform.python_version(),
                 "platform": platform.platform()},
         attestation={"tester": state.tester, "role": state.tester_role,
@@ -588,6 +674,13 @@ def _finish_run(state: RunState) -> None:
         finished_at=runner.iso(dt.datetime.now(dt.UTC)),
         cases=cases,
     )
+    if state.sessions:  # a resumed run: one more session, named by the rows it ran
+        record.sessions = [*state.sessions, {
+            "session": state.env.session,
+            "started_at": runner.iso(state.session_started or state.started),
+            "finished_at": record.finished_at,
+            "rows": sorted(state.ran_now),
+        }]
     written = write_outputs(state.results_dir, record)
     state.finish_notes.extend(written.problems)
     if state.build_pack:
@@ -611,6 +704,19 @@ def _build_pack(state: RunState):
                                  key_path=Path(state.env.key_path) if state.env.key_path else None)
     return build_pack(state.results_dir, certificate=creds.certificate,
                       private_key=creds.private_key, chain=creds.chain, contact=state.contact)
+
+
+def _sheet_record(state: RunState) -> dict[str, str]:
+    """The sheet as run: name, version, SHA-256, and whether it is the tool's own
+    reconstruction ("bundled") or the sheet the bank supplied ("supplied")."""
+    from conformance.suite import load_suite
+
+    info = state.sheet_info
+    sha = getattr(info, "sha256", None) or _sha256(state.sheet_path)
+    bundled = load_suite(state.suite_dir).sheet
+    source = "bundled" if bundled.is_file() and _sha256(bundled) == sha else "supplied"
+    return {"file_name": state.sheet_path.name, "version": getattr(info, "version", None) or "",
+            "sha256": sha, "source": source}
 
 
 def _sha256(path: Path) -> str:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from conformance.atomic import atomic_write_bytes
+from conformance.judge import PARTY_NB
 from conformance.models import CaseResult, Outcome, RunRecord
 from conformance.runner import safe_file_name
 
@@ -352,6 +353,10 @@ def _case_view(
         "started": _time_view(case.started_at),
         "duration": _duration_nb(case.duration_s) if case.duration_s else "",
         "manual": case.manual,
+        "basis": _basis_nb(case),
+        "answered_by": PARTY_NB.get(case.answered_by or "", ""),
+        "identities": [redact(i) for i in case.identities],
+        "attempts": case.attempts or 1,
         "confirmed_by": case.confirmed_by or "",
         "confirmed_at": _time_view(getattr(case, "confirmed_at", None)),
         "comment": redact(case.comment),
@@ -361,6 +366,15 @@ def _case_view(
         "evidence_problem": problem,
         "exchanges": views,
     }
+
+
+def _basis_nb(case: CaseResult) -> str:
+    """What a verdict rests on: recorded exchanges, or a person's word (counted apart)."""
+    if case.manual:
+        return "bekreftet av en person (ikke bevist med utvekslinger)"
+    if case.outcome in (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR):
+        return "bevis: utvekslingene i bevisfilen, avgjort på nytt av verify"
+    return "–"
 
 
 def _summary(record: RunRecord) -> dict[str, Any]:
@@ -407,7 +421,10 @@ def _context(record: RunRecord, results_dir: Path) -> dict[str, Any]:
         "environment": _fields(record.environment, "kfr_base_url", "maskinporten_issuer"),
         "env_name": record.environment.get("name") or "sandbox",
         "is_sandbox": record.is_sandbox,
-        "sheet": _fields(record.sheet, "file_name", "version", "sha256"),
+        "sheet": _fields(record.sheet, "file_name", "version", "sha256", "source"),
+        "basis": {"evidence": sum(1 for c in record.cases if c.outcome is Outcome.PASSED and not c.manual),
+                  "attested": sum(1 for c in record.cases if c.attested)},
+        "sessions": record.sessions,
         "runner": _fields(record.runner, "version", "python", "platform"),
         "attestation": _fields(record.attestation, "tester", "role"),
         "started": _time_view(record.started_at),

@@ -23,7 +23,7 @@ import httpx
 
 from conformance.errors import AuthError, ConformanceError, TargetEnvironmentError
 from conformance.ids import synthetic_d_nummer, synthetic_fodselsnummer, synthetic_orgnr
-from conformance.models import CaseResult, CaseSpec, Expectation, Outcome
+from conformance.models import CaseResult, CaseSpec, Outcome
 from conformance.steps import Actual, Step
 
 WRITE_SCOPE = "bits:kundeforhold.write"
@@ -95,6 +95,7 @@ class CaseContext:
     progress: Callable[[str], None] = lambda msg: None
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
     write_scope: str = WRITE_SCOPE
+    identities: Any = None              # conformance.testids.TestIdentities (--test-ids), or synthetic
 
     @property
     def fid(self) -> str:
@@ -105,16 +106,28 @@ class CaseContext:
         return self.config.bank_name
 
     def new_fodselsnummer(self) -> str:
+        if self.identities is not None:
+            return self.identities.take("fodselsnummer")
         return synthetic_fodselsnummer(self.rng)
 
     def new_d_nummer(self) -> str:
+        if self.identities is not None:
+            return self.identities.take("d-nummer")
         return synthetic_d_nummer(self.rng)
 
     def new_orgnr(self) -> str:
+        if self.identities is not None:
+            return self.identities.take("orgnr")
         while True:
             value = synthetic_orgnr(self.rng)
             if value != self.fid:
                 return value
+
+    def note_backlog(self, ids: int, case_id: str) -> None:
+        """An environment accepted ``ids`` IDs it should have refused (the over-10 MB row):
+        later waits for ingestion are told they stand behind that queue."""
+        self.kfr.note_backlog(ids, f"{case_id} la ca. {ids:,} ID-er i KFR-køen".replace(",", " "))
+        self.progress(f"ADVARSEL: testmiljøet godtok {case_id}: ca. {ids:,} ID-er står i kø".replace(",", " "))
 
     def auth_for(self, scopes: list[str]) -> httpx.Auth:
         from conformance.auth import MaskinportenAuth
@@ -126,28 +139,6 @@ class CaseContext:
         from zoneinfo import ZoneInfo
 
         return dt.datetime.now(ZoneInfo("Europe/Oslo")).date()
-
-
-def judge(expected: Expectation, actual: Actual) -> tuple[Outcome, str]:
-    """Compare the environment's answer with the row's own expectation from the sheet."""
-    if expected.status is None and expected.error_code is None:
-        return Outcome.NOT_AUTOMATED, (
-            "Forventet resultat i arket angir verken HTTP-status eller feilkode, "
-            "så svaret kan ikke kontrolleres automatisk."
-        )
-    problems: list[str] = []
-    if expected.status is not None and actual.status != expected.status:
-        problems.append(f"forventet HTTP {expected.status}, fikk {actual.status}")
-    if expected.error_code and (actual.error_code or "") != expected.error_code:
-        problems.append(
-            f"forventet feilkode {expected.error_code}, fikk {actual.error_code or 'ingen'}"
-        )
-    for check in actual.checks:
-        if not check.ok:
-            problems.append(check.description + (f" ({check.detail})" if check.detail else ""))
-    if problems:
-        return Outcome.FAILED, "; ".join(problems)
-    return Outcome.PASSED, ""
 
 
 def describe_actual(actual: Actual) -> str:
@@ -162,75 +153,103 @@ def describe_actual(actual: Actual) -> str:
     return head
 
 
-def run_step(spec: CaseSpec, step: Step, ctx: CaseContext) -> CaseResult:
-    """Run one bound row and judge it. Never raises for environment or step problems."""
+MAX_ROW_ATTEMPTS = 3  # a row the environment failed is tried again, with fresh customers
+ROW_RETRY_PAUSE_S = 1.0
+
+
+def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any,
+             earlier: list[dict[str, Any]] | None = None) -> CaseResult:
+    """Act, then judge the recorded evidence. Never raises for environment or step problems.
+
+    The verdict is :func:`conformance.judge.decide` over exactly the exchanges that go into
+    the evidence file, so ``verify`` reaches the same verdict from the pack. A row whose
+    attempt ended in an environment failure is tried again (fresh customers, every attempt
+    kept in the evidence), up to ``MAX_ROW_ATTEMPTS``, unless the step forbids it.
+    ``earlier``: the row's exchanges from earlier sessions of a resumed run."""
+    from conformance.judge import decide
+
     started = utc_now()
     t0 = time.perf_counter()
+    attempts = MAX_ROW_ATTEMPTS if step.retryable else 1
+    crash: str | None = None
+    for number in range(1, attempts + 1):
+        with recorder.attempt(number):
+            crash = _act(step, ctx)
+        decision = decide(spec.expected, step.judge,
+                          [*(earlier or ()), *recorder.exchanges(spec.case_id)], ctx.fid)
+        if decision.outcome is not Outcome.ERROR or crash is not None or number == attempts:
+            break
+        ctx.progress(f"feil i testmiljøet ({decision.message}); prøver raden på nytt")
+        time.sleep(ROW_RETRY_PAUSE_S)
+    actual = decision.actual
     result = CaseResult(
         case_id=spec.case_id, title=spec.title, expected=spec.expected,
-        outcome=Outcome.ERROR, row=spec.row, binding=step.name, manual=spec.manual,
-        started_at=iso(started),
+        outcome=decision.outcome, row=spec.row, binding=step.name, manual=spec.manual,
+        started_at=iso(started), message=decision.message,
+        actual_status=actual.status, actual_error_code=actual.error_code,
+        actual=describe_actual(actual),
+        checks=[{"description": c.description, "ok": c.ok, "detail": c.detail} for c in actual.checks],
+        answered_by=actual.answered_by, identities=[i for i in actual.identities if i],
+        attempts=decision.attempts,
     )
-    try:
-        actual = step.func(ctx)
-    except AuthError as exc:
-        # Maskinporten refused the bank's own credentials: the bank's setup is wrong.
-        result.outcome = Outcome.FAILED
-        result.actual = f"Maskinporten avviste forespørselen ({exc.mp_code or exc.error or 'ukjent'})"
-        result.message = exc.diagnostics()
-    except TargetEnvironmentError as exc:
+    if decision.notes:
+        result.message = "; ".join([*decision.notes, result.message]).strip("; ")
+    if crash is not None:
+        # A bug in a step is never the bank's failure, and never a pass.
         result.outcome = Outcome.ERROR
-        result.actual = "Ingen gyldig respons fra testmiljøet"
-        result.message = exc.diagnostics()
-    except ConformanceError as exc:
-        result.outcome = Outcome.ERROR
-        result.message = exc.diagnostics()
-    except _NETWORK_ERRORS as exc:
-        # Normally mapped by the clients; this is the last line of defence, so that a
-        # connection problem can never be reported as the bank's failure or as our bug.
-        result.outcome = Outcome.ERROR
-        result.actual = "Ingen gyldig respons fra testmiljøet"
-        result.message = f"Forbindelsen til testmiljøet feilet: {type(exc).__name__}: {exc}"
-    except Exception as exc:  # a bug in a step is never the bank's failure
-        result.outcome = Outcome.ERROR
-        result.message = (
-            f"Intern feil i teststeget «{step.name}»: {type(exc).__name__}: {exc}\n"
-            + "".join(traceback.format_exception(exc))
-        )
-    else:
-        result.actual_status = actual.status
-        result.actual_error_code = actual.error_code
-        result.actual = describe_actual(actual)
-        result.outcome, result.message = judge(spec.expected, actual)
-        result.checks = [
-            {"description": c.description, "ok": c.ok, "detail": c.detail} for c in actual.checks
-        ]
+        result.message = (result.message + "\n" + crash).strip()
     result.finished_at = iso(utc_now())
     result.duration_s = round(time.perf_counter() - t0, 4)
+    return redact_result(result, recorder.secrets)
+
+
+def redact_result(result: CaseResult, secrets: tuple[str, ...] = ()) -> CaseResult:
+    """Every free text of a result redacted as the evidence is: a token or password echoed
+    in an error message must not reach run.json, the manifest, the sheet or the terminal."""
+    from conformance.evidence import redact_text
+
+    result.actual = redact_text(result.actual, secrets)
+    result.message = redact_text(result.message, secrets)
+    result.comment = redact_text(result.comment, secrets)
+    result.checks = [
+        {**check, "description": redact_text(str(check.get("description", "")), secrets),
+         "detail": redact_text(str(check.get("detail", "")), secrets)}
+        for check in result.checks
+    ]
     return result
 
 
-def manual_result(spec: CaseSpec, confirmation: dict[str, str] | None) -> CaseResult:
-    """A manual row: pending until a person confirms it (``--manual FILE``)."""
+def _act(step: Step, ctx: CaseContext) -> str | None:
+    """Run the step's requests. What the environment or Maskinporten answered is in the
+    evidence; only a bug in the step itself comes back, as text."""
+    try:
+        step.func(ctx)
+    except (AuthError, TargetEnvironmentError, *_NETWORK_ERRORS):
+        return None
+    except ConformanceError as exc:
+        return exc.diagnostics()
+    except Exception as exc:
+        return (f"Intern feil i teststeget «{step.name}»: {type(exc).__name__}: {exc}\n"
+                + "".join(traceback.format_exception(exc)))
+    return None
+
+
+def manual_result(spec: CaseSpec, confirmation: dict[str, str] | None,
+                  *, instructions: str = "") -> CaseResult:
+    """A row a person carries out: pending until confirmed (``--manual FILE``), then passed
+    or failed on that person's word — counted apart from rows proven by evidence. A row no
+    step can run may be confirmed the same way."""
+    from conformance.pack.manual import confirm_case, confirmation_problem, stamp_now
+
     result = CaseResult(
         case_id=spec.case_id, title=spec.title, expected=spec.expected,
         outcome=Outcome.PENDING, row=spec.row, binding=spec.binding, manual=True,
         actual="Manuell kontroll – ikke bekreftet",
-        message="Raden må utføres manuelt og bekreftes med --manual FIL.",
+        message=instructions or "Raden må utføres manuelt og bekreftes med --manual FIL.",
     )
-    if confirmation:
-        status = str(confirmation.get("status", "")).strip().lower()
-        result.confirmed_by = confirmation.get("by") or confirmation.get("who") or None
-        result.comment = confirmation.get("comment", "")
-        if status in {"ok", "passed", "bestått", "godkjent"}:
-            result.outcome = Outcome.PASSED
-            result.actual = "Manuelt bekreftet OK"
-            result.message = ""
-        elif status in {"feilet", "failed", "ikke ok", "fail"}:
-            result.outcome = Outcome.FAILED
-            result.actual = "Manuelt kontrollert: feilet"
-            result.message = result.comment
-    return result
+    if confirmation and confirmation_problem(spec.case_id, confirmation) is None:
+        confirm_case(result, confirmation, stamp_now())
+    return redact_result(result)
 
 
 def not_automated_result(spec: CaseSpec) -> CaseResult:

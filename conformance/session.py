@@ -26,7 +26,8 @@ class ProcessSession:
 
         env = state.env
         self.results_dir = Path(env.results_dir)
-        self.recorder = EvidenceRecorder(Journal(self.results_dir / journal_name))
+        self.recorder = EvidenceRecorder(Journal(self.results_dir / journal_name),
+                                         session=getattr(env, "session", 1))
         self.config = RunConfig(
             bank_orgnr=state.bank_orgnr, bank_name=state.bank_name, env_name=env.env_name,
             kfr_base_url=env.kfr_base_url, maskinporten_issuer=env.maskinporten_issuer,
@@ -51,23 +52,37 @@ class ProcessSession:
         self.kfr = KfrClient(self.config.kfr_base_url, self.config.bank_orgnr, http=self.http,
                              auth=MaskinportenAuth(self.maskinporten, [WRITE_SCOPE]))
         self._allure = _allure_module(state)
+        self.identities = _test_identities(state)
 
     def run(self, spec: CaseSpec, step: Any, progress: Callable[[str], None]) -> CaseResult:
+        rel = f"{EVIDENCE_DIR}/{safe_file_name(spec.case_id)}.json"
+        earlier = self._earlier(self.results_dir / rel)
         with self.recorder.case(spec.case_id):
             ctx = CaseContext(case=spec, config=self.config, kfr=self.kfr,
-                              maskinporten=self.maskinporten, progress=progress)
-            result = run_step(spec, step, ctx)
+                              maskinporten=self.maskinporten, progress=progress,
+                              identities=self.identities)
+            result = run_step(spec, step, ctx, self.recorder, earlier)
         exchanges = self.recorder.exchanges(spec.case_id)
-        result.correlation_ids = correlation_ids(exchanges)
-        rel = f"{EVIDENCE_DIR}/{safe_file_name(spec.case_id)}.json"
+        result.correlation_ids = correlation_ids([*earlier, *exchanges])
         try:
-            self.recorder.write_case_file(spec.case_id, self.results_dir / rel)
+            self.recorder.write_case_file(spec.case_id, self.results_dir / rel, earlier)
             result.evidence_file = rel
         except OSError as exc:
             result.message = (result.message + f"\nBevis kunne ikke skrives: {exc}").strip()
         if self._allure is not None:
             self._attach(spec, exchanges)
         return result
+
+    def _earlier(self, path: Path) -> list[dict[str, Any]]:
+        """The row's exchanges from earlier sessions (a resumed run), kept in its evidence."""
+        if self.recorder.session <= 1 or not path.is_file():
+            return []
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return []
+        exchanges = data.get("exchanges") if isinstance(data, dict) else None
+        return [e for e in exchanges if isinstance(e, dict)] if isinstance(exchanges, list) else []
 
     def _attach(self, spec: CaseSpec, exchanges: list[dict[str, Any]]) -> None:
         allure = self._allure
@@ -78,6 +93,25 @@ class ProcessSession:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _test_identities(state: Any) -> Any:
+    """The bank's own test identities (--test-ids), this worker's share; None = synthetic."""
+    import os
+
+    path = getattr(state.env, "test_ids", None)
+    if not path:
+        return None
+    from conformance.home import conformance_home
+    from conformance.testids import load_test_ids
+
+    ledger = conformance_home() / "test-ids" / f"{state.bank_orgnr}-{state.env.env_name}.used"
+    identities = load_test_ids(Path(path), ledger=ledger)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and count > 1:
+        identities = identities.share(int(worker[2:]), count)
+    return identities
 
 
 def _allure_module(state: Any) -> Any:

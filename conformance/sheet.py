@@ -1,16 +1,20 @@
 """Read the integration-test sheet: xlsx → (:class:`SheetInfo`, [:class:`CaseSpec`]).
 
 Bits owns the official sheet and may change it at any time: add a cover sheet, a title
-block, merged cells, section rows, hide columns, rename headers or switch them to English,
-type IDs as numbers. So nothing here assumes a position. Every worksheet is searched for
-the row that looks most like a header (it needs at least an id-like and an expected-like
-column), columns are matched by what their header says, and the expectation is read from
-the prose of the "expected result" column (:func:`parse_expectation`).
+block, merged cells, section rows, hide columns or rows, rename headers or switch them to
+English, type IDs as numbers. So nothing here assumes a position:
 
-What the reader decides, so the rest of the engine does not have to:
+- :mod:`conformance.sheet_columns` finds the header row and what each column holds;
+- :mod:`conformance.sheet_rows` turns the rows below it into cases, and gives every row
+  it does not read as written a :class:`RowNotice` — no row is dropped silently;
+- :mod:`conformance.expectation` reads status and error code from the "expected result"
+  prose (:func:`parse_expectation`).
 
-- a *case* is a row with an id and an expectation; any other row below the header (blank,
-  a section title, a footer, a repeated header) is not a case;
+This module checks the file, finds the sheet's version and puts it together. What the
+reader decides, so the rest of the engine does not have to:
+
+- a *case* is a row with an id or an expectation and more text; section titles, footers
+  and repeated headers are not cases (but are noticed);
 - the *title* is the title column when there is one, else the first sentence of the
   description;
 - a row is *manual* when its type or category column, or its own text, says so.
@@ -18,131 +22,61 @@ What the reader decides, so the rest of the engine does not have to:
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from openpyxl import load_workbook
 from openpyxl.workbook.workbook import Workbook
-from openpyxl.worksheet.worksheet import Worksheet
 
 from conformance.errors import SheetError
-from conformance.models import CaseSpec, Expectation
+from conformance.expectation import parse_expectation
+from conformance.models import CaseSpec
+from conformance.sheet_columns import (
+    HEADER_SEARCH_COLUMNS,
+    HEADER_SEARCH_ROWS,
+    ROLES,
+    HeaderCandidate,
+    cell_text,
+    find_header,
+)
+from conformance.sheet_rows import (
+    MAX_DATA_ROWS,
+    RowNotice,
+    cases_elsewhere,
+    read_cases,
+    row_in_case_id,
+    unread_columns,
+)
 
-__all__ = ["ROLES", "SheetInfo", "cell_text", "parse_expectation", "read_sheet"]
+__all__ = [
+    "MAX_DATA_ROWS",
+    "ROLES",
+    "RowNotice",
+    "SheetInfo",
+    "cell_text",
+    "parse_expectation",
+    "read_sheet",
+    "read_sheet_data",
+    "row_in_case_id",
+]
 
 # A sheet is a few hundred kilobytes; anything far bigger is not the integration-test sheet.
 MAX_SHEET_BYTES = 50 * 1024 * 1024
-# Where to look for the header row, and how far to read below it.
-HEADER_SEARCH_ROWS = 100
-HEADER_SEARCH_COLUMNS = 60
-MAX_DATA_ROWS = 5000
-MAX_EMPTY_RUN = 500
-# A header cell is a short label; longer text is an instruction, not a column name.
-MAX_HEADER_LENGTH = 60
-
-# fmt: off
-ROLES = (
-    "id", "title", "description", "preconditions", "test_data", "expected", "actual",
-    "status", "comment", "date", "executed_by", "correlation_id", "category", "type",
-)
-
-# role → (primary header names, secondary header names), compared after _normalise().
-# Primary names say the role outright; secondary ones could also mean something else.
-_HEADER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "id": (
-        ("testcase id", "test case id", "testcaseid", "test id", "testid", "tc id", "tcid",
-         "case id", "caseid", "testtilfelle", "testtilfelle id", "testtilfelle nr",
-         "testtilfellenr", "testnr", "test nr", "testnummer", "test no", "id", "nr", "no",
-         "#", "løpenr", "lnr"),
-        ("nummer", "number", "ref", "referanse", "reference"),
-    ),
-    "title": (
-        ("tittel", "title", "testnavn", "test name", "overskrift", "sammendrag", "summary",
-         "kort beskrivelse", "short description", "scenario", "testscenario", "test scenario"),
-        ("navn", "name", "test case", "testcase", "testtilfelle"),
-    ),
-    "description": (
-        ("beskrivelse", "description", "testbeskrivelse", "test description",
-         "beskrivelse av test", "fremgangsmåte", "teststeg", "test steps", "steg", "steps",
-         "detaljer", "details"),
-        ("handling", "action", "test case", "testcase"),
-    ),
-    "preconditions": (
-        ("forutsetninger", "forutsetning", "preconditions", "precondition", "pre conditions",
-         "pre condition", "prerequisites", "prerequisite", "forberedelser"),
-        ("oppsett", "setup"),
-    ),
-    "test_data": (
-        ("testdata", "test data", "inndata", "input data", "data"),
-        ("input", "parametere", "parameters"),
-    ),
-    "expected": (
-        ("forventet resultat", "forventet", "expected result", "expected results", "expected",
-         "expected outcome", "forventet respons", "forventet svar", "expected response",
-         "forventet utfall"),
-        ("akseptansekriterier", "acceptance criteria"),
-    ),
-    "actual": (
-        ("faktisk resultat", "faktisk", "actual result", "actual results", "actual",
-         "actual outcome", "faktisk respons", "faktisk svar", "actual response"),
-        ("resultat", "result", "utfall", "outcome"),
-    ),
-    "status": (
-        ("status", "teststatus", "test status", "ok feilet", "pass fail", "bestått",
-         "godkjent", "ok ikke ok", "verdict"),
-        ("resultat", "result"),
-    ),
-    "comment": (
-        ("kommentar", "kommentarer", "comment", "comments", "merknad", "merknader", "notes",
-         "note", "remarks", "remark", "notater"),
-        ("avvik",),
-    ),
-    "date": (
-        ("dato", "date", "testdato", "test date", "dato utført", "utført dato",
-         "date executed", "executed on", "execution date", "tested on", "dato testet",
-         "testet dato"),
-        (),
-    ),
-    "executed_by": (
-        ("utført av", "testet av", "executed by", "tested by", "performed by", "run by",
-         "kjørt av", "tester"),
-        ("signatur", "signature", "ansvarlig", "testansvarlig", "responsible", "initialer",
-         "initials", "sign"),
-    ),
-    "correlation_id": (
-        ("correlationid", "correlation id", "correlation ids", "correlationids",
-         "korrelasjons id", "korrelasjonsid", "korrelasjon id", "x correlation id"),
-        ("correlation",),
-    ),
-    "category": (
-        ("kategori", "category", "område", "funksjonsområde", "seksjon", "section"),
-        ("gruppe", "group", "modul", "module", "funksjon", "function", "tema", "topic",
-         "operasjon", "operation", "tjeneste", "service", "endepunkt", "endpoint", "area"),
-    ),
-    "type": (
-        ("type", "testtype", "test type", "manuell automatisk", "automatisk manuell",
-         "manual automated", "automated manual", "execution type"),
-        ("automatisering", "automation", "automatisert", "automated", "kjøremåte",
-         "utførelse"),
-    ),
-}
-# fmt: on
-
-_MANUAL_RE = re.compile(r"(?<!\w)(?:manuel(?:l|lt|le)|manual(?:ly)?)(?!\w)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class SheetInfo:
-    """Where the cases were found, and the file's identity (for the pack and the writer)."""
+    """Where the cases were found, and the file's identity (for the pack and the writer).
+
+    ``notices`` lists every non-empty row (and unread column) that was not read as a
+    plain case, so that no row of the sheet is ever dropped silently.
+    """
 
     path: Path
     file_name: str
@@ -151,6 +85,7 @@ class SheetInfo:
     worksheet: str
     header_row: int
     columns: dict[str, int] = field(default_factory=dict)  # role → 1-based column index
+    notices: tuple[RowNotice, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,204 +96,29 @@ class SheetInfo:
             "worksheet": self.worksheet,
             "header_row": self.header_row,
             "columns": dict(self.columns),
+            "notices": [notice.to_dict() for notice in self.notices],
         }
 
-
-# --------------------------------------------------------------------------- expectations
-
-_CODE_RE = re.compile(r"(?<![\w-])(KFR|ERR|MP)-(\d{3})(?!\d)", re.IGNORECASE)
-
-# A number that is part of a date, time, decimal, range or longer number is never a status.
-_NUM = r"(?<![\d.,/:-])(\d{3})(?!\d|[.,/:-]\d)"
-_LABEL = (
-    r"(?:http|https|status|statuskode|statuscode|responskode|respons|response|svarkode|"
-    r"returkode|kode|code|svar|svarer|returnerer|returneres|returns?|returned|responds?)"
-)
-_LABELLED_RE = re.compile(
-    rf"(?<!\w){_LABEL}(?:/[123](?:\.[01])?)?(?:[\s-]+{_LABEL})*[\s-]*[:=]?\s*(\d{{3}})(?!\d|[.,/:-]\d)",
-    re.IGNORECASE,
-)
-
-
-def _reason_phrases() -> dict[str, set[int]]:
-    phrases: dict[str, set[int]] = {}
-    for status in HTTPStatus:
-        phrases.setdefault(status.phrase.lower(), set()).add(status.value)
-    # Names used by other RFCs and tools for the same codes.
-    for phrase, code in (
-        ("payload too large", 413),
-        ("content too large", 413),
-        ("request entity too large", 413),
-        ("unprocessable content", 422),
-        ("unprocessable entity", 422),
-        ("no content", 204),
-        ("ok", 200),
-    ):
-        phrases.setdefault(phrase, set()).add(code)
-    return phrases
-
-
-_PHRASES = _reason_phrases()
-_PHRASED_RE = re.compile(
-    _NUM
-    + r"\s*[-–:]?\s*\(?\s*("
-    + "|".join(re.escape(p) for p in sorted(_PHRASES, key=len, reverse=True))
-    + r")(?!\w)",
-    re.IGNORECASE,
-)
-# A bare number counts only at the very start ("201", "404, KFR-008", "(201)") and only
-# when it is a registered HTTP status, so "250 per sekund" is not mistaken for one.
-_LEADING_RE = re.compile(r"^\W{0,2}" + _NUM)
-_KNOWN_STATUSES = {s.value for s in HTTPStatus}
-
-
-def parse_expectation(text: str) -> Expectation:
-    """HTTP status and error code from the prose of an "expected result" cell.
-
-    Recognises e.g. "HTTP 404 Not Found med feilkode KFR-008", "400 Bad Request with error
-    code KFR-010", "Responskode 201 Created", "Status: 204", "201 (Created)". Dates, orgnrs
-    and sizes such as "10 MB" never yield a status. The first status in the text wins.
-    """
-    text = (text or "").strip()
-    found: list[tuple[int, int]] = []  # (position, status)
-    for match in _LABELLED_RE.finditer(text):
-        status = int(match.group(1))
-        if 100 <= status <= 599:
-            found.append((match.start(1), status))
-    for match in _PHRASED_RE.finditer(text):
-        status = int(match.group(1))
-        if status in _PHRASES.get(match.group(2).lower(), set()):
-            found.append((match.start(1), status))
-    status: int | None = min(found)[1] if found else None
-    if status is None:
-        leading = _LEADING_RE.match(text)
-        if leading and int(leading.group(1)) in _KNOWN_STATUSES:
-            status = int(leading.group(1))
-    code_match = _CODE_RE.search(text)
-    error_code = f"{code_match.group(1).upper()}-{code_match.group(2)}" if code_match else None
-    return Expectation(text=text, status=status, error_code=error_code)
-
-
-# --------------------------------------------------------------------------- cells
-
-
-def cell_text(value: Any) -> str:
-    """A cell's value as text: 1 and 1.0 → "1", dates → ISO, None → ""."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "Ja" if value else "Nei"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return str(value).strip()
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-zæøåäöü#]+", " ", text.casefold()).split())
-
-
-def _role_matches(header: str) -> list[tuple[float, str]]:
-    """(quality, role) for every role this header text could mean; higher is surer."""
-    norm = _normalise(header)
-    if not norm or len(header) > MAX_HEADER_LENGTH:
-        return []
-    matches: list[tuple[float, str]] = []
-    padded = f" {norm} "
-    for role, (primary, secondary) in _HEADER_NAMES.items():
-        best = 0.0
-        for base, names in ((3.0, primary), (2.0, secondary)):
-            for name in names:
-                if norm == name:
-                    quality = base
-                elif len(name) >= 4 and norm.startswith(name + " "):
-                    quality = base - 0.5  # "Forventet resultat (HTTP-status og feilkode)"
-                elif len(name) >= 5 and f" {name} " in padded:
-                    quality = base - 1.0  # "Bankens kommentar"
-                else:
-                    continue
-                best = max(best, quality)
-        if best:
-            matches.append((best, role))
-    return matches
-
-
-@dataclass
-class _HeaderCandidate:
-    worksheet: Worksheet
-    sheet_index: int
-    row: int
-    columns: dict[str, int]
-    score: float
-
-    def key(self) -> tuple[float, int, int, int]:
-        # Best score; on a tie a visible sheet, then the earlier sheet, then the higher row.
-        visible = 1 if self.worksheet.sheet_state == "visible" else 0
-        return (self.score, visible, -self.sheet_index, -self.row)
-
-
-def _hidden_columns(ws: Worksheet) -> set[int]:
-    from openpyxl.utils import column_index_from_string
-
-    hidden: set[int] = set()
-    for letter, dim in ws.column_dimensions.items():
-        if dim.hidden:
-            start = column_index_from_string(letter)
-            lo, hi = (dim.min or start), (dim.max or start)
-            hidden.update(range(lo, hi + 1))
-    return hidden
-
-
-def _assign_columns(
-    cells: Iterable[tuple[int, Any]], hidden: set[int]
-) -> tuple[dict[str, int], float]:
-    """Give each role the column that names it best; each column serves one role."""
-    candidates: list[tuple[float, int, int, str]] = []
-    for col, value in cells:
-        if not isinstance(value, str):
-            continue
-        for quality, role in _role_matches(value):
-            candidates.append((quality, 0 if col in hidden else 1, col, role))
-    candidates.sort(key=lambda c: (-c[0], -c[1], c[2]))
-    columns: dict[str, int] = {}
-    used: set[int] = set()
-    total = 0.0
-    for quality, _visible, col, role in candidates:
-        if role in columns or col in used:
-            continue
-        columns[role] = col
-        used.add(col)
-        total += quality
-    return columns, total
-
-
-def _find_header(wb: Workbook) -> _HeaderCandidate | None:
-    best: _HeaderCandidate | None = None
-    for index, ws in enumerate(wb.worksheets):
-        hidden = _hidden_columns(ws)
-        max_row = min(ws.max_row, HEADER_SEARCH_ROWS)
-        max_col = min(ws.max_column, HEADER_SEARCH_COLUMNS)
-        for row_index, row in enumerate(
-            ws.iter_rows(min_row=1, max_row=max_row, max_col=max_col, values_only=True), start=1
-        ):
-            texts = [(c, v) for c, v in enumerate(row, start=1) if isinstance(v, str) and v.strip()]
-            if len(texts) < 2:
-                continue
-            columns, quality = _assign_columns(texts, hidden)
-            if "id" not in columns or "expected" not in columns:
-                continue
-            # Roles count first; how surely they were named breaks ties between rows.
-            candidate = _HeaderCandidate(
-                ws, index, row_index, columns, len(columns) + quality / 100
+    def notice_lines(self, *, limit: int = 20) -> list[str]:
+        """Norwegian lines for the start of a run: every warning (up to ``limit``, then a
+        count), and the rows that are plainly no case, by row number on one line."""
+        warnings_ = [n for n in self.notices if n.warning]
+        columns = [n for n in self.notices if n.kind == "unread_column"]
+        plain = [n for n in self.notices if not n.warning and n.kind != "unread_column"]
+        lines = [f"ark: {n.describe()}" for n in warnings_[:limit]]
+        if len(warnings_) > limit:
+            lines.append(
+                f"ark: … og {len(warnings_) - limit} merknader til "
+                f"(se «kfr-conformance sheet {self.file_name}»)"
             )
-            if best is None or candidate.key() > best.key():
-                best = candidate
-    return best
+        if plain:
+            by_sheet: dict[str, list[str]] = {}
+            for notice in plain:
+                by_sheet.setdefault(notice.worksheet, []).append(str(notice.row))
+            where = "; ".join(f"«{ws}» rad {', '.join(rows)}" for ws, rows in by_sheet.items())
+            lines.append(f"ark: ikke testtilfeller (seksjonstitler, merknader o.l.): {where}")
+        lines.extend(f"ark: arket «{n.worksheet}»: {n.message}" for n in columns)
+        return lines
 
 
 # --------------------------------------------------------------------------- version
@@ -382,7 +142,7 @@ def _version_value(value: Any) -> str | None:
     return match.group(1) if match else None
 
 
-def _find_version(wb: Workbook, header: _HeaderCandidate) -> str | None:
+def _find_version(wb: Workbook, header: HeaderCandidate) -> str | None:
     labelled: str | None = None
     bare: str | None = None
     for ws in wb.worksheets:
@@ -416,88 +176,6 @@ def _find_version(wb: Workbook, header: _HeaderCandidate) -> str | None:
     if props.title and (match := _VERSION_LABELLED_RE.search(props.title)):
         return match.group(1)
     return None
-
-
-# --------------------------------------------------------------------------- rows
-
-
-def _first_sentence(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    match = re.match(r"(.+?[.!?])(?:\s|$)", text)
-    sentence = match.group(1).rstrip(".") if match else text
-    if len(sentence) <= limit:
-        return sentence
-    cut = sentence[:limit].rsplit(" ", 1)[0]
-    return cut + " …"
-
-
-def _normalise_case_id(value: Any) -> str:
-    return " ".join(cell_text(value).split())
-
-
-def _is_repeated_header(values: dict[str, str]) -> bool:
-    roles_of_id = {role for _, role in _role_matches(values.get("id", ""))}
-    roles_of_expected = {role for _, role in _role_matches(values.get("expected", ""))}
-    return "id" in roles_of_id and "expected" in roles_of_expected
-
-
-def _is_manual(values: dict[str, str]) -> bool:
-    fields = ("type", "category", "title", "description", "expected")
-    return any(_MANUAL_RE.search(values.get(name, "")) for name in fields)
-
-
-def _read_cases(header: _HeaderCandidate) -> list[CaseSpec]:
-    ws = header.worksheet
-    columns = header.columns
-    max_col = max(columns.values())
-    cases: list[CaseSpec] = []
-    seen: dict[str, int] = {}
-    empty_run = 0
-    last_row = min(ws.max_row, header.row + MAX_DATA_ROWS)
-    for row_index, row in enumerate(
-        ws.iter_rows(min_row=header.row + 1, max_row=last_row, max_col=max_col, values_only=True),
-        start=header.row + 1,
-    ):
-        filled = [v for v in row if cell_text(v).strip()]
-        if not filled:
-            empty_run += 1
-            if empty_run >= MAX_EMPTY_RUN:
-                break
-            continue
-        empty_run = 0
-        values = {
-            role: cell_text(row[col - 1]) if col - 1 < len(row) else ""
-            for role, col in columns.items()
-        }
-        values["id"] = _normalise_case_id(row[columns["id"] - 1])
-        # A section title, a footer or a note fills one cell; a case has an id and an
-        # expectation. A header repeated further down (a second page) is not a case either.
-        if len(filled) < 2 or not values["id"] or not values["expected"].strip():
-            continue
-        if _is_repeated_header(values):
-            continue
-        case_id = values["id"]
-        if case_id in seen:
-            # Two rows with one id would collide as test ids and file names; keep both.
-            case_id = f"{case_id} (rad {row_index})"
-        seen[case_id] = row_index
-        description = values.get("description", "").strip()
-        title = values.get("title", "").strip() or _first_sentence(description) or case_id
-        cases.append(
-            CaseSpec(
-                case_id=case_id,
-                title=" ".join(title.split()),
-                expected=parse_expectation(values["expected"]),
-                description=description,
-                preconditions=values.get("preconditions", "").strip(),
-                test_data=values.get("test_data", "").strip(),
-                manual=_is_manual(values),
-                sheet_name=ws.title,
-                row=row_index,
-                category=values.get("category", "").strip(),
-            )
-        )
-    return cases
 
 
 # --------------------------------------------------------------------------- entry point
@@ -563,17 +241,26 @@ def read_sheet(path: Path) -> tuple[SheetInfo, list[CaseSpec]]:
     """Read the integration-test sheet; raise :class:`SheetError` with a plain message if
     it is missing, not an xlsx, encrypted, has no header row or has no cases."""
     path = Path(path)
-    data = _read_bytes(path)
+    return read_sheet_data(path, _read_bytes(path))
+
+
+def read_sheet_data(path: Path, data: bytes) -> tuple[SheetInfo, list[CaseSpec]]:
+    """:func:`read_sheet` for bytes already in memory (the copy inside a pack); ``path``
+    only names the sheet in messages and in the result."""
+    path = Path(path)
+    if len(data) > MAX_SHEET_BYTES:
+        raise SheetError(f"«{path.name}» er {len(data) // (1024 * 1024)} MB; et testark er langt mindre.")
     _check_format(path, data)
     wb = _load(path, data)
-    header = _find_header(wb)
+    header = find_header(wb)
     if header is None:
         raise SheetError(
             f"Fant ingen overskriftsrad med testtilfeller i «{path.name}».",
             hint="Arket trenger en rad med kolonneoverskrifter, minst en ID-kolonne (f.eks. «Testcase-ID») "
             "og en kolonne for forventet resultat (f.eks. «Forventet resultat»).",
         )
-    cases = _read_cases(header)
+    cases, notices = read_cases(header)
+    notices = unread_columns(header) + notices + cases_elsewhere(wb, header)
     if not cases:
         raise SheetError(
             f"Fant ingen testtilfeller under overskriftsraden (rad {header.row}) i «{path.name}», "
@@ -588,6 +275,7 @@ def read_sheet(path: Path) -> tuple[SheetInfo, list[CaseSpec]]:
         worksheet=header.worksheet.title,
         header_row=header.row,
         columns=dict(sorted(header.columns.items(), key=lambda item: item[1])),
+        notices=tuple(notices),
     )
     return info, cases
 

@@ -24,7 +24,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from conformance.atomic import atomic_file
 from conformance.errors import SheetError
 from conformance.models import CaseResult, Outcome
-from conformance.sheet import SheetInfo, cell_text
+from conformance.sheet import SheetInfo, cell_text, row_in_case_id
 
 __all__ = ["RUN_SHEET", "SANDBOX_BANNER", "STATUS_FILLS", "write_filled_sheet"]
 
@@ -99,6 +99,10 @@ def _row_for(ws: Worksheet, info: SheetInfo, result: CaseResult, rows_by_id: dic
         at_row = " ".join(cell_text(ws.cell(row=result.row, column=id_col).value).split())
         # Duplicated ids are read as "<id> (rad N)": the row number is the truth then.
         if at_row and (at_row == result.case_id or result.case_id.startswith(f"{at_row} (rad ")):
+            return result.row
+        # A row without an id of its own (none typed, or under a merged id cell) was given
+        # one by the reader that names its row: "Rad 17", "KFR-05 (rad 17)".
+        if not at_row and row_in_case_id(result.case_id) == result.row:
             return result.row
     if result.case_id in rows_by_id:
         return rows_by_id[result.case_id]

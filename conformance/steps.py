@@ -15,7 +15,7 @@ status code cannot express (e.g. "visible after ingestion") are :class:`Check` e
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 
@@ -31,12 +31,17 @@ class Check:
 
 @dataclass
 class Actual:
-    """What the environment answered for the row's main request."""
+    """What the environment answered for the row's main request, as the judge reads it from
+    the evidence."""
 
     status: int | None
     error_code: str | None = None
     summary: str = ""                    # Norwegian prose for the sheet's "Faktisk resultat"
     checks: list[Check] = field(default_factory=list)
+    answered_by: str | None = None       # kfr | gateway | maskinporten | other | none
+    gateway_401: bool = False            # the answer is the spec's ErrorResponse401
+    environment: str | None = None       # why the environment kept the row from an answer
+    identities: list[str] = field(default_factory=list)  # customer IDs the row used
 
     def check(self, description: str, ok: bool, detail: str = "") -> Actual:
         self.checks.append(Check(description, bool(ok), detail))
@@ -52,6 +57,8 @@ class StepSignature:
     ``status`` / ``error_code``: the expectation this step is designed to provoke.
     ``keywords``: groups of alternative words (Norwegian/English); each group must have a
     word in the row's text, e.g. (("grense", "boundary"),).
+    ``hints``: words and phrases that speak *for* this step when a row uses them (synonyms,
+    paraphrases) but never against it when absent, e.g. ("igjen", "twice", "duplicate").
     """
 
     operation: str
@@ -59,6 +66,7 @@ class StepSignature:
     status: int | None = None
     error_code: str | None = None
     keywords: tuple[tuple[str, ...], ...] = ()
+    hints: tuple[str, ...] = ()
 
 
 class StepFunc(Protocol):
@@ -67,12 +75,22 @@ class StepFunc(Protocol):
 
 @dataclass(frozen=True)
 class Step:
+    """``func`` acts (sends the row's requests, labelled with roles); ``judge`` decides from
+    the recorded exchanges alone (see ``conformance.judge``). ``retryable``: the row may be
+    tried again with fresh customers after the environment failed it."""
+
     name: str
-    func: Callable[[Any], Actual]
+    func: Callable[[Any], Any]
     signature: StepSignature
     case_ids: tuple[str, ...] = ()
     manual: bool = False
     title: str = ""
+    judge: Callable[[Any], Actual] | None = None
+    retryable: bool = True
+    # Settings the step cannot run without (RunConfig fields, e.g. "alt_scope"). When one is
+    # missing, the row is decided at start-up to be a manual procedure, described by ``without``.
+    requires: tuple[str, ...] = ()
+    without: str = ""
 
 
 class StepRegistry:
@@ -97,10 +115,14 @@ class StepRegistry:
         status: int | None = None,
         error_code: str | None = None,
         keywords: Iterable[Iterable[str]] = (),
+        hints: Iterable[str] = (),
         manual: bool = False,
         title: str = "",
-    ) -> Callable[[Callable[[Any], Actual]], Callable[[Any], Actual]]:
-        def decorator(func: Callable[[Any], Actual]) -> Callable[[Any], Actual]:
+        retryable: bool = True,
+        requires: Iterable[str] = (),
+        without: str = "",
+    ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        def decorator(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
             self.add(
                 Step(
                     name=name,
@@ -111,12 +133,28 @@ class StepRegistry:
                         status=status,
                         error_code=error_code,
                         keywords=tuple(tuple(k.lower() for k in group) for group in keywords),
+                        hints=tuple(h.lower() for h in hints),
                     ),
                     case_ids=tuple(case_ids),
                     manual=manual,
                     title=title or name,
+                    retryable=retryable,
+                    requires=tuple(requires),
+                    without=without,
                 )
             )
+            return func
+
+        return decorator
+
+    def judge(self, name: str) -> Callable[[Callable[[Any], Actual]], Callable[[Any], Actual]]:
+        """Register the judge of step ``name``: ``judge(evidence) -> Actual``."""
+
+        def decorator(func: Callable[[Any], Actual]) -> Callable[[Any], Actual]:
+            step = self._steps.get(name)
+            if step is None:
+                raise ValueError(f"judge for unknown step {name!r}")
+            self._steps[name] = replace(step, judge=func)
             return func
 
         return decorator

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import random
+import re
 import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ SANDBOX_KFR_BASE_URL = "http://127.0.0.1:5000/kar-ws/api/v1"
 SANDBOX_ISSUER = "http://127.0.0.1:5000/maskinporten/"
 # A bank name with markup: every page of the site must show it as text.
 HOSTILE_NAME = 'Skurk <script>alert("x")</script> & Co AS'
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,10 @@ def make_pack(
     environment: str = "test",
     seed: int = 1,
     with_email: bool = False,
+    prepare: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Build one real signed pack; returns the zip (or the C-3 e-mail with ``with_email``)."""
+    """Build one real signed pack; returns the zip (or the C-3 e-mail with ``with_email``).
+    ``prepare`` may change the results folder before it is signed."""
     extra = {}
     if environment == "sandbox":
         extra = {"kfr_base_url": SANDBOX_KFR_BASE_URL, "maskinporten_issuer": SANDBOX_ISSUER}
@@ -86,6 +93,9 @@ def make_pack(
         seed=seed,
         **extra,
     )
+    restamp_kfr_answers(folder)
+    if prepare is not None:
+        prepare(folder)
     issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
     result = build_pack(
         folder,
@@ -97,6 +107,143 @@ def make_pack(
     if with_email:
         assert result.email_path is not None, result.blockers
         return result.email_path
+    return result.zip_path
+
+
+_PACK_OUTPUTS = ("manifest.json", "manifest.json.p7s", "c3-epost.eml")
+
+
+def _text_files(folder: Path) -> list[Path]:
+    return [
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".html") and p.name not in _PACK_OUTPUTS
+    ]
+
+
+def _rewrite_exchanges(folder: Path, change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to every exchange, in the evidence files and the journal alike."""
+    for path in sorted((folder / "evidence").glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for exchange in document["exchanges"]:
+            change(exchange)
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    for journal in sorted(folder.glob("journal*.jsonl")):
+        lines = [json.loads(line) for line in journal.read_text().splitlines() if line]
+        for exchange in lines:
+            change(exchange)
+        journal.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
+
+
+def _timestamped(body: object) -> dict | None:
+    if not isinstance(body, str) or '"timestamp"' not in body:
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) and "timestamp" in parsed else None
+
+
+def restamp_kfr_answers(folder: Path, *, shift: dt.timedelta = dt.timedelta(0)) -> None:
+    """KFR stamps its error answers with the time it answered. A results folder relabelled
+    from another run (as ``make_results_dir`` may make them) keeps that run's stamps, which
+    makes it a replay of that run's answers; restamp each answer with its own exchange's
+    time (plus ``shift``), as KFR would have."""
+
+    def restamp(exchange: dict) -> None:
+        response = exchange.get("response") or {}
+        parsed = _timestamped(response.get("body"))
+        if parsed is None:
+            return
+        moment = dt.datetime.fromisoformat(exchange["started_at"].replace("Z", "+00:00"))
+        parsed["timestamp"] = (moment + shift).strftime("%Y-%m-%dT%H:%M:%SZ")
+        response["body"] = json.dumps(parsed, ensure_ascii=False)
+
+    _rewrite_exchanges(folder, restamp)
+
+
+def with_kfr_answers(folder: Path, seed: int = 1) -> None:
+    """Make sure the run has distinctive KFR answers: its error answers restamped at a
+    moment of its own or, in a folder whose exchanges carry no answer bodies at all, a
+    timestamped answer for every KFR exchange."""
+    rng = random.Random(seed)
+    found = []
+    _rewrite_exchanges(
+        folder, lambda e: found.append(_timestamped((e.get("response") or {}).get("body")))
+    )
+    if any(found):
+        restamp_kfr_answers(folder, shift=dt.timedelta(seconds=rng.randrange(1, 10**6)))
+        return
+    answers: dict[tuple[str, int], str] = {}
+
+    def answer(exchange: dict) -> None:
+        if exchange.get("operation") == "token":
+            return
+        key = (exchange["case_id"], exchange["seq"])
+        if key not in answers:
+            moment = dt.datetime(2026, 9, 1, 9, 0, tzinfo=dt.UTC) + dt.timedelta(
+                seconds=rng.randrange(10**7)
+            )
+            answers[key] = json.dumps(
+                {
+                    "errorCode": f"KFR-{rng.randrange(1, 20):03d}",
+                    "errorMessage": "Svar fra KFR i testmiljøet",
+                    "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            )
+        exchange["response"]["body"] = answers[key]
+
+    _rewrite_exchanges(folder, answer)
+
+
+def rewrite_run(
+    source: Path, orgnr: str, name: str, work: Path, *, fresh_correlation_ids: bool = False
+) -> Path:
+    """A copy of the results folder ``source`` passed off as bank ``orgnr``'s: its orgnr
+    and bank name rewritten everywhere (so every fid in the evidence is the new bank's),
+    pack outputs left out. With ``fresh_correlation_ids`` every CorrelationID is replaced
+    too, so only KFR's answers are left the same. Returns the new folder, unsigned."""
+    run = json.loads((source / "run.json").read_text(encoding="utf-8"))
+    old_orgnr, old_name = run["bank"]["orgnr"], run["bank"]["name"]
+    target = work / orgnr / f"{source.name}-replay"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.zip", *_PACK_OUTPUTS))
+    mapping = {old_orgnr: orgnr, json.dumps(old_name)[1:-1]: json.dumps(name)[1:-1]}
+    if fresh_correlation_ids:
+        for path in _text_files(target):
+            for value in _UUID.findall(path.read_text(encoding="utf-8")):
+                mapping.setdefault(value, str(uuid.uuid4()))
+    for path in _text_files(target):
+        text = path.read_text(encoding="utf-8")
+        for old, new in mapping.items():
+            text = text.replace(old, new)
+        path.write_text(text, encoding="utf-8")
+    return target
+
+
+def replay_as(
+    source_zip: Path,
+    bank: Bank,
+    ca: TinyCA,
+    work: Path,
+    *,
+    fresh_correlation_ids: bool = False,
+) -> Path:
+    """Another run's evidence re-signed with ``bank``'s own key (see ``rewrite_run``): a
+    pack the verifier accepts. Returns the new zip."""
+    target = rewrite_run(
+        source_zip.parent, bank.orgnr, bank.name, work, fresh_correlation_ids=fresh_correlation_ids
+    )
+    issued = ca.issue(bank.orgnr, bank.name, key_index=bank.key_index)
+    result = build_pack(
+        target,
+        certificate=issued.certificate,
+        private_key=issued.private_key,
+        chain=issued.chain,
+        contact="kontakt@example.invalid",
+    )
     return result.zip_path
 
 

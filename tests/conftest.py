@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+# Kept imported: pytester's in-process runs drop and re-import httpcore, and httpx's error
+# mapping must keep matching the classes in use.
+import httpcore  # noqa: F401
 import httpx
 import pytest
 

@@ -20,7 +20,6 @@ import json
 import random
 import socket
 import struct
-import uuid
 import warnings
 import zipfile
 import zlib
@@ -34,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conformance.ids import synthetic_fodselsnummer, synthetic_orgnr
-from conformance.models import CaseResult, Expectation, Outcome, RunRecord
+from conformance.ids import synthetic_orgnr
+from conformance.models import Outcome
 
 TEST_KFR_BASE_URL = "https://preprod.api.bits.no/kar-ws/api/v1"
 TEST_MASKINPORTEN_ISSUER = "https://test.maskinporten.no/"
@@ -266,55 +265,6 @@ class CaseDraft:
     operations: tuple[str, ...] = ("add",)
 
 
-DEFAULT_CASES = (
-    CaseDraft("KFR-01", operations=("token", "add")),
-    CaseDraft("KFR-02", operations=("add", "end")),
-    CaseDraft("KFR-03", operations=("batch",)),
-    CaseDraft("KFR-04", operations=("lookup",)),
-    CaseDraft("KFR-05", manual=True, confirmed_by="Kari Tester", operations=()),
-)
-
-
-def _exchange(
-    *,
-    case_id: str,
-    seq: int,
-    operation: str,
-    moment: dt.datetime,
-    kfr_base_url: str,
-    issuer: str,
-    fid: str,
-    rng: random.Random,
-) -> dict:
-    customer = synthetic_fodselsnummer(rng)
-    correlation = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    path = f"/customers/financialInstitutions/{fid}/relationshipType/DSOPBANK"
-    method, status, url = "POST", 201, kfr_base_url + path
-    if operation == "token":
-        method, status, url, correlation = "POST", 200, issuer + "token", None
-    elif operation == "end":
-        method, status = "DELETE", 204
-    elif operation == "batch":
-        url = f"{kfr_base_url}/customers/financialInstitutions/{fid}/batch"
-    elif operation == "lookup":
-        method, status = "GET", 200
-        url = f"{kfr_base_url}/customers/financialInstitutions/{fid}/"
-    headers = {"Authorization": "[REDACTED]", "CustomerID": customer}
-    if correlation:
-        headers["CorrelationID"] = correlation
-    return {
-        "case_id": case_id,
-        "seq": seq,
-        "operation": operation,
-        "correlation_id": correlation,
-        "started_at": _iso(moment),
-        "elapsed_ms": 12.5,
-        "request": {"method": method, "url": url, "headers": headers, "body": None},
-        "response": {"status": status, "headers": {"Content-Type": "application/json"}, "body": ""},
-        "error": None,
-    }
-
-
 def make_results_dir(
     root: Path,
     *,
@@ -323,120 +273,63 @@ def make_results_dir(
     environment: str = "test",
     kfr_base_url: str = TEST_KFR_BASE_URL,
     maskinporten_issuer: str = TEST_MASKINPORTEN_ISSUER,
-    cases: Iterable[CaseDraft] = DEFAULT_CASES,
+    cases: Iterable[CaseDraft] = (),
     started_at: dt.datetime | None = None,
-    duration: dt.timedelta = dt.timedelta(minutes=3),
     evidence_padding: int = 0,
     sheet_version: str = "1.3",
     seed: int = 7,
 ) -> Path:
-    """A results folder as the runner leaves it (docs/architecture.md "Results folder").
+    """A results folder as the runner leaves it: a copy of the session's real sandbox run
+    (``tests/real_run.py``), relabelled to ``orgnr``/``environment``/``started_at`` with
+    fresh CorrelationIDs from ``seed``. Every row passed, with real evidence, so verify
+    re-derives every verdict; ``cases`` then *claims* other outcomes in run.json (the
+    evidence stays as it was), and ``evidence_padding`` adds that many bytes to the first
+    case's last response body (evidence and journal alike, for size benchmarks)."""
+    from real_run import copy_template, rewrite_outputs
 
-    ``evidence_padding`` adds that many bytes of response body to the first case's evidence
-    (for size benchmarks). The run started ``duration`` + 1 minute ago unless given."""
-    rng = random.Random(seed)
-    original_sheet = _tiny_xlsx([], title=f"KFR-Integrasjonstester {sheet_version}")
-    started = started_at or utcnow() - duration - dt.timedelta(minutes=1)
-    finished = started + duration
-    run_id = started.strftime("%Y%m%dT%H%M%SZ") + f"-{rng.getrandbits(24):06x}"
-    folder = root / orgnr / run_id
-    (folder / "evidence").mkdir(parents=True)
-    results: list[CaseResult] = []
-    journal: list[dict] = []
-    moment = started
+    folder = copy_template(
+        root, orgnr=orgnr, name=name, environment=environment, kfr_base_url=kfr_base_url,
+        maskinporten_issuer=maskinporten_issuer, started_at=started_at, seed=seed,
+    )
+    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    by_id = {case["case_id"]: case for case in run["cases"]}
     for draft in cases:
-        exchanges = []
-        for seq, operation in enumerate(draft.operations, start=1):
-            moment += dt.timedelta(seconds=1)
-            exchanges.append(
-                _exchange(
-                    case_id=draft.case_id,
-                    seq=seq,
-                    operation=operation,
-                    moment=moment,
-                    kfr_base_url=kfr_base_url,
-                    issuer=maskinporten_issuer,
-                    fid=orgnr,
-                    rng=rng,
-                )
-            )
-        if evidence_padding and not results and exchanges:
-            # Random hex: compresses about 2:1 like real recorded text, not 1000:1 like "xxx".
-            exchanges[-1]["response"]["body"] = rng.randbytes(evidence_padding // 2).hex()
-        evidence_file = None
-        if exchanges:
-            evidence_file = f"evidence/{draft.case_id}.json"
-            (folder / evidence_file).write_bytes(
-                json.dumps({"case_id": draft.case_id, "exchanges": exchanges}, indent=2).encode()
-            )
-            journal.extend(exchanges)
-        last = exchanges[-1] if exchanges else None
-        results.append(
-            CaseResult(
-                case_id=draft.case_id,
-                title=f"Testtilfelle {draft.case_id}",
-                expected=Expectation(text="HTTP 201", status=201),
-                outcome=draft.outcome,
-                actual=f"HTTP {last['response']['status']}" if last else "Bekreftet manuelt",
-                actual_status=last["response"]["status"] if last else None,
-                message="" if draft.outcome is Outcome.PASSED else "Svaret avvek fra arket.",
-                correlation_ids=[e["correlation_id"] for e in exchanges if e["correlation_id"]],
-                evidence_file=evidence_file,
-                started_at=_iso(started),
-                finished_at=_iso(finished),
-                manual=draft.manual,
-                confirmed_by=draft.confirmed_by,
-            )
-        )
-    record = RunRecord(
-        run_id=run_id,
-        bank={"orgnr": orgnr, "name": name},
-        environment={
-            "name": environment,
-            "kfr_base_url": kfr_base_url,
-            "maskinporten_issuer": maskinporten_issuer,
-        },
-        sheet={
-            "file_name": "KFR-Integrasjonstester.xlsx",
-            "version": sheet_version,
-            "sha256": hashlib.sha256(original_sheet).hexdigest(),
-        },
-        runner={"version": "0.1.0", "python": "3.11.7", "platform": "Linux"},
-        attestation={"tester": "Kari Tester", "role": "Utvikler"},
-        started_at=_iso(started),
-        finished_at=_iso(finished),
-        cases=results,
-    )
-    (folder / "run.json").write_bytes(record.to_json())
-    (folder / "original").mkdir()
-    (folder / "original" / "KFR-Integrasjonstester.xlsx").write_bytes(original_sheet)
-    (folder / "journal.jsonl").write_bytes(
-        b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in journal)
-    )
-    (folder / "KFR-Integrasjonstester-utfylt.xlsx").write_bytes(_tiny_xlsx(results))
-    (folder / "report.html").write_text(
-        f"<!doctype html><html lang=nb><title>KFR {orgnr}</title><p>{len(results)} tilfeller</p>",
-        encoding="utf-8",
-    )
+        case = by_id[draft.case_id]
+        case["outcome"] = str(draft.outcome)
+        case["manual"] = draft.manual
+        case["confirmed_by"] = draft.confirmed_by
+        if draft.outcome is not Outcome.PASSED:
+            case["message"] = "Svaret avvek fra arket."
+    if evidence_padding:
+        _pad_first_evidence(folder, run, evidence_padding, random.Random(seed))
+    if sheet_version != "1.3":
+        from real_run import supplied_sheet
+
+        sheet = supplied_sheet(folder / "original" / run["sheet"]["file_name"], sheet_version)
+        run["sheet"]["version"] = sheet_version
+        run["sheet"]["sha256"] = hashlib.sha256(sheet.read_bytes()).hexdigest()
+    (folder / "run.json").write_text(json.dumps(run, ensure_ascii=False, indent=2, sort_keys=True),
+                                     encoding="utf-8")
+    rewrite_outputs(folder)
     return folder
 
 
-def _tiny_xlsx(results: list[CaseResult], *, title: str = "Resultater") -> bytes:
-    """A small real xlsx (a zip) standing in for the original or the filled sheet."""
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = title[:31]
-    sheet.append(["ID", "Resultat"])
-    for case in results:
-        sheet.append([case.case_id, case.outcome.label_nb])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-# --- zips for tampering and hostile input --------------------------------------------------
+def _pad_first_evidence(folder: Path, run: dict, size: int, rng: random.Random) -> None:
+    first = next(c for c in run["cases"] if c.get("evidence_file"))
+    path = folder / first["evidence_file"]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    target = data["exchanges"][-1]
+    # Random hex: compresses about 2:1 like real recorded text, not 1000:1 like "xxx".
+    padding = rng.randbytes(size // 2).hex()
+    target["response"]["body"] = padding
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
+    journal = folder / "journal.jsonl"
+    lines = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for line in lines:
+        if line.get("case_id") == first["case_id"] and line.get("seq") == target["seq"] \
+                and line.get("attempt") == target.get("attempt"):
+            line["response"]["body"] = padding
+    journal.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines), encoding="utf-8")
 
 
 def read_zip(data: bytes) -> dict[str, bytes]:

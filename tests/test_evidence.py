@@ -267,7 +267,10 @@ def test_exchange_has_the_documented_shape_and_is_redacted(server, recorder, tmp
     token, add = recorder.exchanges("KFR-02")
     assert set(add) == {
         "case_id",
+        "session",
         "seq",
+        "attempt",
+        "role",
         "operation",
         "correlation_id",
         "started_at",
@@ -278,6 +281,11 @@ def test_exchange_has_the_documented_shape_and_is_redacted(server, recorder, tmp
     }
     assert (token["seq"], add["seq"]) == (1, 2)
     assert (token["operation"], add["operation"]) == ("token", "add")
+    assert (token["role"], add["role"]) == ("token", "main")
+    assert (add["session"], add["attempt"]) == (1, 1)
+    # The bearer token is linked to the token exchange by a fingerprint, never kept.
+    assert add["request"]["token_sha256"] == token["response"]["token_sha256"]
+    assert len(add["request"]["token_sha256"]) == 16
     assert add["correlation_id"] == "7d6f2a3e-5b1c-4d0e-9f8a-1b2c3d4e5f60"
     assert add["request"]["headers"]["Authorization"] == REDACTED
     assert add["request"]["headers"]["CustomerID"] == "05909803219"

@@ -50,7 +50,7 @@ def test_email_for_a_passing_test_run(passing):
     for expected in (
         "alle testtilfellene er bestått",
         "klar for produksjon (onboarding-steg C-3)",
-        "5 av 5 bestått (herav 1 manuelt bekreftet)",
+        "22 av 22 bestått (herav 2 manuelt bekreftet)",
         "versjon 1.3",
         "Miljø: test (https://preprod.api.bits.no/kar-ws/api/v1)",
         record.run_id,

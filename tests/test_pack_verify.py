@@ -106,6 +106,13 @@ def test_openssl_verifies_the_signature(built, pki, tmp_path):
     assert done.returncode != 0
 
 
+# A changed file is nobody's evidence: checks that need it fail too, and say why.
+CONSEQUENCES = {
+    "journal.jsonl": {"journal"},
+    "original/KFR-Integrasjonstester.xlsx": {"rows", "verdicts"},
+}
+
+
 @pytest.mark.parametrize(
     "member",
     [
@@ -127,7 +134,8 @@ def test_changing_any_byte_of_any_file_fails_files(pack, policy, member):
         data[position] ^= 0x01
         changed[member] = bytes(data)
         report = verify_pack_bytes(write_zip(sorted(changed.items())), policy)
-        assert failed(report) == {"files"}, [(c.name, c.reason) for c in report.failed]
+        expected = {"files", *CONSEQUENCES.get(member, ())}
+        assert failed(report) == expected, [(c.name, c.reason) for c in report.failed]
         assert f"endret: {member}" in reason(report, "files")
 
 
@@ -260,18 +268,33 @@ def test_test_environment_at_another_url_needs_accepting(tmp_path, pki):
     assert verify_path(zip_path, accepting).ok
 
 
-def _edit_evidence(folder: Path, case_id: str, edit) -> None:
+def _edit_evidence(folder: Path, case_id: str, edit, *, journal: bool = True) -> None:
+    """Edit a case's exchanges as a dishonest bank would: in the evidence file and, unless
+    told otherwise, the same way in the journal, so the two still agree."""
     path = folder / "evidence" / f"{case_id}.json"
     document = json.loads(path.read_bytes())
     edit(document["exchanges"])
     path.write_text(json.dumps(document))
+    if journal:
+        journal_path = folder / "journal.jsonl"
+        lines = [json.loads(line) for line in journal_path.read_text().splitlines() if line.strip()]
+        mine = [line for line in lines if line.get("case_id") == case_id]
+        edit(mine)
+        journal_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def _kfr_exchange(folder: Path, case_id: str, role: str = "main") -> int:
+    """Index of the case's first exchange with ``role`` (token requests come first)."""
+    document = json.loads((folder / "evidence" / f"{case_id}.json").read_bytes())
+    return next(i for i, ex in enumerate(document["exchanges"]) if ex.get("role") == role)
 
 
 def test_evidence_call_to_another_host_fails_environment(tmp_path, policy):
     folder = make_results_dir(tmp_path)
+    main = _kfr_exchange(folder, "KFR-02")
 
     def elsewhere(exchanges):
-        exchanges[0]["request"]["url"] = exchanges[0]["request"]["url"].replace(
+        exchanges[main]["request"]["url"] = exchanges[main]["request"]["url"].replace(
             "https://preprod.api.bits.no", "http://127.0.0.1:5000"
         )
 
@@ -283,47 +306,46 @@ def test_evidence_call_to_another_host_fails_environment(tmp_path, policy):
 
 def test_evidence_for_another_fid_fails_signer_orgnr(tmp_path, policy):
     folder = make_results_dir(tmp_path)
+    main = _kfr_exchange(folder, "KFR-03")
 
     def other_fid(exchanges):
-        url = exchanges[0]["request"]["url"]
-        exchanges[0]["request"]["url"] = url.replace(folder.parent.name, OTHER_BANK_ORGNR)
+        url = exchanges[main]["request"]["url"]
+        exchanges[main]["request"]["url"] = url.replace(folder.parent.name, OTHER_BANK_ORGNR)
 
     _edit_evidence(folder, "KFR-03", other_fid)
     report = verify_path(build_signed_pack(folder).zip_path, policy)
-    assert failed(report) == {"signer_orgnr"}
+    # The row's own judge sees it too: a registration on another fid is not KFR-03's test.
+    assert failed(report) == {"signer_orgnr", "verdicts"}
     assert f"fid {OTHER_BANK_ORGNR}" in reason(report, "signer_orgnr")
     assert "KFR avviste det ikke (HTTP 201)" in reason(report, "signer_orgnr")
+    assert "KFR-03" in reason(report, "verdicts")
 
 
-def test_another_fid_refused_by_kfr_is_the_kfr003_test(tmp_path, policy):
-    # The sheet's KFR-003 row calls with another bank's fid on purpose; KFR answers 403.
-    folder = make_results_dir(tmp_path)
-
-    def refused(exchanges):
-        url = exchanges[0]["request"]["url"]
-        exchanges[0]["request"]["url"] = url.replace(folder.parent.name, OTHER_BANK_ORGNR)
-        exchanges[0]["response"]["status"] = 403
-
-    _edit_evidence(folder, "KFR-03", refused)
-    report = verify_path(build_signed_pack(folder).zip_path, policy)
+def test_another_fid_refused_by_kfr_is_the_kfr003_test(pack, policy):
+    # The sheet's KFR-003 row (KFR-16) calls with another bank's fid on purpose; KFR answers
+    # 403, and the call stays the only one for a foreign fid.
+    report = verify_pack_bytes(pack, policy)
     assert report.ok
     assert "1 kall for en annen banks fid ble avvist av KFR (403)" in reason(report, "signer_orgnr")
 
 
 def test_duplicate_and_malformed_correlation_ids_fail(tmp_path, policy):
     folder = make_results_dir(tmp_path)
-    first = json.loads((folder / "evidence" / "KFR-02.json").read_bytes())["exchanges"][0]
+    first = json.loads((folder / "evidence" / "KFR-02.json").read_bytes())["exchanges"]
+    first = first[_kfr_exchange(folder, "KFR-02")]
+    main = _kfr_exchange(folder, "KFR-03")
 
     def reuse(exchanges):
-        exchanges[0]["correlation_id"] = first["correlation_id"]
+        exchanges[main]["correlation_id"] = first["correlation_id"]
 
     _edit_evidence(folder, "KFR-03", reuse)
     report = verify_path(build_signed_pack(folder).zip_path, policy)
     assert "correlation_ids" in failed(report)
     assert "brukes mer enn én gang" in reason(report, "correlation_ids")
+    main = _kfr_exchange(folder, "KFR-04")
 
     def not_uuid(exchanges):
-        exchanges[0]["correlation_id"] = "abc-123"
+        exchanges[main]["correlation_id"] = "abc-123"
 
     _edit_evidence(folder, "KFR-04", not_uuid)
     report = verify_path(build_signed_pack(folder).zip_path, policy)
@@ -331,26 +353,27 @@ def test_duplicate_and_malformed_correlation_ids_fail(tmp_path, policy):
 
 
 @pytest.mark.parametrize(
-    ("draft", "expected"),
+    ("draft", "expected", "also"),
     [
-        (CaseDraft("KFR-07", outcome=Outcome.FAILED), "KFR-07 (failed)"),
-        (CaseDraft("KFR-07", outcome=Outcome.NOT_RUN, operations=()), "KFR-07 (not_run)"),
+        # Claiming a failure the evidence does not show is caught by the judge too.
+        (CaseDraft("KFR-07", outcome=Outcome.FAILED), "KFR-07 (Feilet)", {"verdicts"}),
+        (CaseDraft("KFR-07", outcome=Outcome.NOT_RUN), "KFR-07 (Ikke kjørt)", {"verdicts"}),
         (
-            CaseDraft("KFR-07", outcome=Outcome.PENDING, manual=True, operations=()),
-            "KFR-07 (pending)",
+            CaseDraft("KFR-21", outcome=Outcome.PENDING, manual=True),
+            "KFR-21 (Manuell – venter på bekreftelse)",
+            set(),
         ),
-        (CaseDraft("KFR-07", manual=True, operations=()), "KFR-07 (manuell, ikke bekreftet)"),
+        (CaseDraft("KFR-22", manual=True), "KFR-22 (manuell, ikke bekreftet)", set()),
     ],
 )
-def test_a_case_that_did_not_pass_fails_cases(tmp_path, policy, draft, expected):
-    cases = (CaseDraft("KFR-01"), draft)
-    folder = make_results_dir(tmp_path, cases=cases)
+def test_a_case_that_did_not_pass_fails_cases(tmp_path, policy, draft, expected, also):
+    folder = make_results_dir(tmp_path, cases=(draft,))
     result = build_signed_pack(folder)
     assert result.email_path is None and result.blockers
     report = verify_path(result.zip_path, policy)
-    assert failed(report) == {"cases"}
+    assert failed(report) == {"cases", *also}
     assert expected in reason(report, "cases")
-    assert "1 av 2" in reason(report, "cases")
+    assert "1 av 22" in reason(report, "cases")
 
 
 def test_sheet_expectations(pack, pki):
@@ -373,7 +396,8 @@ def test_original_sheet_copy_must_match_the_named_hash(tmp_path, policy):
     folder = make_results_dir(tmp_path)
     (folder / "original" / "KFR-Integrasjonstester.xlsx").write_bytes(b"another sheet")
     report = verify_path(build_signed_pack(folder).zip_path, policy)
-    assert failed(report) == {"sheet"}
+    # Without the sheet it ran, no row can be judged again from the evidence.
+    assert failed(report) == {"sheet", "rows", "verdicts"}
 
 
 def test_english_reasons(pack, pki):
@@ -411,17 +435,22 @@ def test_export_correlations(pack, policy, tmp_path):
     rows = export_correlations(report, out)
     with out.open(encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
-    assert rows == len(table) == 5  # token calls carry no CorrelationID
+    entries = read_zip(pack)
+    expected = sum(
+        1 for name, data in entries.items() if name.startswith("evidence/")
+        for ex in json.loads(data)["exchanges"] if ex.get("correlation_id")
+    )
+    assert rows == len(table) == expected > 20  # token calls carry no CorrelationID
     assert list(table[0]) == ["correlation_id", "time", "operation", "status", "case_id"]
     for row in table:
         uuid.UUID(row["correlation_id"])
-    assert {row["operation"] for row in table} == {"add", "end", "batch", "lookup"}
+    assert {"add", "end", "batch", "lookup"} <= {row["operation"] for row in table}
     assert [row["time"] for row in table] == sorted(row["time"] for row in table)
     manifest = json.loads(read_zip(pack)["manifest.json"])
     listed = {c for case in manifest["cases"] for c in case["correlation_ids"]}
     assert {row["correlation_id"] for row in table} == listed
     # From the bytes directly, too.
-    assert export_correlations(pack, tmp_path / "again.csv", policy=policy) == 5
+    assert export_correlations(pack, tmp_path / "again.csv", policy=policy) == expected
 
 
 def test_export_to_an_unwritable_place_is_a_clear_error(pack, policy, tmp_path):
@@ -432,9 +461,10 @@ def test_export_to_an_unwritable_place_is_a_clear_error(pack, policy, tmp_path):
 
 def test_exported_csv_defuses_formulas(tmp_path, policy):
     folder = make_results_dir(tmp_path)
+    main = _kfr_exchange(folder, "KFR-02")
 
     def formula(exchanges):
-        exchanges[0]["operation"] = '=HYPERLINK("http://evil")'
+        exchanges[main]["operation"] = '=HYPERLINK("http://evil")'
 
     _edit_evidence(folder, "KFR-02", formula)
     report = verify_path(build_signed_pack(folder).zip_path, policy)

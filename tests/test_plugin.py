@@ -96,7 +96,7 @@ def test_main_job_runs_the_whole_bundled_sheet_against_the_embedded_sandbox(tmp_
     (tmp_path / "ca.pem").write_text(ca)
     verify = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "verify", str(packs[0]),
-         "--trust", str(tmp_path / "ca.pem"), "--allow-sandbox"],
+         "--trust", str(tmp_path / "ca.pem"), "--allow-sandbox", "--allow-bundled-sheet"],
         env=_env(home), capture_output=True, text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -340,12 +340,13 @@ def test_an_interrupted_run_keeps_what_it_did(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the test environment and C-3
 
 
-def test_a_fully_passing_test_environment_run_gets_its_c3_email(
+def test_a_test_environment_run_elsewhere_gets_no_c3_email_but_verifies_when_accepted(
     pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
 ) -> None:
-    """`--kfr-env test` pointed at a local KFR (the real one is not reachable here): with the
-    bank's own credentials and every manual row confirmed, the C-3 e-mail is produced and
-    `verify` accepts the pack once told to accept that KFR URL."""
+    """`--kfr-env test` pointed at a local KFR (the real one is not reachable here) with the
+    bundled sheet: every row passes, but the session verifies its own pack as Bits will and
+    writes no C-3 e-mail — the evidence shows another environment and the tool's own sheet.
+    `verify` accepts the pack once told to accept exactly those."""
     manual = tmp_path / "manual.json"
     manual.write_text(json.dumps({c: {"status": "OK", "by": "Kari", "comment": "utført"} for c in MANUAL}))
     reports = tmp_path / "r"
@@ -358,23 +359,21 @@ def test_a_fully_passing_test_environment_run_gets_its_c3_email(
     )
     result.assert_outcomes(passed=22)
     run_dir = single_run_dir(reports, bank.orgnr)
-    assert "SANDBOX" not in result.stdout.str()
-    eml = run_dir / "c3-epost.eml"
-    assert eml.is_file(), result.stdout.str()
-    import email
-    from email import policy
-
-    message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
-    assert message["To"] == "DSOP@bits.no"
-    assert bank.orgnr in message["Subject"] and "KFR integrasjonstest" in message["Subject"]
-    names = {part.get_filename() for part in message.iter_attachments()}
-    assert any(n.endswith(".zip") for n in names) and any(n.endswith(".xlsx") for n in names)
+    out = result.stdout.str()
+    assert "SANDBOX" not in out
+    assert not (run_dir / "c3-epost.eml").exists()
+    assert "C-3-e-post er ikke laget" in out
+    assert "avviser pakken – Miljø" in out and sandbox.kfr_base_url in out
+    assert "avviser pakken – Testark" in out and "rekonstruerte" in out
 
     from conformance.cli import main
 
-    args = ["verify", str(eml), "--trust", str(bank.ca_pem), f"--accept-kfr-url={sandbox.kfr_base_url}"]
+    pack = next(run_dir.glob("*.zip"))
+    args = ["verify", str(pack), "--trust", str(bank.ca_pem), f"--accept-kfr-url={sandbox.kfr_base_url}",
+            f"--accept-maskinporten-url={sandbox.maskinporten_issuer}", "--allow-bundled-sheet"]
     assert main(args) == 0
-    assert main(args[:-1]) == 1  # an unknown KFR URL is not Bits' test environment
+    assert main(args[:4] + args[5:]) == 1  # an unknown KFR URL is not Bits' test environment
+    assert main(args[:-1]) == 1  # nor is the tool's own sheet Bits' sheet
 
 
 def test_a_run_with_failures_gets_no_c3_email_and_says_why(
@@ -426,3 +425,98 @@ def test_alluredir_gets_each_exchange_as_a_redacted_attachment(
         data = path.read_text()
         assert json.loads(data)["request"]["method"] in {"POST", "DELETE", "GET"}
         assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ", data), path
+
+
+# ------------------------------------------------------------------ KFR-18 without another scope
+
+
+def _evidence_operations(run_dir: Path, case_id: str) -> list[tuple[str, str, int | None]]:
+    data = json.loads((run_dir / "evidence" / f"{case_id}.json").read_text())
+    return [(e["role"], e["operation"], (e.get("response") or {}).get("status")) for e in data["exchanges"]]
+
+
+def test_kfr18_for_a_client_with_only_the_write_scope_is_a_manual_row_decided_at_start_up(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, bank: Any, tmp_path: Path,
+) -> None:
+    """A client with only bits:kundeforhold.write cannot get a KFR token without it: the row
+    is decided at start-up to be a manual procedure, with one message saying what to do."""
+    reports = tmp_path / "r"
+    args = [f"--bank={bank.orgnr}", "--kfr-env=test", f"--kfr-base-url={sandbox.kfr_base_url}",
+            f"--maskinporten-url={sandbox.maskinporten_issuer}", f"--client-id={bank.client_id}",
+            f"--cert={bank.p12}", f"--reports-dir={reports}", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_inprocess(*args, "-k", "KFR-18")
+    result.assert_outcomes(skipped=1)
+    out = result.stdout.str()
+    assert "MANUELL denne gangen: KFR-18" in out and "--alt-scope SCOPE" in out
+    run_dir = single_run_dir(reports, bank.orgnr)
+    case = next(c for c in RunRecord.from_json((run_dir / "run.json").read_bytes()).cases
+                if c.case_id == "KFR-18")
+    assert case.outcome is Outcome.PENDING and "Samarbeidsportalen" in case.message
+    assert not (run_dir / "evidence" / "KFR-18.json").exists()  # nothing was sent
+    # Confirmed by a person, it counts as attested: shown apart, and Bits decides.
+    manual = tmp_path / "m.toml"
+    manual.write_text('[KFR-18]\nstatus = "OK"\nby = "Kari"\ncomment = "kjernesystemet fikk KFR-002"\n')
+    result = pytester.runpytest_inprocess(*args, "-k", "KFR-18", f"--manual={manual}",
+                                          f"--resume={run_dir.name}")
+    result.assert_outcomes(passed=1)
+    case = next(c for c in RunRecord.from_json((run_dir / "run.json").read_bytes()).cases
+                if c.case_id == "KFR-18")
+    assert case.attested and case.confirmed_by == "Kari" and case.confirmed_at
+
+
+def test_kfr18_with_a_scope_the_client_lacks_fails_with_advice_to_choose_another(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path,
+) -> None:
+    _, run_dir = run_against(pytester, sandbox, tmp_path / "r", "--alt-scope=bits:finnes.ikke", "-k", "KFR-18")
+    record = RunRecord.from_json((run_dir / "run.json").read_bytes())
+    case = next(c for c in record.cases if c.case_id == "KFR-18")
+    assert case.outcome is Outcome.FAILED
+    assert "MP-200" in case.message and "velg et scope klienten allerede har" in case.message
+    assert "ikke Bits som gir det" in case.message
+    ops = _evidence_operations(run_dir, "KFR-18")
+    assert ops == [("token-alt", "token", 400)]
+
+
+# ------------------------------------------------------------------ rerun inside a run
+
+
+def test_resume_reruns_rows_inside_the_same_run_and_keeps_every_attempt(
+    pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path,
+) -> None:
+    reports = tmp_path / "r"
+    # The first session: KFR-07 fails because KFR answers 200 to a DELETE.
+    sandbox.set_faults(Faults(misbehave=frozenset({"end_returns_200"})))
+    _, run_dir = run_against(pytester, sandbox, reports, "-k", "KFR-02 or KFR-07")
+    assert outcomes(run_dir)["KFR-07"] == "failed"
+    kfr02 = (run_dir / "evidence" / "KFR-02.json").read_bytes()
+    sandbox.set_faults(Faults())
+    _, again = run_against(pytester, sandbox, reports, f"--resume={run_dir.name}", "-k", "KFR-07 or KFR-09")
+    assert again == run_dir and len(list((reports / BANK).iterdir())) == 1
+    got = outcomes(run_dir)
+    assert got["KFR-02"] == got["KFR-07"] == got["KFR-09"] == "passed"
+    assert {o for c, o in got.items() if c not in ("KFR-02", "KFR-07", "KFR-09")} == {"not_run"}
+    assert (run_dir / "evidence" / "KFR-02.json").read_bytes() == kfr02  # not run again: untouched
+    exchanges = json.loads((run_dir / "evidence" / "KFR-07.json").read_text())["exchanges"]
+    assert {e["session"] for e in exchanges} == {1, 2}  # the failed session is kept, and dated
+    record = RunRecord.from_json((run_dir / "run.json").read_bytes())
+    assert [s["session"] for s in record.sessions] == [1, 2] and record.sessions[1]["rows"] == ["KFR-07", "KFR-09"]
+    case = next(c for c in record.cases if c.case_id == "KFR-07")
+    assert "Økt 1: Feilet" in case.message
+    # verify re-derives the same verdicts from both sessions' evidence.
+    from conformance.pack.verify import VerificationPolicy, verify_path
+
+    report = verify_path(next(run_dir.glob("*.zip")), VerificationPolicy(allow_sandbox=True, allow_bundled_sheet=True))
+    failed = {c.name for c in report.failed}
+    assert failed <= {"certificate", "cases"}, [(c.name, c.reason) for c in report.failed]
+
+
+def test_resume_refuses_another_sheet(pytester: pytest.Pytester, sandbox: RunningSandbox, tmp_path: Path) -> None:
+    reports = tmp_path / "r"
+    _, run_dir = run_against(pytester, sandbox, reports, "-k", "KFR-02")
+    sheet = build_layout(tmp_path / "other.xlsx", LAYOUTS[sorted(LAYOUTS)[0]])
+    result = pytester.runpytest_inprocess(
+        f"--bank={BANK}", f"--kfr-base-url={sandbox.kfr_base_url}", f"--sandbox-data-dir={sandbox.data_dir}",
+        f"--reports-dir={reports}", f"--sheet={sheet}", f"--resume={run_dir.name}", "-p", "no:cacheprovider",
+    )
+    assert result.ret == 4
+    assert "et annet testark" in result.stderr.str()

@@ -257,7 +257,9 @@ def test_header_names_in_norwegian_or_english_are_recognised(
     assert cases[0].case_id == "1" and cases[0].expected.status == 201
 
 
-def test_section_blank_footer_and_repeated_header_rows_are_not_cases(tmp_path: Path) -> None:
+def test_section_blank_footer_and_repeated_header_rows_are_not_cases_but_reported(
+    tmp_path: Path,
+) -> None:
     path = _workbook(
         tmp_path / "ark.xlsx",
         [
@@ -273,8 +275,24 @@ def test_section_blank_footer_and_repeated_header_rows_are_not_cases(tmp_path: P
             ["Signatur: ________"],
         ],
     )
-    _, cases = read_sheet(path)
-    assert [(c.case_id, c.row) for c in cases] == [("1", 4), ("3", 8), ("3 (rad 9)", 9)]
+    info, cases = read_sheet(path)
+    # A row with an expectation but no id, and one with an id but no expectation, are
+    # read (under a made-up id, or to be shown as not automated), never skipped.
+    assert [(c.case_id, c.row) for c in cases] == [
+        ("1", 4),
+        ("Rad 5", 5),
+        ("2", 6),
+        ("3", 8),
+        ("3 (rad 9)", 9),
+    ]
+    assert sorted((n.row, n.kind, n.warning) for n in info.notices) == [
+        (2, "section", False),
+        (5, "no_id", True),
+        (6, "empty_expectation", True),
+        (7, "repeated_header", False),
+        (9, "duplicate_id", True),
+        (10, "section", False),
+    ]
 
 
 def test_manual_rows_are_recognised_by_type_column_or_text(tmp_path: Path) -> None:

@@ -115,3 +115,117 @@ def test_default_suite_is_the_projects_testcases(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "22 testtilfeller: 20 automatisert, 2 manuelle, 0 ikke automatisert." in completed.stdout
+
+
+# --------------------------------------------------------------------------- --suggest
+
+
+def _suggest_sheet(path: Path) -> Path:
+    """Rows the KFR suite cannot bind on its own: a close call, an unknown operation, an
+    id with quotes and a line break, and one that binds (so it is not in the file)."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["Test case", "Scenario", "Steps", "Expected outcome"])
+    ws.append(
+        [
+            "TC-06",
+            "Bank checks its own registration",
+            "When the bank queries the register for the customer",
+            "The response lists our organisation number",
+        ]
+    )
+    ws.append(["TC-23", "Change the customer's address", "PATCH the address", "Address updated"])
+    ws.append(['TC "7"\nb', "Registrer kundeforhold", "POST kundeforhold", "HTTP 201 Created"])
+    ws.append(["TC-09", "Avslutt kundeforhold som ikke finnes", "DELETE", "404 med KFR-008"])
+    wb.save(path)
+    return path
+
+
+def test_suggest_writes_a_bindings_file_with_ranked_candidates(tmp_path: Path, capsys) -> None:
+    import tomllib
+
+    from conformance.binding import bind_cases, load_bindings_file
+    from conformance.sheet import read_sheet
+    from conformance.suite import default_suite_dir, load_suite
+
+    sheet = _suggest_sheet(tmp_path / "ark.xlsx")
+    out = tmp_path / "forslag.toml"
+    assert main(["sheet", str(sheet), "--suggest", "--out", str(out)]) == 0
+    assert f"Skrev forslag for 3 rader til {out}." in capsys.readouterr().out
+    text = out.read_text(encoding="utf-8")
+    # Ranked candidates as comments, with points and reasons.
+    assert "#   1. lookup_own_bank" in text and "poeng: operasjon oppslag (tittel)" in text
+    assert "#   2. add_" in text
+    # The close call is pre-filled and active (its lead rests on the title's operation);
+    # the unknown operation is offered as "not automated", commented out; the ambiguous
+    # add is pre-filled but commented out.
+    assert '\n"TC-06" = "lookup_own_bank"  # sikkert forslag' in text
+    assert '\n# "TC-23" = "-"' in text
+    assert '\n# "TC \\"7\\" b" = "add_' in text  # the reader folds the line break
+    assert "TC-09" not in text  # bound by text already: nothing to confirm
+    # The file is what --bindings reads; the active line binds the row.
+    assert tomllib.loads(text)["bindings"] == {"TC-06": "lookup_own_bank"}
+    registry = load_suite(default_suite_dir()).registry
+    _, cases = read_sheet(sheet)
+    bound = {c.case_id: c for c in bind_cases(cases, registry, load_bindings_file(out))}
+    assert (bound["TC-06"].binding, bound["TC-06"].binding_source) == ("lookup_own_bank", "file")
+    # Confirming the commented line for the odd id works as written.
+    confirmed = text.replace('# "TC \\"7\\" b" = "add_', '"TC \\"7\\" b" = "add_')
+    out.write_text(confirmed, encoding="utf-8")
+    bound = {c.case_id: c for c in bind_cases(cases, registry, load_bindings_file(out))}
+    assert bound['TC "7" b'].binding_source == "file"
+
+
+def test_suggest_never_overwrites_a_file_and_out_needs_suggest(tmp_path: Path, capsys) -> None:
+    sheet = _suggest_sheet(tmp_path / "ark.xlsx")
+    out = tmp_path / "forslag.toml"
+    out.write_text("# bankens bekreftelser\n", encoding="utf-8")
+    assert main(["sheet", str(sheet), "--suggest", "--out", str(out)]) == 2
+    assert "finnes allerede" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "# bankens bekreftelser\n"
+    assert main(["sheet", str(sheet), "--out", str(tmp_path / "x.toml")]) == 2
+    assert "--out brukes bare sammen med --suggest" in capsys.readouterr().err
+
+
+def test_suggest_to_stdout_lists_every_unbound_row(tmp_path: Path, capsys) -> None:
+    sheet = _suggest_sheet(tmp_path / "ark.xlsx")
+    assert main(["sheet", str(sheet), "--suggest"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# Bindingsforslag for «ark.xlsx»")
+    assert [line.split(",")[0] for line in text.splitlines() if line.startswith("# Rad ")] == [
+        "# Rad 2",
+        "# Rad 3",
+        "# Rad 4",
+    ]
+
+
+def test_suggestions_stay_valid_toml_whatever_the_ids_and_titles_hold() -> None:
+    import tomllib
+
+    from conformance.binding_suggest import suggest, suggestions_toml
+    from conformance.models import CaseSpec
+    from conformance.sheet import parse_expectation
+    from conformance.suite import default_suite_dir, load_suite
+
+    registry = load_suite(default_suite_dir()).registry
+    odd = 'a"b\\c\td\x7fe'
+    case = CaseSpec(
+        case_id=odd,
+        title='Oppslag på egen bank\n[bindings]\n"x" = "token"',
+        expected=parse_expectation("Vår bank står i svaret\x07"),
+        description="Slå opp kunden og se at egen bank er i listen",
+    )
+    text = suggestions_toml(
+        suggest([case], registry),
+        registry,
+        sheet_name="a\nb.xlsx",
+        sheet_sha256="0",
+        suite_name="s",
+    )
+    data = tomllib.loads(text)
+    # The title cannot inject a binding; the id round-trips exactly when confirmed.
+    assert data["bindings"] in ({}, {odd: "lookup_own_bank"})
+    confirmed = tomllib.loads(text.replace('\n# "a', '\n"a'))["bindings"]
+    assert list(confirmed) == [odd]

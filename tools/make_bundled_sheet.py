@@ -300,6 +300,12 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
     ),
 )
 
+RECONSTRUCTION_NOTE = (
+    "Dette arket er kfr-conformance sin egen rekonstruksjon ut fra KFR API 1.1.2 og "
+    "onboardingsidene. Onboarding (C-2/C-3) krever arket Bits sender banken: kjør med "
+    "--sheet <arket fra Bits>. En kjøring av dette arket gir ingen C-3-e-post."
+)
+
 INSTRUCTIONS = (
     "Banken kjører alle testtilfellene på arket «Testtilfeller» mot KFRs testmiljø "
     "(https://preprod.api.bits.no/kar-ws/api/v1), aldri mot produksjon.",
@@ -338,9 +344,11 @@ def _cover(wb: Workbook) -> None:
     ws["A2"].font = Font(italic=True, size=11)
     ws["A4"] = f"Versjon: {VERSION}"
     ws["A5"] = f"Dato: {VERSION_DATE.isoformat()}"
-    ws["A6"] = "Utgitt av: Bits AS (DSOP)"
+    ws["A6"] = "Utgitt av: kfr-conformance – rekonstruksjon, ikke Bits' publiserte ark"
     for cell in ("A4", "A5", "A6"):
         ws[cell].font = Font(bold=True)
+    ws["A7"] = RECONSTRUCTION_NOTE
+    ws["A7"].font = Font(italic=True, color="C00000")
     ws["A8"] = "Slik brukes arket"
     ws["A8"].font = Font(bold=True, size=13, color=DARK_BLUE)
     row = 9
@@ -375,7 +383,8 @@ def _cases(wb: Workbook) -> None:
         row=2,
         column=1,
         value=f"Versjon: {VERSION} · {VERSION_DATE.isoformat()} · "
-        "Testmiljø: https://preprod.api.bits.no/kar-ws/api/v1",
+        "Testmiljø: https://preprod.api.bits.no/kar-ws/api/v1 · "
+        "Rekonstruert av kfr-conformance – ikke Bits' publiserte ark",
     ).font = Font(italic=True)
     # Row 3 stays empty on purpose: room for a banner above the header in filled copies.
     header_row = 4

@@ -2,25 +2,43 @@
 
 Layout::
 
-    index.html                 every pack with its verdict, a timeline (inline SVG), the banks
+    index.html                 every pack with its standing, a timeline (inline SVG), the banks
     bank/<orgnr>.html          one bank's history
-    pakke/<key>/index.html     verification details of one pack (<key> = SHA-256, 16 hex)
-    pakke/<key>/report.html    the pack's own report, read through the safe zip reader, 0444
+    pakke/<key>/index.html     the archive's own page of one pack (<key> = SHA-256, 16 hex):
+                               rows, outcomes, CorrelationIDs, checks, signer, policy, links
+                               to packs sharing its evidence, the bank's report isolated
+    pakke/<key>/rapport.zip    the bank's report.html, zipped: a download, never a page
 
-Each page carries its own CSS and a small script that only adds sorting and filtering: the
-tables are complete without it. Templates render with autoescape on and nothing is marked
-safe, so text from a pack (bank names, reasons, subjects) is always escaped. The site is
-built in a temp folder next to OUT_DIR and swapped in, so a reader never sees half a site.
+A bank signs its own report, so a report may carry a script; served from the site's
+origin it would run there and could read every page. So the site never serves a pack's
+HTML as a page of its own. Every page carries a Content-Security-Policy ``<meta>`` that
+allows no source at all except its own inline CSS and script, by SHA-256 hash, and
+``data:``/same-origin images. A verified pack's report is shown inside an
+``<iframe sandbox srcdoc=…>`` without ``allow-scripts`` (an opaque origin that inherits the
+page's policy; the report's own ``<style>`` blocks are allowed by their hashes, so it keeps
+its look), and offered zipped for download. An invalid, changed or missing pack gets no
+report at all.
+
+Each page's script only adds sorting and filtering: the tables are complete without it.
+Templates render with autoescape on and nothing from a pack is marked safe, so text from
+a pack (bank names, reasons, subjects, the report in ``srcdoc``) is always escaped. The
+site is built in a temp folder next to OUT_DIR and swapped in, so a reader never sees half
+a site.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import io
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +46,11 @@ import jinja2
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from conformance.archive.index import MISSING, PackEntry, utc_now
+from conformance.archive import replay
+from conformance.archive.evidence import CorrelationUse
+from conformance.archive.index import MISSING, PackEntry, Verification, utc_now
+from conformance.archive.policy import describe as describe_policy
+from conformance.archive.replay import ReplayMatch
 from conformance.archive.store import Archive
 from conformance.archive.verdict import UNKNOWN_BANK_DIR, sha256_hex
 from conformance.errors import InvalidPack
@@ -36,7 +58,10 @@ from conformance.models import Outcome
 
 SITE_MARKER = ".kfr-arkivnettsted"
 REPORT_NAME = "report.html"
+REPORT_DOWNLOAD = "rapport.zip"
 READ_ONLY = 0o444
+MAX_EMBEDDED_REPORT = 8 << 20  # larger reports are offered as a download only
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 # The verifier writes subjects with this name for OID 2.5.4.97 (see pack/certinfo.py).
 _RFC4514_NAMES = {"organizationIdentifier": NameOID.ORGANIZATION_IDENTIFIER}
@@ -54,6 +79,29 @@ class PackView:
     key: str
     file_state: str
     has_report: bool = False
+    report_html: str | None = None  # the report, for the sandboxed iframe
+    report_style_hashes: tuple[str, ...] = ()
+    links: list[ReplayMatch] = field(default_factory=list)
+    correlations: list[CorrelationUse] = field(default_factory=list)
+    verifications: list[Verification] = field(default_factory=list)
+
+    @property
+    def standing(self) -> str:
+        return replay.standing(self.entry, self.links)
+
+    @property
+    def replayed(self) -> bool:
+        return bool(replay.flagged(self.links))
+
+    @property
+    def flagged_links(self) -> list[ReplayMatch]:
+        return replay.flagged(self.links)
+
+    @property
+    def moment(self) -> dt.datetime:
+        """The run's start (or, for a pack that could not be read, when it was added),
+        parsed, so packs with different UTC offsets sort by the real time."""
+        return _parse(self.when) or _EPOCH
 
     @property
     def bank_key(self) -> str:
@@ -69,10 +117,11 @@ class PackView:
 
     @property
     def status(self) -> str:
-        """valid / invalid for the filter; a file gone or changed overrides the verdict."""
+        """valid / replayed / invalid for the filter and colours; a file gone or changed
+        overrides the verdict."""
         if self.file_state != FILE_OK:
-            return "invalid"
-        return self.entry.verdict
+            return replay.INVALID
+        return self.standing
 
     @property
     def status_label(self) -> str:
@@ -80,7 +129,7 @@ class PackView:
             return "Mangler i arkivet"
         if self.file_state == FILE_CHANGED:
             return "Endret etter arkivering"
-        return "Gyldig" if self.entry.is_valid else "Ugyldig"
+        return replay.standing_label(self.entry, self.links)
 
     @property
     def first_reason(self) -> str:
@@ -88,8 +137,41 @@ class PackView:
             return "Filen finnes ikke lenger i arkivet."
         if self.file_state == FILE_CHANGED:
             return "Filens SHA-256 stemmer ikke med indeksen."
-        failed = self.entry.failed_checks
-        return failed[0].get("reason", "") if failed else ""
+        failed = self.entry.current.failed_checks
+        if failed:
+            return str(failed[0].get("reason", ""))
+        flagged = self.flagged_links
+        return f"Beviset finnes også i {flagged[0].other_path}." if flagged else ""
+
+    @property
+    def shows_report(self) -> bool:
+        """Only a pack whose bytes are the verified ones, and that verified."""
+        return self.has_report and self.file_state == FILE_OK and self.entry.current.is_valid
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The manifest's rows with Norwegian outcomes and their recorded CorrelationIDs."""
+        by_case: dict[str, list[CorrelationUse]] = defaultdict(list)
+        for use in self.correlations:
+            by_case[use.case_id].append(use)
+        out = []
+        for case in self.entry.cases:
+            out.append(
+                {
+                    **case,
+                    "outcome_label": outcome_label(case.get("outcome")),
+                    "uses": by_case.get(str(case.get("id")), []),
+                }
+            )
+        return out
+
+    @property
+    def policy_lines(self) -> list[tuple[str, str]]:
+        return describe_policy(self.entry.policy)
+
+    @property
+    def latest_policy_lines(self) -> list[tuple[str, str]]:
+        return describe_policy(self.entry.current.policy)
 
     @property
     def counts_nb(self) -> list[tuple[str, int]]:
@@ -127,6 +209,54 @@ class SiteResult:
     packs: int
     banks: int
     reports: int
+
+
+def outcome_label(value: Any) -> str:
+    try:
+        return Outcome(str(value)).label_nb
+    except ValueError:
+        return "Ukjent utfall"
+
+
+def latest_per_bank(views: list[PackView]) -> dict[str, PackView]:
+    """Each bank's newest pack: the latest run start (real time, offsets honoured), then
+    the one added last. Its verdict is its newest verification (``entry.current``)."""
+    latest: dict[str, PackView] = {}
+    for view in views:
+        key = (view.moment, view.entry.added_at, view.entry.id or 0)
+        held = latest.get(view.bank_key)
+        if held is None or key > (held.moment, held.entry.added_at, held.entry.id or 0):
+            latest[view.bank_key] = view
+    return latest
+
+
+def csp_hash(text: str) -> str:
+    """A CSP source expression for an inline block with exactly this text."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    digest = hashlib.sha256(normalised.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def content_security_policy(*, styles: tuple[str, ...], scripts: tuple[str, ...]) -> str:
+    """Nothing from anywhere except our own inline blocks (by hash) and local images."""
+    style = " ".join(styles) or "'none'"
+    script = " ".join(scripts) or "'none'"
+    return (
+        f"default-src 'none'; style-src {style}; script-src {script}; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'"
+    )
+
+
+_STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def report_style_hashes(html: str) -> tuple[str, ...]:
+    """Hashes of the report's own ``<style>`` blocks: CSS cannot run code, and the
+    sandboxed frame can load nothing, so allowing them only keeps the report's look. A
+    block this simple scan reads differently from a browser gets a hash that matches
+    nothing, and the report is shown unstyled: never less safe."""
+    blocks = _STYLE_BLOCK.findall(html[:MAX_EMBEDDED_REPORT])
+    return tuple(dict.fromkeys(csp_hash(block) for block in blocks[:20]))
 
 
 def _format_time(value: str | None) -> str:
@@ -236,8 +366,21 @@ def _write_read_only(path: Path, data: bytes) -> None:
     os.chmod(path, READ_ONLY)
 
 
-def _view(archive: Archive, entry: PackEntry, build_dir: Path) -> PackView:
-    view = PackView(entry, entry.sha256[:16], FILE_OK)
+def _zipped_report(report: bytes) -> bytes:
+    """The report inside a zip: browsers download a zip, they never render it as a page."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo(REPORT_NAME, (1980, 1, 1, 0, 0, 0)), report)
+    return out.getvalue()
+
+
+def _view(
+    archive: Archive, entry: PackEntry, build_dir: Path, links: list[ReplayMatch]
+) -> PackView:
+    view = PackView(entry, entry.sha256[:16], FILE_OK, links=links)
+    if entry.id is not None:
+        view.correlations = archive.index.correlations(entry.id)
+        view.verifications = archive.index.verifications(entry.id)
     path = archive.file_of(entry)
     try:
         data = path.read_bytes()
@@ -250,10 +393,15 @@ def _view(archive: Archive, entry: PackEntry, build_dir: Path) -> PackView:
     if sha256_hex(data) != entry.sha256:
         view.file_state = FILE_CHANGED  # never show a report from bytes nobody verified
         return view
+    if not entry.current.is_valid:
+        return view  # an invalid pack's HTML is not offered in any form
     report = _read_report(data)
     if report is not None:
-        _write_read_only(build_dir / "pakke" / view.key / REPORT_NAME, report)
+        _write_read_only(build_dir / "pakke" / view.key / REPORT_DOWNLOAD, _zipped_report(report))
         view.has_report = True
+        if len(report) <= MAX_EMBEDDED_REPORT:
+            view.report_html = report.decode("utf-8", "replace")
+            view.report_style_hashes = report_style_hashes(view.report_html)
     return view
 
 
@@ -290,25 +438,34 @@ def build_site(archive: Archive, out_dir: Path) -> SiteResult:
 
 def _render(archive: Archive, build_dir: Path, out_dir: Path) -> SiteResult:
     env = _environment()
-    views = [_view(archive, e, build_dir) for e in archive.entries()]
-    views.sort(key=lambda v: v.when, reverse=True)
+    all_links = replay.links(archive.index)
+    views = [_view(archive, e, build_dir, all_links.get(e.id or 0, [])) for e in archive.entries()]
+    views.sort(key=lambda v: (v.moment, v.entry.added_at, v.entry.id or 0), reverse=True)
     banks: dict[str, list[PackView]] = defaultdict(list)
     for view in views:
         banks[view.bank_key].append(view)
+    latest = latest_per_bank(views)
     bank_rows = [
         {
             "key": key,
             "name": next((v.entry.bank_name for v in items if v.entry.bank_name), ""),
             "packs": len(items),
-            "valid": sum(1 for v in items if v.status == "valid"),
-            "latest": items[0],
+            "valid": sum(1 for v in items if v.status == replay.VALID),
+            "latest": latest[key],
         }
         for key, items in sorted(banks.items())
     ]
+    # Our own inline CSS and script, allowed by hash: ``_base.html.j2`` includes exactly
+    # these texts into every page.
+    css = env.get_template("_site.css.j2").render()
+    script = env.get_template("_site.js.j2").render()
     common = {"generated_at": utc_now(), "archive_name": archive.root.name}
 
-    def write(rel: str, template: str, **context: Any) -> None:
-        html = env.get_template(template).render(**common, **context)
+    def write(rel: str, template: str, extra_styles: tuple[str, ...] = (), **context: Any) -> None:
+        csp = content_security_policy(
+            styles=(csp_hash(css), *extra_styles), scripts=(csp_hash(script),)
+        )
+        html = env.get_template(template).render(**common, csp=csp, **context)
         target = build_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(html, encoding="utf-8")
@@ -320,7 +477,8 @@ def _render(archive: Archive, build_dir: Path, out_dir: Path) -> SiteResult:
         views=views,
         banks=bank_rows,
         chart=timeline(views, link_prefix=""),
-        valid=sum(1 for v in views if v.status == "valid"),
+        valid=sum(1 for v in views if v.status == replay.VALID),
+        replayed=sum(1 for v in views if v.replayed),
     )
     for row in bank_rows:
         items = banks[row["key"]]
@@ -332,8 +490,16 @@ def _render(archive: Archive, build_dir: Path, out_dir: Path) -> SiteResult:
             views=items,
             chart=timeline(items, link_prefix="../"),
         )
+    keys = {v.entry.id: v.key for v in views}
     for view in views:
-        write(f"pakke/{view.key}/index.html", "pack.html.j2", root="../../", view=view)
+        write(
+            f"pakke/{view.key}/index.html",
+            "pack.html.j2",
+            extra_styles=view.report_style_hashes if view.shows_report else (),
+            root="../../",
+            view=view,
+            keys=keys,
+        )
     (build_dir / SITE_MARKER).write_text(
         "Laget av kfr-conformance archive html. Mappen erstattes når nettstedet lages på nytt.\n",
         encoding="utf-8",

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.archive import replay
 from conformance.archive.index import (
     INDEX_FILE,
     MISSING,
@@ -46,7 +47,15 @@ from conformance.archive.index import (
     PackEntry,
     open_index,
 )
-from conformance.archive.verdict import UNKNOWN_BANK_DIR, bank_dir, judge, sha256_hex
+from conformance.archive.policy import to_record
+from conformance.archive.replay import ReplayMatch
+from conformance.archive.verdict import (
+    UNKNOWN_BANK_DIR,
+    bank_dir,
+    judge,
+    manifest_facts,
+    sha256_hex,
+)
 from conformance.errors import InvalidPack
 from conformance.pack.manifest import pack_file_name
 
@@ -78,12 +87,20 @@ class AddOutcome:
     action: str
     message: str
     entry: PackEntry | None = None
+    links: tuple[ReplayMatch, ...] = ()  # other packs sharing its evidence
+
+    @property
+    def standing(self) -> str | None:
+        return None if self.entry is None else replay.standing(self.entry, self.links)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "action": self.action,
             "message": self.message,
+            "standing": self.standing,
+            "replayed": bool(replay.flagged(self.links)),
+            "links": [m.to_dict() for m in self.links],
             "entry": self.entry.to_dict() if self.entry else None,
         }
 
@@ -258,7 +275,47 @@ class Archive:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise ArchiveError(f"{root} er ikke en mappe.")
-        return cls(root, open_index(root, create=create))
+        archive = cls(root, open_index(root, create=create))
+        try:
+            archive.index_old_evidence()
+        except BaseException:
+            archive.close()
+            raise
+        return archive
+
+    def index_old_evidence(self) -> int:
+        """Fingerprint packs added before index v3 (or whose file was away then) from
+        their stored bytes, and fill in run id, tester and rows. Their verdicts stay as
+        they were. Returns how many packs were indexed."""
+        pending = [
+            e
+            for e in self.index.unfingerprinted()
+            if e.state == PRESENT and self.file_of(e).is_file()
+        ]
+        if not pending:
+            return 0
+        from conformance.archive.evidence import extract
+        from conformance.pack.verify import VerificationPolicy, verify_pack_bytes
+
+        done = 0
+        with self.writer_lock():
+            for entry in pending:
+                data = self.file_of(entry).read_bytes()
+                if sha256_hex(data) != entry.sha256:
+                    continue  # changed since it was added: verify-all reports it
+                try:
+                    # The default policy is enough: only the manifest and the verifier's
+                    # CorrelationID records are used, not its verdict.
+                    report = verify_pack_bytes(data, VerificationPolicy())
+                except InvalidPack:
+                    report = None
+                manifest = report.manifest if report is not None else None
+                with self.index.transaction():
+                    if manifest is not None:
+                        self.index.set_facts(entry.id or 0, **manifest_facts(manifest))
+                    self.index.set_evidence(entry.id or 0, extract(data, report, manifest))
+                done += 1
+        return done
 
     def close(self) -> None:
         self.index.close()
@@ -358,9 +415,13 @@ class Archive:
             with contextlib.suppress(ValueError):
                 entry.source_name = pack_file_name(entry.orgnr, entry.run_started_at)
         with self.writer_lock():
-            return self._store(data, entry, source)
+            outcome = self._store(data, entry, source, policy)
+        if outcome.action == ADDED and outcome.entry is not None:
+            links = tuple(replay.links_of(self.index, outcome.entry))
+            outcome = AddOutcome(outcome.source, ADDED, outcome.message, outcome.entry, links)
+        return outcome
 
-    def _store(self, data: bytes, entry: PackEntry, source: str) -> AddOutcome:
+    def _store(self, data: bytes, entry: PackEntry, source: str, policy: Any) -> AddOutcome:
         """Write, then index and place in one transaction (caller holds the writer lock)."""
         folder_name = bank_dir(entry.orgnr)
         folder = self.root / folder_name
@@ -378,6 +439,7 @@ class Archive:
                     return _duplicate(source, known)
                 final = self._free_name(folder, folder_name, name)
                 entry.path = f"{folder_name}/{final.name}"
+                self.index.add_certificates(to_record(policy)[1])
                 self.index.insert(entry)
                 _place(temp, final)
                 placed = final
@@ -506,7 +568,7 @@ class Archive:
         data = temp.read_bytes()
         entry = judge(data, policy, source_name=match["name"], origin="repair")
         entry.added_at = _mtime_iso(temp)
-        outcome = self._store(data, entry, rel)
+        outcome = self._store(data, entry, rel, policy)
         out.actions.append(f"{rel}: avbrutt tillegg fullført; {outcome.message}")
 
     def _repair_orphan(self, rel: str, policy: Any, out: RepairOutcome) -> None:
@@ -538,6 +600,7 @@ class Archive:
         entry.path = rel
         entry.added_at = _mtime_iso(path)
         with self.index.transaction():
+            self.index.add_certificates(to_record(policy)[1])
             self.index.insert(entry)
         verdict = "gyldig" if entry.is_valid else "UGYLDIG"
         out.actions.append(f"{rel}: fil uten rad; verifisert og registrert ({verdict}).")

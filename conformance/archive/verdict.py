@@ -40,8 +40,46 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") -> PackEntry:
-    """Verify ``data`` under ``policy`` and describe it as an index entry (``path`` empty)."""
+def _case_row(case: Any) -> dict[str, Any]:
+    """A manifest row as the archive's own pack page shows it."""
+    expected = getattr(case, "expected", None)
+    return {
+        "id": _text(getattr(case, "id", "")),
+        "title": _text(getattr(case, "title", "")),
+        "outcome": _text(getattr(case, "outcome", "")),
+        "expected": _text(expected.get("text")) if isinstance(expected, Mapping) else None,
+        "actual": _text(getattr(case, "actual", "")),
+        "message": _text(getattr(case, "message", "")),
+        "manual": bool(getattr(case, "manual", False)),
+        "confirmed_by": _text(getattr(case, "confirmed_by", None)),
+        "confirmed_at": _text(getattr(case, "confirmed_at", None)),
+        "evidence_file": _text(getattr(case, "evidence_file", None)),
+        "correlation_ids": [str(v) for v in getattr(case, "correlation_ids", ()) or ()],
+    }
+
+
+def manifest_facts(manifest: Any) -> dict[str, Any]:
+    """Run id, tester and rows: what v3 of the index reads from a manifest."""
+    attestation = _section(manifest, "attestation")
+    return {
+        "run_id": _text(getattr(manifest, "run_id", None)),
+        "tester": _text(attestation.get("tester")) or None,
+        "cases": [_case_row(c) for c in getattr(manifest, "cases", ()) or ()],
+    }
+
+
+def judge(
+    data: bytes,
+    policy: Any,
+    *,
+    source_name: str,
+    origin: str = "add",
+    fingerprint: bool = True,
+) -> PackEntry:
+    """Verify ``data`` under ``policy`` and describe it as an index entry (``path`` empty),
+    with the policy it was judged under and (``fingerprint``) its evidence's fingerprints."""
+    from conformance.archive.evidence import extract
+    from conformance.archive.policy import to_record
     from conformance.pack.verify import verify_pack_bytes
 
     base = {
@@ -51,6 +89,7 @@ def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") ->
         "source_name": source_name,
         "added_at": utc_now(),
         "origin": origin,
+        "policy": to_record(policy)[0],
     }
     try:
         report = verify_pack_bytes(data, policy)
@@ -65,6 +104,7 @@ def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") ->
                     "reason": exc.diagnostics(),
                 }
             ],
+            evidence=extract(data) if fingerprint else None,
             **base,
         )
     checks = [
@@ -89,6 +129,10 @@ def judge(data: bytes, policy: Any, *, source_name: str, origin: str = "add") ->
         counts = getattr(manifest, "counts", None)
         if isinstance(counts, Mapping):
             entry.counts = {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
+        facts = manifest_facts(manifest)
+        entry.run_id, entry.tester, entry.cases = facts["run_id"], facts["tester"], facts["cases"]
+    if fingerprint:
+        entry.evidence = extract(data, report, manifest)
     signer = report.signer or {}
     entry.signer_subject = _text(signer.get("subject"))
     entry.signer_orgnr = _text(signer.get("orgnr"))

@@ -1,4 +1,5 @@
-"""``kfr-conformance archive add|list|verify-all|html|repair``: the archive for Bits and auditors.
+"""``kfr-conformance archive add|list|verify-all|html|repair|export-correlations``: the
+archive for Bits and auditors.
 
 Thin: parse, open the archive, call ``conformance.archive``, print, set the exit code.
 Exit codes: 0 all well; 1 something is wrong (verify-all found a problem, repair could not
@@ -18,7 +19,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from conformance.archive import audit as _audit
-from conformance.archive.index import VERDICTS, PackEntry
+from conformance.archive import replay
+from conformance.archive.export import export_correlations
+from conformance.archive.index import PackEntry
+from conformance.archive.policy import explicit_fields
+from conformance.archive.replay import ReplayMatch
 from conformance.archive.site import build_site
 from conformance.archive.store import ADDED, DUPLICATE, FAILED, RESTORED, AddOutcome, Archive
 from conformance.commands.trust import add_trust_options, policy_from_args
@@ -63,12 +68,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--json", action="store_true", help="skriv resultatet som JSON")
     add.set_defaults(func=_cmd_add)
 
-    listing = sub.add_parser("list", parents=[common], help="vis pakkene i arkivet")
-    listing.add_argument("--bank", metavar="ORGNR", help="bare denne bankens pakker")
-    listing.add_argument(
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--bank", metavar="ORGNR", help="bare denne bankens pakker")
+    filters.add_argument(
         "--since", metavar="DATO", type=_date, help="bare kjøringer fra og med DATO (ÅÅÅÅ-MM-DD)"
     )
-    listing.add_argument("--status", choices=VERDICTS, help="bare gyldige eller ugyldige pakker")
+    filters.add_argument(
+        "--status",
+        choices=replay.STANDINGS,
+        help="bare gyldige (valid), gyldig signert med gjenbrukt bevis (replayed) eller "
+        "ugyldige (invalid) pakker, etter siste verifisering",
+    )
+    filters.add_argument(
+        "--replayed",
+        action="store_true",
+        help="bare pakker med bevis som også finnes i en annen pakke (gyldige eller ikke)",
+    )
+
+    listing = sub.add_parser(
+        "list", parents=[common, filters], help="vis pakkene i arkivet og hvilke som deler bevis"
+    )
     listing.add_argument("--json", action="store_true", help="skriv listen som JSON")
     listing.set_defaults(func=_cmd_list)
 
@@ -76,8 +95,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify-all",
         parents=[common, trust],
         help="verifiser alle arkiverte pakker på nytt mot bytene og indeksen",
+        description="Verifiserer hver pakke på nytt under policyen den ble lagt til med "
+        "(rotsertifikater, sandkasse, testark …). Tillitsvalg på kommandolinjen overstyrer "
+        "den delen av policyen. Dommene lagres i indeksen som pakkenes nyeste verifisering.",
     )
     verify_all.add_argument("--json", action="store_true", help="skriv rapporten som JSON")
+    verify_all.add_argument(
+        "--ignore-stored-policy",
+        action="store_true",
+        help="bruk bare tillitsvalgene på kommandolinjen, ikke policyen hver pakke ble lagt til med",
+    )
+    verify_all.add_argument(
+        "--no-record",
+        action="store_true",
+        help="ikke lagre dommene i indeksen (arkivet blir ikke endret)",
+    )
     verify_all.add_argument(
         "--progress",
         action="store_true",
@@ -88,7 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     html = sub.add_parser(
         "html", parents=[common], help="lag et statisk nettsted over arkivet (fungerer uten nett)"
     )
-    html.add_argument("out_dir", type=Path, metavar="UT_MAPPE")
+    html.add_argument(
+        "out_dir",
+        type=Path,
+        metavar="UT_MAPPE",
+        help="mappen nettstedet skrives til (et tidligere nettsted der erstattes helt)",
+    )
     html.set_defaults(func=_cmd_html)
 
     repair = sub.add_parser(
@@ -98,6 +135,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     repair.add_argument("--json", action="store_true", help="skriv resultatet som JSON")
     repair.set_defaults(func=_cmd_repair)
+
+    export = sub.add_parser(
+        "export-correlations",
+        parents=[common, filters],
+        help="alle CorrelationID-er i arkivet som CSV, til sammenligning med KFRs egne logger",
+        description="Skriver hver CorrelationID i arkivet med pakke, bank, kjøring, tidspunkt, "
+        "operasjon, status og testtilfelle. En ID som KFRs serverlogger ikke kjenner, ble "
+        "aldri sendt til KFR: det er den kontrollen Bits har som en bank ikke kan signere seg "
+        "forbi.",
+    )
+    export.add_argument(
+        "out", metavar="UT_FIL", help="CSV-filen som skal skrives («-» for standard ut)"
+    )
+    export.set_defaults(func=_cmd_export_correlations)
 
 
 # --- options -------------------------------------------------------------------------------
@@ -140,6 +191,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
                 f"{outcome.source}: {_ACTION_LABELS[outcome.action]} – {outcome.message}",
                 flush=True,
             )
+            _print_links(outcome.links)
 
     with Archive.open(_archive_dir(args), create=True) as archive:
         outcomes = archive.add(args.packs, policy, on_outcome=show)
@@ -150,13 +202,23 @@ def _cmd_add(args: argparse.Namespace) -> int:
     added = [o for o in outcomes if o.action == ADDED]
     if not args.json:
         invalid = sum(1 for o in added if o.entry and not o.entry.is_valid)
+        replayed = sum(1 for o in added if replay.flagged(o.links))
         duplicates = sum(1 for o in outcomes if o.action == DUPLICATE)
         failed = sum(1 for o in outcomes if o.action == FAILED)
+        reused = f", {replayed} med gjenbrukt bevis" if replayed else ""
         print(
-            f"{len(added)} lagt til ({invalid} ugyldige), {duplicates} fantes fra før, "
+            f"{len(added)} lagt til ({invalid} ugyldige{reused}), {duplicates} fantes fra før, "
             f"{failed} kunne ikke arkiveres."
         )
     return 2 if any(o.action == FAILED for o in outcomes) else 0
+
+
+def _print_links(links: Sequence[ReplayMatch], indent: str = "    ") -> None:
+    for match in links:
+        if match.flagged:
+            print(f"{indent}GJENBRUKT BEVIS: {match.describe_nb()}")
+        else:
+            print(f"{indent}Merk: {match.describe_nb()}")
 
 
 # --- list ----------------------------------------------------------------------------------
@@ -171,16 +233,42 @@ def _result(entry: PackEntry) -> str:
     return f"{counts.get('passed', 0)}/{counts.get('total', 0)}" if counts else "–"
 
 
-def _verdict(entry: PackEntry) -> str:
-    label = "gyldig" if entry.is_valid else "UGYLDIG"
+def _verdict(entry: PackEntry, links: Sequence[ReplayMatch] = ()) -> str:
+    standing = replay.standing(entry, links)
+    label = {
+        replay.VALID: "gyldig",
+        replay.REPLAYED: "GYLDIG SIGNATUR – GJENBRUKT BEVIS",
+        replay.INVALID: "UGYLDIG",
+    }[standing]
+    if standing == replay.INVALID and replay.flagged(links):
+        label += " – GJENBRUKT BEVIS"
     return label + (" (mangler)" if entry.state == "missing" else "")
+
+
+def select(
+    archive: Archive, args: argparse.Namespace
+) -> tuple[list[PackEntry], dict[int, list[ReplayMatch]]]:
+    """The packs the filter options pick, with every pack's links."""
+    bank = require_orgnr(args.bank) if args.bank else None
+    entries = archive.entries(bank=bank, since=args.since)
+    links = replay.links(archive.index)
+    if args.status:
+        entries = [
+            e for e in entries if replay.standing(e, links.get(e.id or 0, [])) == args.status
+        ]
+    if args.replayed:
+        entries = [e for e in entries if replay.flagged(links.get(e.id or 0, []))]
+    return entries, links
 
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def render_table(entries: Sequence[PackEntry]) -> str:
+def render_table(
+    entries: Sequence[PackEntry], links: dict[int, list[ReplayMatch]] | None = None
+) -> str:
+    links = links or {}
     headings = ("Orgnr", "Bank", "Kjørt (UTC)", "Miljø", "Ark", "OK/alle", "Dom", "Fil")
     rows = [
         (
@@ -190,7 +278,7 @@ def render_table(entries: Sequence[PackEntry]) -> str:
             e.environment or "–",
             e.sheet_version or "–",
             _result(e),
-            _verdict(e),
+            _verdict(e, links.get(e.id or 0, [])),
             e.path,
         )
         for e in entries
@@ -206,19 +294,41 @@ def render_table(entries: Sequence[PackEntry]) -> str:
     return "\n".join(lines)
 
 
+def entry_json(entry: PackEntry, links: Sequence[ReplayMatch]) -> dict[str, Any]:
+    """A pack for ``--json``: the index row (without its rows, which the site and
+    ``add --json`` show), its standing and what it shares."""
+    row = entry.to_dict()
+    row.pop("cases", None)
+    return {
+        **row,
+        "standing": replay.standing(entry, links),
+        "replayed": bool(replay.flagged(links)),
+        "links": [m.to_dict() for m in links],
+    }
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
-    bank = require_orgnr(args.bank) if args.bank else None
     with Archive.open(_archive_dir(args)) as archive:
-        entries = archive.entries(bank=bank, since=args.since, status=args.status)
+        entries, links = select(archive, args)
     if args.json:
-        _print_json([e.to_dict() for e in entries])
+        _print_json([entry_json(e, links.get(e.id or 0, [])) for e in entries])
         return 0
     if not entries:
         print("Ingen pakker i arkivet passer til filteret.")
         return 0
-    print(render_table(entries))
-    valid = sum(1 for e in entries if e.is_valid)
-    print(f"\n{len(entries)} pakker: {valid} gyldige, {len(entries) - valid} ugyldige.")
+    print(render_table(entries, links))
+    flagged = [e for e in entries if links.get(e.id or 0)]
+    if flagged:
+        print("\nDelt bevis:")
+    for entry in flagged:
+        print(f"  {entry.path}:")
+        _print_links(links[entry.id or 0], indent="    ")
+    standings = [replay.standing(e, links.get(e.id or 0, [])) for e in entries]
+    print(
+        f"\n{len(entries)} pakker: {standings.count(replay.VALID)} gyldige, "
+        f"{standings.count(replay.REPLAYED)} gyldig signert med gjenbrukt bevis, "
+        f"{standings.count(replay.INVALID)} ugyldige."
+    )
     return 0
 
 
@@ -245,12 +355,26 @@ class ProgressBar:
         self.out.flush()
 
 
+def policy_choice(args: argparse.Namespace) -> _audit.PolicyChoice:
+    """Today's options, and which of them were given (those override a stored policy)."""
+    given = policy_from_args(args)
+    blank = argparse.ArgumentParser(add_help=False)
+    add_trust_options(blank)
+    defaults = policy_from_args(blank.parse_args([]))
+    return _audit.PolicyChoice(
+        given, explicit_fields(given, defaults), use_stored=not args.ignore_stored_policy
+    )
+
+
 def _cmd_verify_all(args: argparse.Namespace) -> int:
-    policy = policy_from_args(args)
+    choice = policy_choice(args)
     show_progress = args.progress or sys.stderr.isatty()
     with Archive.open(_archive_dir(args)) as archive:
         report = _audit.verify_all(
-            archive, policy, progress=ProgressBar(sys.stderr) if show_progress else None
+            archive,
+            choice,
+            record=not args.no_record,
+            progress=ProgressBar(sys.stderr) if show_progress else None,
         )
     if args.json:
         _print_json(report.to_dict())
@@ -282,6 +406,19 @@ def _print_audit(report: _audit.AuditReport) -> None:
     summary = ", ".join(
         f"{_audit.STATUS_LABELS_NB[s].lower()}: {n}" for s, n in sorted(counts.items())
     )
+    sources: dict[str, int] = {}
+    for item in report.packs:
+        if item.verdict is not None:
+            sources[item.policy_source] = sources.get(item.policy_source, 0) + 1
+    if sources:
+        shown = ", ".join(
+            f"{_audit.POLICY_SOURCE_LABELS_NB[s]}: {n}" for s, n in sorted(sources.items())
+        )
+        print(f"Policy: {shown}.")
+    if report.recorded:
+        print("Dommene er lagret i indeksen.")
+    elif report.not_recorded_reason:
+        print(f"Dommene er {report.not_recorded_reason}.")
     verdict = "Alt i orden." if report.ok else "FEIL FUNNET."
     print(f"{len(report.packs)} pakker verifisert ({summary or 'ingen'}). {verdict}")
 
@@ -294,8 +431,23 @@ def _cmd_html(args: argparse.Namespace) -> int:
         result = build_site(archive, args.out_dir)
     print(
         f"Nettstedet er skrevet til {result.out_dir / 'index.html'}: {result.packs} pakker, "
-        f"{result.banks} banker, {result.reports} rapporter hentet ut."
+        f"{result.banks} banker, {result.reports} rapporter (bare fra gyldige pakker, isolert)."
     )
+    return 0
+
+
+# --- export-correlations -------------------------------------------------------------------
+
+
+def _cmd_export_correlations(args: argparse.Namespace) -> int:
+    with Archive.open(_archive_dir(args)) as archive:
+        entries, links = select(archive, args)
+        if args.out == "-":
+            rows = export_correlations(archive, entries, links, sys.stdout)
+            sys.stdout.flush()
+            return 0
+        rows = export_correlations(archive, entries, links, Path(args.out))
+    print(f"{rows} CorrelationID-er fra {len(entries)} pakker er skrevet til {args.out}.")
     return 0
 
 

@@ -7,6 +7,7 @@ return the exit code. ``verify`` exits 0 (valid), 1 (invalid) or 2 (unusable inp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument(
         "--signing-cert-password-env", metavar="VAR", help="miljøvariabel med passordet"
     )
+    pack.add_argument("--key", type=Path, help="privat nøkkel (PEM) når --cert er et PEM-sertifikat uten nøkkel")
+    pack.add_argument("--profile", type=Path, metavar="FILE",
+                      help="profilfil (standard: kfr-conformance.toml i gjeldende mappe)")
     pack.add_argument("--manual", type=Path, metavar="FILE", help="manuelle resultater (TOML/JSON)")
     pack.add_argument("--contact", metavar="ADDR", help="kontaktperson i C-3-e-posten")
     pack.set_defaults(func=run_pack)
@@ -89,22 +93,33 @@ def _secret(var: str | None, what: str) -> str | None:
     return value
 
 
-def _load_credentials(path: Path, password: str | None):
+def _load_credentials(path: Path, password: str | None, key: Path | None = None):
     from conformance.auth import Credentials
 
-    return Credentials.load(path, password=password)
+    return Credentials.load(path, password=password, key_path=key)
 
 
 def _signing_credentials(args: argparse.Namespace, record) -> object:
+    """The certificate the run signs with: the same options and profile as ``pytest --bank``
+    (``--signing-cert``, else ``--cert``; ``kfr-conformance.toml`` fills in what is not
+    given), or the sandbox's certificate for a sandbox run."""
     from conformance.home import default_sandbox_dir
+    from conformance.profile import load_settings
 
-    if args.signing_cert:
-        return _load_credentials(
-            args.signing_cert, _secret(args.signing_cert_password_env, "passord for --signing-cert")
-        )
-    if args.cert:
-        return _load_credentials(args.cert, _secret(args.cert_password_env, "passord for --cert"))
     orgnr = record.bank["orgnr"]
+    options = {name: getattr(args, name, None) for name in (
+        "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env")}
+    settings = load_settings(orgnr, options, profile=getattr(args, "profile", None))
+    if settings.path("signing_cert"):
+        return _load_credentials(
+            settings.path("signing_cert"),
+            settings.secret("signing_cert_password_env", "passord for --signing-cert"),
+        )
+    if settings.path("cert"):
+        return _load_credentials(
+            settings.path("cert"), settings.secret("cert_password_env", "passord for --cert"),
+            key=settings.path("key"),
+        )
     if record.is_sandbox:
         sandbox_p12 = default_sandbox_dir() / "banks" / orgnr / f"{orgnr}.p12"
         if sandbox_p12.is_file():
@@ -115,7 +130,8 @@ def _signing_credentials(args: argparse.Namespace, record) -> object:
         )
     raise UsageError(
         "Pakken må signeres med bankens virksomhetssertifikat.",
-        hint="Oppgi det med --cert FIL [--cert-password-env VAR] eller --signing-cert FIL.",
+        hint="Oppgi det med --cert FIL [--cert-password-env VAR] eller --signing-cert FIL, "
+        "eller i [banks.<orgnr>] i kfr-conformance.toml.",
     )
 
 
@@ -123,9 +139,7 @@ def _signing_credentials(args: argparse.Namespace, record) -> object:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from conformance.atomic import atomic_write_bytes
     from conformance.pack.build import build_pack, load_run_record
-    from conformance.pack.manifest import RUN_RECORD_NAME
     from conformance.pack.manual import apply_manual, load_manual_file
 
     results_dir: Path = args.dir
@@ -133,18 +147,19 @@ def run_pack(args: argparse.Namespace) -> int:
         raise UsageError(f"Finner ikke resultatmappen {results_dir}.")
     record = load_run_record(results_dir)
     credentials = _signing_credentials(args, record)  # before changing anything
-    if args.manual:
-        changed = apply_manual(record, load_manual_file(args.manual))
-        atomic_write_bytes(results_dir / RUN_RECORD_NAME, record.to_json())
-        print(f"Manuelle resultater lagt inn i {RUN_RECORD_NAME}: {', '.join(changed)}")
-        _rerender(results_dir, record)
-    result = build_pack(
-        results_dir,
-        certificate=credentials.certificate,
-        private_key=credentials.private_key,
-        chain=credentials.chain,
-        contact=args.contact,
-    )
+    confirmations = load_manual_file(args.manual) if args.manual else None
+    with _restored_on_failure(results_dir):
+        if confirmations is not None:
+            changed = apply_manual(record, confirmations)
+            _write_record(results_dir, record)
+            print(f"Manuelle resultater lagt inn: {', '.join(changed)}")
+        result = build_pack(
+            results_dir,
+            certificate=credentials.certificate,
+            private_key=credentials.private_key,
+            chain=credentials.chain,
+            contact=args.contact,
+        )
     print(f"Manifest:       {result.manifest_path}")
     print(f"Signatur:       {result.signature_path}")
     print(f"Resultatpakke:  {result.zip_path}")
@@ -155,6 +170,36 @@ def run_pack(args: argparse.Namespace) -> int:
         for reason in result.blockers:
             print(f"  - {reason}")
     return 0
+
+
+def _write_record(results_dir: Path, record) -> None:
+    from conformance.atomic import atomic_write_bytes
+    from conformance.pack.manifest import RUN_RECORD_NAME
+
+    atomic_write_bytes(results_dir / RUN_RECORD_NAME, record.to_json())
+    _rerender(results_dir, record)
+
+
+@contextlib.contextmanager
+def _restored_on_failure(results_dir: Path):
+    """Nothing on disk changes unless the pack is signed: the files a rebuild rewrites are
+    put back as they were when anything fails on the way."""
+    from conformance.atomic import atomic_write_bytes
+
+    kept: dict[Path, bytes | None] = {}
+    for path in results_dir.iterdir():
+        if path.is_file() and (path.suffix in (".json", ".p7s", ".html", ".xlsx", ".zip", ".eml")):
+            kept[path] = path.read_bytes()
+    try:
+        yield
+    except BaseException:
+        for path in results_dir.iterdir():
+            if path.is_file() and path not in kept and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
+        for path, data in kept.items():
+            if data is not None:
+                atomic_write_bytes(path, data)
+        raise
 
 
 def _rerender(results_dir: Path, record) -> None:
@@ -240,7 +285,12 @@ def run_email(args: argparse.Namespace) -> int:
 
     results_dir: Path = args.dir
     record = load_run_record(results_dir)
+    zip_path = results_dir / pack_file_name(record.bank["orgnr"], record.started_at)
     blockers = email_blockers(record)
+    if not blockers and zip_path.is_file():
+        from conformance.pack.build import self_check_blockers
+
+        blockers = self_check_blockers(zip_path)
     if blockers:
         print("C-3-e-posten kan ikke lages ennå fordi:")
         for reason in blockers:
@@ -248,7 +298,6 @@ def run_email(args: argparse.Namespace) -> int:
         return 1
     eml = results_dir / EMAIL_NAME
     if not eml.is_file():
-        zip_path = results_dir / pack_file_name(record.bank["orgnr"], record.started_at)
         if not zip_path.is_file():
             raise UsageError(
                 f"Resultatpakken {zip_path.name} finnes ikke ennå.",

@@ -1,8 +1,10 @@
 """``kfr-conformance sheet PATH``: show what the runner reads from an integration-test sheet.
 
 Per case: id, title, expected status and error code, the step it binds to (or "ikke
-automatisert") and whether it is manual; plus the sheet's version and SHA-256. With
-``--json`` the same as data, for scripts.
+automatisert") and whether it is manual; plus the sheet's version and SHA-256, and every
+row the reader did not read as written (with its row number and why). With ``--json``
+the same as data, for scripts. With ``--suggest`` a bindings file with ranked candidates
+for every unbound row, for the bank to confirm (see :mod:`conformance.binding_suggest`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from conformance.binding import bind_cases, load_bindings_file
+from conformance.errors import UsageError
 from conformance.models import CaseSpec
 from conformance.sheet import SheetInfo, read_sheet
 from conformance.suite import default_suite_dir, load_suite
@@ -26,10 +29,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sheet",
         help="vis testtilfellene som leses fra et testark, med forventning og binding",
         description="Les et KFR-testark og vis hvert testtilfelle: ID, tittel, forventet "
-        "status og feilkode, hvilket steg det bindes til, og om det er manuelt.",
+        "status og feilkode, hvilket steg det bindes til, og om det er manuelt. Rader som "
+        "ikke leses som de står, vises med radnummer og grunn.",
     )
     parser.add_argument("path", type=Path, metavar="PATH", help="testarket (.xlsx)")
-    parser.add_argument("--json", action="store_true", help="skriv resultatet som JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="skriv resultatet som JSON")
+    output.add_argument(
+        "--suggest",
+        action="store_true",
+        help="skriv en bindingsfil (TOML) med rangerte forslag for hver rad som ikke ble bundet",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="med --suggest: skriv bindingsfilen hit i stedet for til skjermen "
+        "(en eksisterende fil overskrives ikke)",
+    )
     parser.add_argument(
         "--bindings",
         type=Path,
@@ -52,11 +69,17 @@ def _case_row(case: CaseSpec) -> dict[str, Any]:
         "expected_status": case.expected.status,
         "expected_error_code": case.expected.error_code,
         "expected_text": case.expected.text,
+        "expectation_source": case.expectation_source,
         "binding": case.binding,
         "binding_source": case.binding_source,
         "manual": case.manual,
         "row": case.row,
     }
+
+
+def _status_cell(case: CaseSpec) -> str:
+    status = str(case.expected.status or "–")
+    return f"{status}*" if case.expectation_source == "step" else status
 
 
 def _print_table(info: SheetInfo, cases: list[CaseSpec], suite_name: str, out: TextIO) -> None:
@@ -68,12 +91,13 @@ def _print_table(info: SheetInfo, cases: list[CaseSpec], suite_name: str, out: T
     print(f"SHA-256:   {info.sha256}", file=out)
     print(f"Suite:     {suite_name}", file=out)
     print(file=out)
-    headings = ("ID", "Tittel", "Status", "Feilkode", "Binding", "Manuell")
+    headings = ("ID", "Rad", "Tittel", "Status", "Feilkode", "Binding", "Manuell")
     rows = [
         (
             case.case_id,
+            str(case.row),
             case.title if len(case.title) <= 48 else case.title[:47] + "…",
-            str(case.expected.status or "–"),
+            _status_cell(case),
             case.expected.error_code or "–",
             f"{case.binding} ({case.binding_source})" if case.binding else NOT_AUTOMATED_NB,
             "ja" if case.manual else "nei",
@@ -95,15 +119,65 @@ def _print_table(info: SheetInfo, cases: list[CaseSpec], suite_name: str, out: T
         f"{unbound} {NOT_AUTOMATED_NB}.",
         file=out,
     )
+    if any(c.expectation_source == "step" for c in cases):
+        print(
+            "* Arket angir ingen status, bare et utsagn («kunden er registrert»); statusen er "
+            "stegets vanlige svar.",
+            file=out,
+        )
+    if unbound:
+        print(
+            "Rader som ikke er automatisert kan bindes med en bindingsfil; "
+            f"«kfr-conformance sheet {info.file_name} --suggest» lager et forslag.",
+            file=out,
+        )
+    if info.notices:
+        print(file=out)
+        print(f"Rader som ikke leses som de står ({len(info.notices)}):", file=out)
+        for notice in info.notices:
+            print(f"  {notice.describe()}", file=out)
+
+
+def _write_suggestions(args: argparse.Namespace, text: str, count: int, out: TextIO) -> None:
+    if args.out is None:
+        out.write(text)
+        return
+    target: Path = args.out
+    if target.exists():
+        raise UsageError(
+            f"«{target}» finnes allerede og overskrives ikke (den kan ha bekreftelser i seg).",
+            hint="Velg et annet filnavn med --out, eller flytt den gamle filen først.",
+        )
+    from conformance.atomic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(target, text.encode("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"Kan ikke skrive «{target}»: {exc.strerror or exc}.") from exc
+    print(f"Skrev forslag for {count} rader til {target}.", file=out)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    if args.out is not None and not args.suggest:
+        raise UsageError("--out brukes bare sammen med --suggest.")
     info, cases = read_sheet(args.path)
     suite = load_suite(args.suite if args.suite else default_suite_dir())
     overrides = load_bindings_file(args.bindings) if args.bindings else None
     cases = bind_cases(cases, suite.registry, overrides)
-    if args.json:
+    if args.suggest:
+        from conformance.binding_suggest import suggest, suggestions_toml
+
+        suggestions = suggest(cases, suite.registry)
+        text = suggestions_toml(
+            suggestions,
+            suite.registry,
+            sheet_name=info.file_name,
+            sheet_sha256=info.sha256,
+            suite_name=suite.name,
+        )
+        _write_suggestions(args, text, len(suggestions), out)
+    elif args.json:
         payload = {
             "sheet": info.to_dict(),
             "suite": suite.name,

@@ -22,6 +22,18 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         "--accept-kfr-url", action="append", default=[], metavar="URL",
         help="godta også denne KFR-adressen som testmiljø (kan gjentas)",
     )
+    parser.add_argument(
+        "--accept-maskinporten-url", action="append", default=[], metavar="URL",
+        help="godta også denne Maskinporten-utstederen som testmiljøets (kan gjentas)",
+    )
+    parser.add_argument(
+        "--accept-attested", action="store_true",
+        help="godta at rader som forventer et HTTP-svar er bekreftet av en person i stedet for bevist",
+    )
+    parser.add_argument(
+        "--allow-bundled-sheet", action="store_true",
+        help="godta kjøringer av verktøyets eget rekonstruerte testark (ikke Bits' ark)",
+    )
     parser.add_argument("--expect-sheet-sha256", metavar="HEX", help="krev denne SHA-256 for testarket")
     parser.add_argument("--expect-sheet-version", metavar="V", help="krev denne arkversjonen")
 
@@ -54,6 +66,10 @@ def policy_from_args(args: argparse.Namespace, *, lang: str = "nb") -> Any:
         trust_roots=load_trust_roots(args.trust),
         allow_sandbox=args.allow_sandbox,
         accepted_kfr_base_urls=defaults.accepted_kfr_base_urls + tuple(args.accept_kfr_url),
+        accepted_maskinporten_issuers=defaults.accepted_maskinporten_issuers
+        + tuple(getattr(args, "accept_maskinporten_url", ())),
+        accept_attested=getattr(args, "accept_attested", False),
+        allow_bundled_sheet=getattr(args, "allow_bundled_sheet", False),
         expect_sheet_sha256=args.expect_sheet_sha256,
         expect_sheet_version=args.expect_sheet_version,
         lang=lang,

@@ -148,6 +148,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "check.sheet": ("Testark", "Test sheet"),
     "check.environment": ("Miljø", "Environment"),
     "check.correlation_ids": ("CorrelationID", "CorrelationID"),
+    "check.rows": ("Rader i arket", "Sheet rows"),
+    "check.verdicts": ("Resultater fra bevis", "Verdicts from evidence"),
+    "check.journal": ("Journal og tider", "Journal and times"),
+    "check.attested": ("Bekreftet av person", "Attested by a person"),
     # -- signature ------------------------------------------------------------------------------
     "sig.ok": (
         "Signaturen over manifest.json er gyldig ({digest}).",
@@ -309,6 +313,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Testarket «{file}» versjon {version} (SHA-256 {sha256}); ingen forventning oppgitt.",
         "The test sheet «{file}» version {version} (SHA-256 {sha256}); no expectation given.",
     ),
+    "sheet.bundled": (
+        "Kjøringen brukte kfr-conformance sitt eget, rekonstruerte testark ({file}), ikke arket fra "
+        "Bits; onboarding krever arket Bits sendte banken (kjør med --sheet <arket fra Bits>).",
+        "The run used kfr-conformance's own reconstructed test sheet ({file}), not the sheet from "
+        "Bits; onboarding needs the sheet Bits sent the bank (run with --sheet <Bits' sheet>).",
+    ),
     "sheet.sha256": (
         "Testarket har SHA-256 {actual}, forventet {expected}.",
         "The test sheet has SHA-256 {actual}, expected {expected}.",
@@ -342,6 +352,111 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "env.evidence_url": (
         "KFR-kallet {url} i {file} gikk ikke til {base}.",
         "The KFR call {url} in {file} did not go to {base}.",
+    ),
+    "env.failed": ("Bevisene viser et annet miljø: {problems}.", "The evidence shows another environment: {problems}."),
+    "env.issuer": (
+        "Maskinporten-utstederen {issuer} er ikke testmiljøets ({accepted})",
+        "The Maskinporten issuer {issuer} is not the test environment's ({accepted})",
+    ),
+    "env.token_url": (
+        "tokenforespørselen {url} i {file} gikk ikke til {expected}",
+        "the token request {url} in {file} did not go to {expected}",
+    ),
+    "env.token_issuer": (
+        "tokenet i {file} er utstedt av {iss}, ikke {issuer}",
+        "the token in {file} was issued by {iss}, not {issuer}",
+    ),
+    "env.token_consumer": (
+        "tokenet i {file} er ikke utstedt til banken: {reason}",
+        "the token in {file} was not issued to the bank: {reason}",
+    ),
+    "env.host_header": (
+        "Host-headeren «{host}» stemmer ikke med {url} i {file}",
+        "the Host header «{host}» does not match {url} in {file}",
+    ),
+    # -- rows of the sheet --------------------------------------------------------------------------
+    "rows.ok": (
+        "Alle {count} rader i testarket er med ({manual} manuelle etter arket).",
+        "All {count} rows of the test sheet are present ({manual} manual according to the sheet).",
+    ),
+    "rows.sheet_missing": (
+        "Pakken mangler testarket den ble kjørt med ({name}).",
+        "The pack lacks the test sheet it was run with ({name}).",
+    ),
+    "rows.sheet_unreadable": ("Testarket {name} kan ikke leses: {detail}.", "The test sheet {name} cannot be read: {detail}."),
+    "rows.sheet_changed": (
+        "Testarket {name} er ikke det manifestet oppgir (SHA-256).",
+        "The test sheet {name} is not the one the manifest names (SHA-256).",
+    ),
+    "rows.missing": ("{case} (rad {row}) mangler i pakken", "{case} (row {row}) is missing from the pack"),
+    "rows.count": ("{case} (rad {row}) står feil antall ganger i pakken", "{case} (row {row}) appears the wrong number of times"),
+    "rows.extra": ("{case} finnes ikke i testarket", "{case} is not in the test sheet"),
+    "rows.expectation": (
+        "{case}: pakken oppgir forventet {claimed}, arket sier {sheet}",
+        "{case}: the pack states expected {claimed}, the sheet says {sheet}",
+    ),
+    "rows.manual_claimed": (
+        "{case} er oppgitt som manuell, men arket gjør den automatisert (trinn {step})",
+        "{case} is stated as manual, but the sheet makes it automated (step {step})",
+    ),
+    "rows.failed": ("Radene stemmer ikke med testarket: {problems}.", "The rows do not match the test sheet: {problems}."),
+    # -- verdicts from evidence ---------------------------------------------------------------------
+    "verdicts.ok": (
+        "{count} automatiserte rader er avgjort på nytt fra bevisene, og alle stemmer.",
+        "{count} automated rows were judged again from the evidence, and all agree.",
+    ),
+    "verdicts.no_sheet": (
+        "Uten testarket kan radene ikke avgjøres fra bevisene.",
+        "Without the test sheet the rows cannot be judged from the evidence.",
+    ),
+    "verdicts.no_evidence": ("{case} er oppgitt som bestått uten bevis", "{case} is stated as passed without evidence"),
+    "verdicts.mismatch": (
+        "{case}: pakken sier «{claimed}», bevisene gir «{derived}» ({why})",
+        "{case}: the pack says «{claimed}», the evidence gives «{derived}» ({why})",
+    ),
+    "verdicts.failed": (
+        "Resultatene følger ikke av bevisene: {problems}.",
+        "The verdicts do not follow from the evidence: {problems}.",
+    ),
+    # -- journal and times --------------------------------------------------------------------------
+    "journal.ok": (
+        "Journalen ({journals} fil(er)) har de samme {count} utvekslingene som bevisene, innenfor kjøringens tid.",
+        "The journal ({journals} file(s)) holds the same {count} exchanges as the evidence, within the run's time.",
+    ),
+    "journal.missing": ("pakken har ingen journal", "the pack has no journal"),
+    "journal.untrusted": (
+        "Journalen {name} stemmer ikke med manifestet, så den kan ikke sammenlignes med bevisene.",
+        "The journal {name} does not match the manifest, so it cannot be compared with the evidence.",
+    ),
+    "journal.too_large": ("journalen {name} er for stor til å kontrolleres", "the journal {name} is too large to check"),
+    "journal.differs": (
+        "{case}: bevisene har {evidence} utvekslinger, journalen {journal} (eller i annen rekkefølge)",
+        "{case}: the evidence has {evidence} exchanges, the journal {journal} (or in another order)",
+    ),
+    "journal.run_backwards": ("kjøringen slutter før den starter", "the run ends before it starts"),
+    "journal.run_id": (
+        "kjørings-ID-en {run_id} passer ikke med starttiden {started}",
+        "the run id {run_id} does not match the start time {started}",
+    ),
+    "journal.bad_time": ("{case} har en utveksling uten gyldig tidspunkt", "{case} has an exchange without a valid time"),
+    "journal.outside": (
+        "{case} har en utveksling ({time}) utenfor kjøringens tid",
+        "{case} has an exchange ({time}) outside the run's time",
+    ),
+    "journal.order": ("{case} har utvekslinger i feil tidsrekkefølge", "{case} has exchanges out of time order"),
+    "journal.failed": ("Journal og tider stemmer ikke: {problems}.", "Journal and times do not agree: {problems}."),
+    # -- attested rows ------------------------------------------------------------------------------
+    "attested.automated": ("(automatisert i arket: trinn {step})", "(automated in the sheet: step {step})"),
+    "attested.none": ("Ingen rader er bestått bare på en persons bekreftelse.", "No row passed on a person's word alone."),
+    "attested.some": (
+        "{count} rader er bekreftet av en person, ikke bevist med utvekslinger: {cases}.",
+        "{count} rows are attested by a person, not proven by exchanges: {cases}.",
+    ),
+    "attested.http": (
+        "Rader der arket forventer et HTTP-svar kan bare bestås med bevis, ikke med en bekreftelse "
+        "(med mindre Bits godtar det: --accept-attested): {cases}.",
+        "Rows whose sheet expects an HTTP answer can only pass on evidence, not on an attestation "
+        "(unless Bits accepts it: --accept-attested): {cases}.",
     ),
     # -- correlation ids -------------------------------------------------------------------------
     "corr.ok": (

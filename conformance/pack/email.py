@@ -106,7 +106,8 @@ def email_body(record: RunRecord, *, pack_name: str, sheet_name: str | None, con
         "Oppsummering:",
         f"- Testtilfeller: {total} av {total} bestått"
         + (f" (herav {manual} manuelt bekreftet)" if manual else ""),
-        f"- Testark: {record.sheet.get('file_name', '')}, versjon {record.sheet.get('version', '')}",
+        f"- Testark: {record.sheet.get('file_name', '')}, versjon {record.sheet.get('version', '')}, "
+        f"SHA-256 {record.sheet.get('sha256', '')}",
         f"- Miljø: {record.environment.get('name', '')} ({record.environment.get('kfr_base_url', '')})",
         f"- Kjøring: {_run_time(record)}, kjørings-ID {record.run_id}",
         f"- Testet av: {tester}" + (f" ({role})" if role else ""),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.errors import UsageError
-from conformance.models import Outcome, RunRecord
+from conformance.models import CaseResult, Outcome, RunRecord
 
 _STATUS = {
     "ok": Outcome.PASSED,
@@ -42,6 +42,35 @@ def load_manual_file(path: Path) -> dict[str, dict[str, str]]:
     return {str(k): {kk: str(vv) for kk, vv in v.items()} for k, v in cases.items()}
 
 
+def confirmation_problem(case_id: str, entry: Mapping[str, Any]) -> str | None:
+    """Why a confirmation cannot be used (Norwegian), or None."""
+    if _STATUS.get(str(entry.get("status", "")).strip().lower()) is None:
+        return f"{case_id}: status må være «OK» eller «Feilet»"
+    if not str(entry.get("by", "")).strip():
+        return f"{case_id}: «by» (hvem som bekreftet) mangler"
+    return None
+
+
+def confirm_case(case: CaseResult, entry: Mapping[str, Any], stamp: str) -> None:
+    """Write a person's confirmation into a result: who, when, what they saw. The same for
+    ``--manual`` at run time and ``kfr-conformance pack --manual`` afterwards."""
+    from conformance.evidence import redact_text
+
+    status = _STATUS[str(entry.get("status", "")).strip().lower()]
+    comment = redact_text(str(entry.get("comment", "")).strip())
+    case.manual = True
+    case.outcome = status
+    case.confirmed_by = redact_text(str(entry.get("by", "")).strip())
+    case.confirmed_at = stamp
+    case.comment = comment
+    case.actual = f"Manuelt bekreftet: {status.label_nb}" + (f" – {comment}" if comment else "")
+    case.message = "" if status is Outcome.PASSED else (comment or "Feilet ved manuell kontroll.")
+
+
+def stamp_now(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def apply_manual(
     record: RunRecord,
     confirmations: Mapping[str, Mapping[str, Any]],
@@ -52,7 +81,7 @@ def apply_manual(
 
     Raises ``UsageError`` (nothing changed) for an unknown case, an automated case, an
     unknown status or a missing ``by``."""
-    stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = stamp_now(now)
     by_id = {case.case_id: case for case in record.cases}
     problems: list[str] = []
     planned = []
@@ -66,25 +95,13 @@ def apply_manual(
                 f"{case_id}: er automatisert ({case.outcome.label_nb}); bare manuelle rader kan bekreftes"
             )
             continue
-        status = _STATUS.get(str(entry.get("status", "")).strip().lower())
-        if status is None:
-            problems.append(f"{case_id}: status må være «OK» eller «Feilet»")
+        problem = confirmation_problem(case_id, entry)
+        if problem:
+            problems.append(problem)
             continue
-        by = str(entry.get("by", "")).strip()
-        if not by:
-            problems.append(f"{case_id}: «by» (hvem som bekreftet) mangler")
-            continue
-        planned.append((case, status, by, str(entry.get("comment", "")).strip()))
+        planned.append((case, entry))
     if problems:
         raise UsageError("Manuelle resultater kan ikke brukes:\n  - " + "\n  - ".join(problems))
-    for case, status, by, comment in planned:
-        case.manual = True
-        case.outcome = status
-        case.confirmed_by = by
-        case.confirmed_at = stamp
-        case.comment = comment
-        case.actual = f"Manuelt bekreftet: {status.label_nb}" + (f" – {comment}" if comment else "")
-        case.message = (
-            "" if status is Outcome.PASSED else (comment or "Feilet ved manuell kontroll.")
-        )
-    return [case.case_id for case, *_ in planned]
+    for case, entry in planned:
+        confirm_case(case, entry, stamp)
+    return [case.case_id for case, _ in planned]

@@ -49,12 +49,9 @@ from conformance.pack.manifest import (
     member_files,
     parse_time,
 )
+from conformance.pack.rejudge import TEST_KFR_BASE_URL as TEST_BASE_URL
+from conformance.pack.rejudge import TEST_MASKINPORTEN_ISSUER, evidence_checks, sheet_rows
 from conformance.pack.safezip import SafeZip, ZipLimits
-
-try:
-    from conformance.kfr import TEST_BASE_URL
-except ImportError:  # pragma: no cover - kfr.py is another module's; the value is fixed
-    TEST_BASE_URL = "https://preprod.api.bits.no/kar-ws/api/v1"
 
 CHECK_NAMES = (
     "signature",
@@ -66,6 +63,10 @@ CHECK_NAMES = (
     "sheet",
     "environment",
     "correlation_ids",
+    "rows",
+    "verdicts",
+    "journal",
+    "attested",
 )
 KFR_OPERATIONS = frozenset({"add", "end", "batch", "lookup", "agency_lookup", "account_lookup"})
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -109,6 +110,9 @@ class VerificationPolicy:
     accepted_kfr_base_urls: tuple[str, ...] = (TEST_BASE_URL,)
     expect_sheet_sha256: str | None = None
     expect_sheet_version: str | None = None
+    accepted_maskinporten_issuers: tuple[str, ...] = (TEST_MASKINPORTEN_ISSUER,)
+    accept_attested: bool = False       # rows expecting an HTTP answer passed on a person's word
+    allow_bundled_sheet: bool = False   # the tool's own reconstructed sheet, not Bits'
     lang: str = "nb"
     limits: ZipLimits = field(default_factory=ZipLimits)
 
@@ -328,6 +332,11 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
 
     files_check, evidence = _check_files(members, manifest, limits, lang)
     correlations = _correlations(evidence)
+    rows = sheet_rows(members, manifest, lang, evidence.untrusted)
+    rows_check, verdicts_check, journal_check, environment_check, attested_check = (
+        CheckResult(c.name, c.ok, c.reason)
+        for c in evidence_checks(members, manifest, evidence, policy, rows)
+    )
     checks = [
         _check_signature(signature, lang),
         _check_certificate(
@@ -337,9 +346,13 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
         _check_signer_orgnr(certificate, manifest, evidence, lang),
         files_check,
         _check_cases(manifest, lang),
-        _check_sheet(manifest, policy),
-        _check_environment(manifest, evidence, policy),
+        _check_sheet(manifest, policy, bundled=rows.bundled),
+        environment_check,
         _check_correlation_ids(manifest, evidence, lang),
+        rows_check,
+        verdicts_check,
+        journal_check,
+        attested_check,
     ]
     signer = None
     if certificate is not None:
@@ -514,6 +527,7 @@ def _check_files(
             sha256, size = members.digest(name)
         if (sha256, size) != (entry.sha256, entry.size):
             problems.append(text("files.changed", lang, name=name))
+            evidence.untrusted.add(name)  # a changed file is nobody's evidence
     present_set = set(present)
     for path in listed:
         if path not in present_set:
@@ -562,7 +576,7 @@ def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
         if case.manual and case.outcome == "passed":
             bad.append(text("cases.unconfirmed", lang, case=case.id))
         else:
-            bad.append(f"{case.id} ({case.outcome})")
+            bad.append(f"{case.id} ({_outcome_label(case.outcome, lang)})")
     if bad:
         return CheckResult(
             name,
@@ -581,8 +595,11 @@ def _check_cases(manifest: Manifest, lang: str) -> CheckResult:
     return CheckResult(name, True, text("cases.ok", lang, count=len(manifest.cases), manual=manual))
 
 
-def _check_sheet(manifest: Manifest, policy: VerificationPolicy) -> CheckResult:
+def _check_sheet(manifest: Manifest, policy: VerificationPolicy, *, bundled: bool = False) -> CheckResult:
     lang = policy.lang
+    if bundled and not policy.allow_bundled_sheet:
+        # The tool's own reconstruction says nothing about Bits' current cases.
+        return CheckResult("sheet", False, text("sheet.bundled", lang, file=manifest.sheet["file_name"]))
     sheet = manifest.sheet
     actual_sha, actual_version = sheet["sha256"].lower(), sheet["version"]
     if policy.expect_sheet_sha256 and policy.expect_sheet_sha256.lower() != actual_sha:
@@ -612,36 +629,6 @@ def _check_sheet(manifest: Manifest, policy: VerificationPolicy) -> CheckResult:
     )
     shown = {"file": sheet["file_name"], "version": actual_version, "sha256": actual_sha[:16] + "…"}
     return CheckResult("sheet", True, text(key, lang, **shown))
-
-
-def _normalise_url(url: str) -> str:
-    return url.strip().rstrip("/")
-
-
-def _check_environment(
-    manifest: Manifest, evidence: _Evidence, policy: VerificationPolicy
-) -> CheckResult:
-    lang = policy.lang
-    name = "environment"
-    environment = manifest.environment
-    base = _normalise_url(environment["kfr_base_url"])
-    for file, _exchange, url in _kfr_calls(evidence):
-        if not (url == base or url.startswith(base + "/")):
-            return CheckResult(
-                name, False, text("env.evidence_url", lang, url=url[:200], file=file, base=base)
-            )
-    if environment["name"] == "sandbox":
-        if policy.allow_sandbox:
-            return CheckResult(name, True, text("env.sandbox_allowed", lang, url=base))
-        return CheckResult(name, False, text("env.sandbox", lang, url=base))
-    if environment["name"] != "test":
-        return CheckResult(name, False, text("env.name", lang, name=environment["name"][:40]))
-    accepted = {_normalise_url(u) for u in policy.accepted_kfr_base_urls}
-    if base not in accepted:
-        return CheckResult(
-            name, False, text("env.url", lang, url=base, accepted=", ".join(sorted(accepted)))
-        )
-    return CheckResult(name, True, text("env.ok", lang, url=base))
 
 
 def _correlations(evidence: _Evidence) -> list[CorrelationRecord]:
@@ -750,3 +737,12 @@ def _write_correlations(out_csv: Path, rows: list[CorrelationRecord]) -> None:
                     _csv_cell(row.case_id),
                 ]
             )
+
+
+def _outcome_label(value: str, lang: str) -> str:
+    from conformance.models import Outcome
+
+    try:
+        return Outcome(value).label_nb if lang == "nb" else value
+    except ValueError:
+        return value

@@ -9,6 +9,7 @@ JSON 500 (KFR-007) so no traceback reaches a client.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import time
@@ -117,6 +118,10 @@ class SandboxMiddleware:
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                # Date from the sandbox's clock (uvicorn's own Date header is off), so a
+                # clock_offset_s fault shows in Date as it would on a server with a wrong clock.
+                date = email.utils.formatdate(self.ctx.now(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
             await send(message)
 
         try:

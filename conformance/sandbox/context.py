@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import random
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -165,3 +166,7 @@ class SandboxContext:
 
     def misbehaves(self, name: str) -> bool:
         return name in self.fault_state.faults.misbehave
+
+    def now(self) -> float:
+        """The sandbox's clock: real time plus ``Faults.clock_offset_s``."""
+        return time.time() + self.fault_state.faults.clock_offset_s

@@ -427,7 +427,7 @@ class JwtGrant:
                 else ""
             )
             raise _invalid_grant("MP-110", f"Invalid assertion: aud must be «{ctx.issuer}».{hint}")
-        now = time.time()
+        now = ctx.now()  # shifted by Faults.clock_offset_s
         iat, exp = claims.get("iat"), claims.get("exp")
         if not _number(iat) or not _number(exp):
             raise _invalid_grant("MP-130", "Invalid assertion: iat and exp are required numbers.")

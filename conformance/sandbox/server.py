@@ -97,6 +97,7 @@ class RunningSandbox:
             lifespan="off",
             proxy_headers=False,
             server_header=False,
+            date_header=False,  # SandboxMiddleware stamps Date from the sandbox's own clock
             timeout_keep_alive=30,
             timeout_graceful_shutdown=2,
             loop="asyncio",

@@ -40,6 +40,7 @@ MISBEHAVIOURS: dict[str, str] = {
     "wrong_bank_name": "lookups answer with another bankName",
     "token_wrong_scope": "Maskinporten grants tokens without the requested write scope",
 }
+MAX_CLOCK_OFFSET_S = 86_400.0
 
 
 def _rate(name: str, value: float) -> float:
@@ -87,6 +88,10 @@ class Faults:
     ``validate_birth_dates`` is not a fault but a stricter KFR: fødselsnumre and
     D-numre must carry a real birth date as python-stdnum reads it (Tenor's month + 80
     is then refused with KFR-005 / ERR-002, and a batch holding one is refused).
+
+    ``clock_offset_s`` runs the sandbox's clock that many seconds ahead (negative: behind):
+    its ``Date`` header and Maskinporten's iat/exp checks use the shifted clock, so a
+    client's wrong clock can be shown without changing the client's.
     """
 
     latency_ms: float = 0
@@ -107,8 +112,19 @@ class Faults:
     gateway_error_statuses: tuple[int, ...] = GATEWAY_ERROR_STATUSES
     gateway_error_body: str = "json"
     validate_birth_dates: bool = False
+    clock_offset_s: float = 0
 
     def __post_init__(self) -> None:
+        offset = self.clock_offset_s
+        if (
+            not isinstance(offset, int | float)
+            or isinstance(offset, bool)
+            or not math.isfinite(offset)
+            or abs(offset) > MAX_CLOCK_OFFSET_S
+        ):
+            raise SandboxError(
+                f"Faults.clock_offset_s må være mellom -86400 og 86400 sekunder, ikke {offset!r}."
+            )
         latency = self.latency_ms
         if (
             not isinstance(latency, int | float)
