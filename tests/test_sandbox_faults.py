@@ -64,6 +64,8 @@ def test_faults_are_validated() -> None:
         {"gateway_error_statuses": (500,)},
         {"gateway_error_statuses": ()},
         {"gateway_error_statuses": "502"},
+        {"gateway_error_statuses": (502.0,)},
+        {"gateway_error_statuses": (True,)},
         {"gateway_error_body": "xml"},
         {"validate_birth_dates": "yes"},
     ):

@@ -165,7 +165,7 @@ class Faults:
             raise SandboxError("Faults.gateway_error_statuses må være en liste med statuskoder.")
         statuses = tuple(statuses)
         if not statuses or any(
-            isinstance(s, bool) or s not in GATEWAY_ERROR_STATUSES for s in statuses
+            type(s) is not int or s not in GATEWAY_ERROR_STATUSES for s in statuses
         ):
             raise SandboxError(
                 f"Faults.gateway_error_statuses må være en ikke-tom liste av "
