@@ -34,6 +34,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -489,6 +490,10 @@ class JwtGrant:
             granted = [s for s in requested if s != WRITE_SCOPE] or [BANK_ALT_SCOPE]
         lifetime = ctx.faults.token_lifetime_s or DEFAULT_TOKEN_LIFETIME_S
         issued_at = int(now)
+        # exp rounded up, iat down (whole seconds, as Maskinporten's): a token is valid for at
+        # least the expires_in it states. Rounded down, a 1 s token issued at x.999 s was dead
+        # a millisecond later — a sandbox artefact, not a client's mistake.
+        expires_at = math.ceil(now) + lifetime
         token_claims: dict[str, Any] = {
             "iss": ctx.issuer,
             "client_amr": "virksomhetssertifikat",
@@ -497,7 +502,7 @@ class JwtGrant:
             "client_id": client.client_id,
             "consumer": {"authority": "iso6523-actorid-upis", "ID": f"0192:{client.orgnr}"},
             "iat": issued_at,
-            "exp": issued_at + lifetime,
+            "exp": expires_at,
             "jti": str(uuid.uuid4()),
         }
         if resource:
