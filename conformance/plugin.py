@@ -36,6 +36,7 @@ from conformance.errors import ConformanceError, UsageError
 from conformance.models import CaseResult, CaseSpec, Outcome, RunRecord
 from conformance.profile import PROFILE_FILE
 
+pytest_plugins = ["conformance.integrations"]  # JUnit and Allure names, statuses, links
 RESULT_PROPERTY = "kfr_case_result"
 WORKERINPUT_KEY = "kfr_conformance"
 USAGE = "kfr-conformance: --bank=<organisasjonsnummer> mangler (f.eks. pytest --bank=311000004)"
@@ -77,6 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--no-pack", action="store_true", help="ikke bygg signert resultatpakke")
     add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
     add("--resume", metavar="KJØRINGS-ID", help="fortsett en tidligere kjøring (samme pakke): radene som velges (-k, --lf) kjøres på nytt, resten beholdes")
+    add("--tsa-url", metavar="URL", help="tidsstempeltjeneste (RFC 3161) for signaturen på pakken (standard i sandkassen: sandkassens egen)")
 
 
 # ------------------------------------------------------------------ state
@@ -131,6 +133,7 @@ class RunState:
     sessions: list[dict[str, Any]] = field(default_factory=list)  # earlier sessions (--resume)
     session_started: dt.datetime | None = None
     ran_now: set[str] = field(default_factory=set)  # case ids run in this session
+    tsa_url: str | None = None               # RFC 3161 TSA for the pack's signature
 
     @property
     def results_dir(self) -> Path:
@@ -177,7 +180,7 @@ _OPTION_NAMES = (
     "sheet", "suite", "bindings", "kfr_env", "kfr_base_url", "maskinporten_url", "client_id",
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
-    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids", "realistic",
+    "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids", "realistic", "tsa_url",
 )
 
 
@@ -325,7 +328,7 @@ def _controller_state(config: pytest.Config, settings: Any, environment: Any, su
         tester_role=settings.get("tester_role") or "", contact=settings.get("contact"),
         signing_cert=settings.path("signing_cert"), signing_cert_password=signing_password,
         is_controller=True, build_pack=not config.getoption("no_pack"),
-        sandbox=environment.sandbox,
+        sandbox=environment.sandbox, tsa_url=settings.get("tsa_url"),
     )
     _read_cases(state)
     from conformance.results import copy_original_sheet
@@ -702,8 +705,16 @@ def _build_pack(state: RunState):
     else:
         creds = Credentials.load(Path(state.env.cert_path), password=state.env.cert_password,
                                  key_path=Path(state.env.key_path) if state.env.key_path else None)
-    return build_pack(state.results_dir, certificate=creds.certificate,
-                      private_key=creds.private_key, chain=creds.chain, contact=state.contact)
+    tsa_url = state.tsa_url
+    if tsa_url is None and state.is_sandbox:  # the sandbox's own TSA
+        from conformance.sandbox.pki import PkiUrls, sandbox_base_url
+
+        tsa_url = PkiUrls.for_base(sandbox_base_url(state.env.kfr_base_url)).tsa
+    result = build_pack(state.results_dir, certificate=creds.certificate,
+                        private_key=creds.private_key, chain=creds.chain, contact=state.contact,
+                        tsa_url=tsa_url)
+    state.finish_notes.extend(result.warnings)  # e.g. the TSA failed: packed untimestamped
+    return result
 
 
 def _sheet_record(state: RunState) -> dict[str, str]:

@@ -7,9 +7,15 @@ and the ``evidence/<case>.json`` files of the results folder.
 
 Evidence bodies are untrusted text (the environment under test wrote them), so the
 template is rendered with autoescape on and never marks anything safe. Redaction is the
-recorder's job; this module still runs a final pass over every string taken from the
-evidence, so a token that slipped through recording does not end up on a page that is
-mailed to Bits.
+recorder's job; this module still runs a final pass over every free text it shows — from
+the evidence, the messages, the comments, the names of tester and confirmer — so a token
+that slipped through recording does not end up on a page that is mailed to Bits.
+
+Everything a reader sees is Norwegian: outcomes are shown by their labels, and even the
+class and data attributes carry Norwegian slugs, never the codes of ``run.json``. Printed,
+the page is compact: passed rows collapse to one line each, the rest show their details
+and evidence, and a failed row lists where its error code or topic is explained
+(``conformance.references``).
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import jinja2
 from conformance.atomic import atomic_write_bytes
 from conformance.judge import PARTY_NB
 from conformance.models import CaseResult, Outcome, RunRecord
+from conformance.references import references_for
 from conformance.runner import safe_file_name
 
-__all__ = ["REPORT_FILE", "render_report", "write_report"]
+__all__ = ["OUTCOME_SLUGS", "REPORT_FILE", "render_report", "write_report"]
 
 REPORT_FILE = "report.html"
 TEMPLATE_NAME = "report.html.j2"
@@ -45,6 +52,17 @@ MAX_BODY_CHARS = 64 * 1024
 MAX_EVIDENCE_BYTES = 32 * 1024 * 1024
 
 REDACTED = "[REDACTED]"
+
+# Outcomes in class names and data attributes: Norwegian words, not run.json's codes, so
+# no code reaches a reader even through "view source" or a copied attribute.
+OUTCOME_SLUGS: dict[Outcome, str] = {
+    Outcome.PASSED: "ok",
+    Outcome.FAILED: "feilet",
+    Outcome.ERROR: "miljofeil",
+    Outcome.NOT_AUTOMATED: "ikke-automatisert",
+    Outcome.PENDING: "venter",
+    Outcome.NOT_RUN: "ikke-kjort",
+}
 
 # Symbols next to each Norwegian label so that status is readable without colour.
 OUTCOME_SYMBOLS: dict[Outcome, str] = {
@@ -333,16 +351,17 @@ def _case_view(
     ]
     return {
         "anchor": f"sak-{index}-{safe_file_name(case.case_id)}",
-        "case_id": case.case_id,
-        "title": case.title,
-        "expected_short": case.expected.describe(),
-        "expected_text": case.expected.text,
+        "case_id": redact(case.case_id),
+        "title": redact(case.title),
+        "expected_short": redact(case.expected.describe()),
+        "expected_text": redact(case.expected.text),
         "expected_status": case.expected.status,
-        "expected_error_code": case.expected.error_code,
+        "expected_error_code": redact(case.expected.error_code or ""),
         "actual_short": redact(_actual_short(case)),
         "actual_status": case.actual_status,
-        "actual_error_code": case.actual_error_code,
-        "outcome": str(case.outcome),
+        "actual_error_code": redact(case.actual_error_code or ""),
+        "outcome": OUTCOME_SLUGS[case.outcome],
+        "passed": case.outcome is Outcome.PASSED,
         "label": case.outcome.label_nb,
         "symbol": OUTCOME_SYMBOLS[case.outcome],
         # Failures and errors are what a reader looks for: open them on screen.
@@ -357,11 +376,12 @@ def _case_view(
         "answered_by": PARTY_NB.get(case.answered_by or "", ""),
         "identities": [redact(i) for i in case.identities],
         "attempts": case.attempts or 1,
-        "confirmed_by": case.confirmed_by or "",
+        "confirmed_by": redact(case.confirmed_by or ""),
         "confirmed_at": _time_view(getattr(case, "confirmed_at", None)),
         "comment": redact(case.comment),
         "row": case.row,
-        "binding": case.binding or "",
+        "binding": redact(case.binding or ""),
+        "references": [ref.to_dict() for ref in references_for(case)],
         "evidence_file": rel if exchanges or case.evidence_file else "",
         "evidence_problem": problem,
         "exchanges": views,
@@ -385,7 +405,7 @@ def _summary(record: RunRecord) -> dict[str, Any]:
         n = counts[str(outcome)]
         rows.append(
             {
-                "outcome": str(outcome),
+                "outcome": OUTCOME_SLUGS[outcome],
                 "label": outcome.label_nb,
                 "symbol": OUTCOME_SYMBOLS[outcome],
                 "colour": OUTCOME_COLOURS[outcome],
@@ -400,15 +420,19 @@ def _summary(record: RunRecord) -> dict[str, Any]:
         "total": total,
         "passed": passed,
         "all_passed": total > 0 and passed == total,
-        "not_passed": [r for r in rows if r["outcome"] != str(Outcome.PASSED) and r["count"]],
+        "not_passed": [
+            r for r in rows if r["outcome"] != OUTCOME_SLUGS[Outcome.PASSED] and r["count"]
+        ],
     }
 
 
-def _fields(data: dict[str, Any] | None, *keys: str) -> dict[str, str]:
-    """The named fields of a run.json section as text ("" when missing): an older or
-    hand-edited run.json still renders."""
+def _fields(
+    data: dict[str, Any] | None, *keys: str, redact: Callable[[str], str] = str
+) -> dict[str, str]:
+    """The named fields of a run.json section as (redacted) text, "" when missing: an older
+    or hand-edited run.json still renders."""
     data = data if isinstance(data, dict) else {}
-    return {key: "" if data.get(key) is None else str(data[key]) for key in keys}
+    return {key: "" if data.get(key) is None else redact(str(data[key])) for key in keys}
 
 
 def _context(record: RunRecord, results_dir: Path) -> dict[str, Any]:
@@ -416,17 +440,25 @@ def _context(record: RunRecord, results_dir: Path) -> dict[str, Any]:
     started, finished = _parse_time(record.started_at), _parse_time(record.finished_at)
     duration = (finished - started).total_seconds() if started and finished else None
     return {
-        "run_id": record.run_id,
-        "bank": _fields(record.bank, "name", "orgnr"),
-        "environment": _fields(record.environment, "kfr_base_url", "maskinporten_issuer"),
-        "env_name": record.environment.get("name") or "sandbox",
+        "run_id": redact(record.run_id),
+        "bank": _fields(record.bank, "name", "orgnr", redact=redact),
+        "environment": _fields(
+            record.environment, "kfr_base_url", "maskinporten_issuer", redact=redact
+        ),
+        "env_name": redact(record.environment.get("name") or "sandbox"),
         "is_sandbox": record.is_sandbox,
-        "sheet": _fields(record.sheet, "file_name", "version", "sha256", "source"),
-        "basis": {"evidence": sum(1 for c in record.cases if c.outcome is Outcome.PASSED and not c.manual),
-                  "attested": sum(1 for c in record.cases if c.attested)},
+        "sheet": _fields(
+            record.sheet, "file_name", "version", "sha256", "source", redact=redact
+        ),
+        "basis": {
+            "evidence": sum(
+                1 for c in record.cases if c.outcome is Outcome.PASSED and not c.manual
+            ),
+            "attested": sum(1 for c in record.cases if c.attested),
+        },
         "sessions": record.sessions,
-        "runner": _fields(record.runner, "version", "python", "platform"),
-        "attestation": _fields(record.attestation, "tester", "role"),
+        "runner": _fields(record.runner, "version", "python", "platform", redact=redact),
+        "attestation": _fields(record.attestation, "tester", "role", redact=redact),
         "started": _time_view(record.started_at),
         "finished": _time_view(record.finished_at),
         "duration": _duration_nb(duration),

@@ -6,27 +6,46 @@ cells, other worksheets and data validation are kept). Result columns the sheet 
 are added at the right of the header, styled like it. A worksheet "Kjøring" holds the
 run's metadata; a sandbox run is marked there, and above the header when there is room,
 so a filled sheet from the sandbox is never mistaken for onboarding evidence.
+
+Every text written here is untrusted: the environment under test wrote the actual results
+and messages, a person wrote the tester's name and the comments. So each is redacted as
+evidence is (a token echoed in an error message never reaches the sheet), stripped of the
+control characters a workbook cannot hold, capped at Excel's cell limit, and stored as a
+string cell, never as a formula: ``=HYPERLINK(…)``, ``+cmd|…``, ``@SUM(…)`` appear literally
+when the sheet is opened. Rows that receive text grow to fit it, so a printed or PDF copy
+shows every line instead of clipping or overlapping them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import warnings
 from collections.abc import Sequence
 from copy import copy
 from pathlib import Path
 
 from openpyxl import load_workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from conformance.atomic import atomic_file
 from conformance.errors import SheetError
+from conformance.evidence import redact_text
 from conformance.models import CaseResult, Outcome
 from conformance.sheet import SheetInfo, cell_text, row_in_case_id
 
-__all__ = ["RUN_SHEET", "SANDBOX_BANNER", "STATUS_FILLS", "write_filled_sheet"]
+__all__ = [
+    "MAX_CELL_CHARS",
+    "RUN_SHEET",
+    "SANDBOX_BANNER",
+    "STATUS_FILLS",
+    "safe_cell_text",
+    "write_filled_sheet",
+]
 
 RUN_SHEET = "Kjøring"
 SANDBOX_BANNER = "SANDBOX – ikke gyldig som onboardingbevis"
@@ -52,6 +71,53 @@ STATUS_FILLS: dict[Outcome, str] = {
 }
 BANNER_FILL = PatternFill("solid", fgColor="C00000")
 BANNER_FONT = Font(bold=True, color="FFFFFF", size=14)
+
+
+# Excel refuses to open a cell longer than this; the evidence file holds the whole text.
+MAX_CELL_CHARS = 32_767
+TRUNCATED_NOTE = " … [avkortet – hele teksten står i bevisfilen]"
+# First characters that make a spreadsheet read a typed value as a formula (or DDE call).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+# Row-height estimate: a column of width w holds about w characters of an 11 pt font
+# (fewer once words wrap); a line takes about 1.3 times the font size, in points.
+_CHARS_PER_WIDTH = 0.9
+_LINE_HEIGHT = 1.3
+_ROW_PADDING_PT = 4.0
+_MAX_ROW_HEIGHT_PT = 409.0  # Excel's limit
+_DEFAULT_COLUMN_WIDTH = 8.43
+_DEFAULT_FONT_PT = 11.0
+
+
+def _visible_control(match) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def safe_cell_text(value: object) -> str:
+    """``value`` as text that may go into a cell: secrets redacted, control characters a
+    workbook cannot hold shown as ``\\xNN``, line breaks as line feeds, no longer than
+    Excel allows."""
+    text = redact_text(str(value))
+    # A workbook's XML turns a carriage return into a line feed anyway; say so up front.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = ILLEGAL_CHARACTERS_RE.sub(_visible_control, text)
+    if len(text) > MAX_CELL_CHARS:
+        text = text[: MAX_CELL_CHARS - len(TRUNCATED_NOTE)] + TRUNCATED_NOTE
+    return text
+
+
+def _set_text(cell: Cell, value: object, *, wrap: bool = True) -> None:
+    """Write free text into ``cell`` as a string cell, never as a formula."""
+    text = safe_cell_text(value)
+    cell.value = text
+    cell.data_type = "s"  # openpyxl would store "=…" as a formula; this is text
+    if text.startswith(FORMULA_TRIGGERS):
+        # The "'" prefix of spreadsheets: shown as typed, and still text after a person
+        # edits the cell.
+        cell.quotePrefix = True
+    if wrap and not cell.alignment.wrap_text:
+        alignment = copy(cell.alignment)
+        alignment.wrap_text = True
+        cell.alignment = alignment
 
 
 def _sha256(path: Path) -> str:
@@ -129,11 +195,42 @@ def _actual_text(result: CaseResult) -> str:
 
 def _write(ws: Worksheet, row: int, col: int, value: object) -> None:
     cell = ws.cell(row=row, column=col)
-    cell.value = value
-    if isinstance(value, str) and "\n" in value:
-        alignment = copy(cell.alignment)
-        alignment.wrap_text = True
-        cell.alignment = alignment
+    if isinstance(value, str):
+        _set_text(cell, value)
+    else:
+        cell.value = value
+
+
+def _lines_needed(text: str, width: float, font_pt: float) -> int:
+    per_line = max(1, int(width * _CHARS_PER_WIDTH * _DEFAULT_FONT_PT / font_pt))
+    return sum(max(1, math.ceil(len(part) / per_line)) for part in text.split("\n"))
+
+
+def _fit_row_height(ws: Worksheet, row: int) -> None:
+    """Make ``row`` tall enough for the wrapped text of every cell in it (never lower than
+    it was): spreadsheets do not grow a row for text written by a program, and a row that
+    is too low is clipped on screen and overlaps its neighbours' text in print."""
+    merged = {
+        cell
+        for rng in ws.merged_cells.ranges
+        if rng.min_row <= row <= rng.max_row
+        for cell in rng.cells
+    }
+    needed = 0.0
+    for cell in ws[row]:
+        if cell.value is None or (cell.row, cell.column) in merged:
+            continue
+        text = cell.value if isinstance(cell.value, str) else str(cell.value)
+        width = ws.column_dimensions[get_column_letter(cell.column)].width
+        font_pt = float(cell.font.sz or _DEFAULT_FONT_PT) if cell.font else _DEFAULT_FONT_PT
+        if not cell.alignment.wrap_text:
+            lines = text.count("\n") + 1
+        else:
+            lines = _lines_needed(text, width or _DEFAULT_COLUMN_WIDTH, font_pt)
+        needed = max(needed, lines * font_pt * _LINE_HEIGHT + _ROW_PADDING_PT)
+    current = ws.row_dimensions[row].height
+    if needed and (current is None or needed > current):
+        ws.row_dimensions[row].height = round(min(needed, _MAX_ROW_HEIGHT_PT), 1)
 
 
 def _write_result(
@@ -161,6 +258,7 @@ def _write_result(
         _write(ws, row, columns["executed_by"], executed_by)
     if result.comment:
         _write(ws, row, columns["comment"], result.comment)
+    _fit_row_height(ws, row)
 
 
 def _row_is_empty(ws: Worksheet, row: int) -> bool:
@@ -236,7 +334,13 @@ def _run_sheet(
     lines += [(outcome.label_nb, counts[outcome]) for outcome in Outcome]
     for label, value in lines:
         ws.cell(row=row, column=1, value=label).font = Font(bold=True)
-        ws.cell(row=row, column=2, value=value).alignment = Alignment(horizontal="left")
+        cell = ws.cell(row=row, column=2)
+        cell.alignment = Alignment(horizontal="left", vertical="top")
+        if isinstance(value, str):
+            _set_text(cell, value)  # bank name, tester, file name: free text too
+        else:
+            cell.value = value
+        _fit_row_height(ws, row)
         row += 1
 
 

@@ -9,11 +9,19 @@ sandbox_token    sandbox_token(creds, scopes=(WRITE_SCOPE,), sb=sandbox) -> acce
                  through the real JWT grant
 set_home         autouse: KFR_CONFORMANCE_HOME is a temporary folder, so no test
                  touches ~/.kfr-conformance
+
+A bank's own ``kfr-conformance.toml`` in the repository root is never read by the project's
+tests: this session points the runs it starts from the repository root at an empty profile
+(see ``pytest_configure`` below), so a profile for, say, bank 311000004 against Bits' test
+environment cannot turn the sandbox tests into failures.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -36,6 +44,45 @@ from conformance.sandbox import (
 )
 from conformance.sandbox.assertion import obtain_token
 from conformance.sandbox.credentials import WRITE_SCOPE
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILE_FILE = "kfr-conformance.toml"
+# Set by the project's test session for the runs it starts; the name avoids the PYTEST_ and
+# KFR_ prefixes that tests strip from a child's environment. Its value is an empty profile.
+ISOLATED_PROFILE_ENV = "CONFORMANCE_TESTS_EMPTY_PROFILE"
+
+
+@pytest.hookimpl(tryfirst=True)  # before the plugin reads --profile in its own pytest_configure
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep a user's repository-root profile out of the project's own tests.
+
+    This conftest is loaded twice over: in the project's test session, and — because the
+    repository's ``testpaths`` name ``tests/`` — in every ``pytest --bank=…`` started from
+    the repository root, including a bank's real runs. So the test session marks the runs
+    it starts (an environment variable naming an empty profile), and only a marked run
+    from the repository root without an explicit ``--profile`` is pointed at it.
+    """
+    bank = config.getoption("bank", None)
+    if bank is None:  # the project's test session (or a pytester run inside it)
+        if ISOLATED_PROFILE_ENV not in os.environ and not hasattr(config, "workerinput"):
+            folder = tempfile.mkdtemp(prefix="kfr-tests-profile-")
+            empty = Path(folder) / PROFILE_FILE
+            empty.write_text("# empty: the project's tests ignore the repository's profile\n")
+            os.environ[ISOLATED_PROFILE_ENV] = str(empty)
+            config.add_cleanup(lambda: _forget_isolated_profile(folder))
+        return
+    empty_profile = os.environ.get(ISOLATED_PROFILE_ENV)
+    if (
+        empty_profile
+        and config.getoption("profile", None) is None
+        and config.invocation_params.dir.resolve() == REPO_ROOT
+    ):
+        config.option.profile = empty_profile
+
+
+def _forget_isolated_profile(folder: str) -> None:
+    os.environ.pop(ISOLATED_PROFILE_ENV, None)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -111,11 +111,13 @@ def test_email_withheld_for_the_sandbox(tmp_path):
     assert "sandbox" in result.blockers[0] and "testmiljøet" in result.blockers[0]
 
 
-def test_email_for_test_environment_at_a_local_url(tmp_path):
-    # "--kfr-env test" pointed at a local KFR: the e-mail is written (the verifier decides
-    # whether that URL is acceptable).
+def test_no_email_for_test_environment_at_a_local_url(tmp_path):
+    # "--kfr-env test" pointed at a local KFR: every row passed, but the session checks its
+    # pack as Bits will, and Bits' verify does not take that URL for its test environment.
     folder = make_results_dir(tmp_path, kfr_base_url=SANDBOX_URL)
-    assert build_signed_pack(folder).email_path is not None
+    result = build_signed_pack(folder)
+    assert result.email_path is None and not (folder / "c3-epost.eml").exists()
+    assert any("Miljø" in b and SANDBOX_URL in b for b in result.blockers), result.blockers
 
 
 def test_send_via_local_smtp(passing):

@@ -282,6 +282,59 @@ def test_malformed_signature(good_pack, policy, signature):
     refused(write_zip(sorted(entries.items())), policy, "signature.malformed")
 
 
+def _signed_data_with(signature: bytes, **changes) -> bytes:
+    """The pack's own signature with SignedData fields replaced (asn1crypto re-encodes)."""
+    from asn1crypto import cms as asn1_cms
+
+    from conformance.pack.cms import present_fields
+
+    info = asn1_cms.ContentInfo.load(signature)
+    fields = {**present_fields(info["content"]), **changes}
+    return asn1_cms.ContentInfo(
+        {"content_type": "signed_data", "content": asn1_cms.SignedData(fields)}
+    ).dump()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda p7s: p7s + b"\x00", id="trailing-byte"),
+        pytest.param(lambda p7s: b"\x30\x80" * 5000, id="deep-indefinite-nesting"),
+        pytest.param(lambda p7s: _data_content_info(), id="not-signed-data"),
+        pytest.param(
+            lambda p7s: _signed_data_with(p7s, certificates=[_certs(p7s)[0]] * 17),
+            id="too-many-certificates",
+        ),
+        pytest.param(
+            lambda p7s: _signed_data_with(p7s, signer_infos=[_signer(p7s)] * 5),
+            id="too-many-signers",
+        ),
+    ],
+)
+def test_hostile_cms_structures_are_refused(good_pack, policy, make):
+    entries = read_zip(good_pack)
+    entries["manifest.json.p7s"] = make(entries["manifest.json.p7s"])
+    refused(write_zip(sorted(entries.items())), policy, "signature.malformed")
+
+
+def _data_content_info() -> bytes:
+    from asn1crypto import cms as asn1_cms
+
+    return asn1_cms.ContentInfo({"content_type": "data", "content": b"manifest"}).dump()
+
+
+def _certs(p7s: bytes):
+    from asn1crypto import cms as asn1_cms
+
+    return asn1_cms.ContentInfo.load(p7s)["content"]["certificates"]
+
+
+def _signer(p7s: bytes):
+    from asn1crypto import cms as asn1_cms
+
+    return asn1_cms.ContentInfo.load(p7s)["content"]["signer_infos"][0]
+
+
 def test_truncated_signature(good_pack, policy):
     entries = read_zip(good_pack)
     entries["manifest.json.p7s"] = entries["manifest.json.p7s"][:-7]

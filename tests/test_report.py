@@ -1,11 +1,14 @@
-"""report.html: contents, escaping, redaction, self-containment, and a real browser render."""
+"""report.html: contents, escaping, redaction, Norwegian only, references for failed rows,
+self-containment, and a real browser render and print (compact: passed rows collapsed)."""
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import struct
+import subprocess
 import sys
 import types
 from html.parser import HTMLParser
@@ -15,11 +18,13 @@ import jwt
 import pytest
 from headless_chromium import chromium as find_chromium
 from headless_chromium import headless
+from pypdf import PdfReader
 from report_support import make_run, write_evidence  # tests/ is on sys.path (rootdir-less)
 
 import conformance
 from conformance.models import CaseResult, Expectation, Outcome, RunRecord
-from conformance.report import REPORT_FILE, render_report, write_report
+from conformance.references import FAQ_URL
+from conformance.report import OUTCOME_SLUGS, REPORT_FILE, render_report, write_report
 
 TEMPLATES = Path(conformance.__file__).parent / "templates"
 
@@ -117,13 +122,14 @@ def test_summary_counts_and_chart_match_the_record(run):
     summary = rows(page, "outcome")
 
     for outcome in Outcome:
-        label, number, _share = summary[str(outcome)]
+        label, number, _share = summary[OUTCOME_SLUGS[outcome]]
         assert label.endswith(outcome.label_nb)
         assert int(number) == counts[str(outcome)]
     assert int(summary["total"][1]) == counts["total"] == len(record.cases)
     # The chart carries the same numbers as text, readable without colour.
     for outcome in Outcome:
-        group = re.search(rf'<g data-outcome="{outcome}">(.*?)</g>', page, re.S).group(1)
+        slug = OUTCOME_SLUGS[outcome]
+        group = re.search(rf'<g data-outcome="{slug}">(.*?)</g>', page, re.S).group(1)
         assert f">{counts[str(outcome)]} (" in group
         assert html.escape(outcome.label_nb) in group
     assert f"{counts['passed']} av {counts['total']} testtilfeller er bestått" in page
@@ -290,6 +296,106 @@ def test_a_failing_recorder_redaction_still_gets_the_local_pass(run, monkeypatch
     assert token not in render_report(record, results)
 
 
+def test_free_text_of_people_and_the_environment_is_redacted(run):
+    record, results = run
+    token = jwt.encode({"scope": "bits:kundeforhold.write"}, "k" * 32)
+    record.attestation["tester"] = f"Kari {token}"
+    record.attestation["role"] = f"Bearer {token}"
+    record.bank["name"] = f"Bank {token}"
+    confirmed = next(c for c in record.cases if c.confirmed_by)
+    confirmed.confirmed_by = f"Ola {token}"
+    confirmed.comment = f"assertion={token}"
+    failed = next(c for c in record.cases if c.outcome is Outcome.FAILED)
+    failed.actual = f'{{"error_description": "invalid token {token}"}}'
+    failed.title = f"Tittel {token}"
+    failed.checks = [{"description": f"sjekk {token}", "ok": False, "detail": token}]
+    page = render_report(record, results)
+
+    assert token not in page and token.split(".")[1] not in page
+    assert page.count("[REDACTED]") >= 8
+    assert "Kari [REDACTED]" in page and "Ola [REDACTED]" in page
+
+
+# --- Norwegian only ---------------------------------------------------------------------
+
+RAW_CODES = re.compile(r"\b(passed|failed|error|not_run|not_automated|pending)\b")
+
+
+class _Text(HTMLParser):
+    """The text a reader sees of our own making: without the page's style and script and
+    without recorded bodies (``<pre>``: the environment's words, shown as they were)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "script", "pre")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "script", "pre")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def test_no_outcome_code_reaches_the_reader(run):
+    record, results = run
+    page = render_report(record, results)
+    parser = _Text()
+    parser.feed(page)
+    visible = " ".join(parser.parts)
+    for case in record.cases:  # the sheet's own words may be English ("with error code")
+        visible = visible.replace(html.escape(case.expected.text, quote=False), "")
+        visible = visible.replace(case.expected.text, "")
+
+    assert {c.outcome for c in record.cases} == set(Outcome)
+    assert RAW_CODES.findall(visible) == []
+    # Not even in class names or data attributes, which are copied and read aloud.
+    attributes = " ".join(re.findall(r'(?:class|data-outcome)="([^"]*)"', page))
+    assert RAW_CODES.findall(attributes) == []
+    for outcome in Outcome:
+        assert outcome.label_nb in html.unescape(visible)
+
+
+# --- where a failure is explained --------------------------------------------------------
+
+
+def _details_of(page: str, case_id: str) -> str:
+    """The HTML of one case's details section (up to the next case's or the page's end)."""
+    start = re.search(rf'<details id="sak-[^"]*" class="case [^"]*" data-case="{case_id}"', page)
+    assert start, case_id
+    after = page.find('<details id="sak-', start.end())
+    return page[start.start() : after if after != -1 else page.index("</main>")]
+
+
+def test_failed_rows_link_to_where_their_error_is_explained(run):
+    record, results = run
+    failed = next(
+        c for c in record.cases if c.outcome is Outcome.FAILED and not c.expected.error_code
+    )
+    failed.title = "Batch med feil definert boundary"
+    failed.binding = "batch_bad_boundary"
+    failed.expected = Expectation("HTTP 403 Forbidden", status=403)
+    failed.actual_status, failed.actual_error_code = 400, "KFR-004"
+    page = render_report(record, results)
+    section = _details_of(page, failed.case_id)
+
+    assert f'<a href="{FAQ_URL}#boundary-i-batch" rel="noreferrer">' in section
+    assert f'<a href="{FAQ_URL}#eksempel-batch" rel="noreferrer">' in section
+    assert "KFR-004: ugyldig forespørsel" in section
+    assert "KFR API 1.1.2" in section and "«Boundary i batch»" in section
+    # The row that failed on KFR-008 is explained under KFR-008, although KFR never sent it.
+    missing = next(c for c in record.cases if c.expected.error_code == "KFR-008")
+    assert "KFR-008: kundeforholdet finnes ikke" in _details_of(page, missing.case_id)
+    # Passed rows need no explanation.
+    for case in record.cases:
+        if case.outcome is Outcome.PASSED:
+            assert "Se også" not in _details_of(page, case.case_id), case.case_id
+
+
 # --- robustness -------------------------------------------------------------------------
 
 
@@ -350,10 +456,15 @@ def test_page_is_self_contained_and_accessible(run):
     page = render_report(record, results)
 
     assert not re.search(r"<link\b|\bsrc=|@import|url\(", page)
-    assert not re.search(r'href="(?!#)', page)  # only in-page links
+    # In-page links, and the published pages that explain a failure (links, not assets).
+    outside = re.findall(r'href="(?!#)([^"]*)"', page)
+    assert all(
+        url.startswith(("https://dokumentasjon.dsop.no/", "https://docs.digdir.no/"))
+        for url in outside
+    )
     assert '<th scope="col">ID</th>' in page and "<caption>" in page
     assert 'role="img"' in page and '<title id="chart-title">' in page
-    assert "@media print" in page and "details::details-content" in page
+    assert "@media print" in page and "::details-content" in page
 
 
 def test_templates_never_mark_text_safe():
@@ -401,26 +512,68 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert len(data) > 40_000  # a blank page compresses to ~12 KB; this one has text and colour
 
 
-def _pdf_pages(data: bytes) -> int:
-    return len(re.findall(rb"/Type\s*/Page[^s]", data))
+def _visible_pdf_text(pdf: Path) -> str:
+    return " ".join(" ".join(page.extract_text() or "" for page in PdfReader(pdf).pages).split())
+
+
+def _print(chromium: str, profile: Path, page: Path) -> Path:
+    pdf = page.with_suffix(".pdf")
+    headless(chromium, profile, page, "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
+    assert pdf.exists(), "chromium printed nothing"
+    return pdf
+
+
+# Forces every case open in print, as the report printed before passed rows collapsed.
+_EVERYTHING_OPEN = (
+    "<style>@media print { details.case > .case-body { display: block !important; }"
+    " details::details-content { content-visibility: visible; display: block; } }</style>"
+)
 
 
 @pytest.mark.slow
-def test_printing_opens_every_case(run, tmp_path):
-    """Printed, the page shows every case's details: it prints as long as a copy in which
-    every <details> is already open, and longer than the summary alone."""
+def test_printing_collapses_passed_rows_and_shows_the_rest(run, tmp_path):
     chromium = find_chromium()
     record, results = run
     report = write_report(record, results)
-    all_open = tmp_path / "all-open.html"
-    all_open.write_text(report.read_text().replace("<details ", "<details open "))
-
-    pages = {}
-    for page in (report, all_open):
-        pdf = tmp_path / f"{page.stem}.pdf"
-        headless(
-            chromium, tmp_path / "profile", page, "--no-pdf-header-footer", f"--print-to-pdf={pdf}"
+    expanded = tmp_path / "alt-apent.html"
+    expanded.write_text(
+        report.read_text().replace("<details ", "<details open ").replace(
+            "</head>", _EVERYTHING_OPEN + "</head>"
         )
-        pages[page.stem] = _pdf_pages(pdf.read_bytes())
+    )
 
-    assert pages["report"] == pages["all-open"] > 3
+    compact_pdf = _print(chromium, tmp_path / "profile", report)
+    expanded_pdf = _print(chromium, tmp_path / "profile", expanded)
+    printed = _visible_pdf_text(compact_pdf)
+
+    pages = len(PdfReader(compact_pdf).pages)
+    assert pages * 2 <= len(PdfReader(expanded_pdf).pages)
+    assert PdfReader(compact_pdf).pages[0].mediabox.height == pytest.approx(842, abs=2)  # A4
+    for case in record.cases:
+        assert case.case_id in printed and case.title.split()[0] in printed
+        details = [cid[:8] for cid in case.correlation_ids]  # only in the case's details
+        if case.outcome is Outcome.PASSED:
+            assert not [d for d in details if d in printed], case.case_id
+        else:
+            assert all(d in printed for d in details), case.case_id
+            if case.message:
+                assert " ".join(case.message.split())[:30] in printed, case.case_id
+
+
+@pytest.mark.slow
+def test_the_bundled_sheet_prints_in_a_few_pages(tmp_path):
+    """A real run of the bundled sheet (every row passed or waiting for confirmation):
+    42 A4 pages when every case printed its evidence, now a handful."""
+    chromium = find_chromium()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KFR_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--bank=311000004",
+         f"--reports-dir={tmp_path / 'reports'}", "--no-pack", "-q"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+        env={**env, "KFR_CONFORMANCE_HOME": str(tmp_path / "home")},
+    )
+    reports = list((tmp_path / "reports").glob("311000004/*/report.html"))
+    assert len(reports) == 1, done.stdout[-3000:] + done.stderr[-2000:]
+
+    pdf = _print(chromium, tmp_path / "profile", reports[0])
+    assert len(PdfReader(pdf).pages) <= 8

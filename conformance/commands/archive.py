@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="arkiv over innsendte resultatpakker: legg til, list, verifiser alle, lag nettsted",
         description="Arkiv over resultatpakker for Bits og revisorer.",
     )
-    sub = archive.add_subparsers(dest="archive_command", metavar="KOMMANDO", required=True)
+    sub = archive.add_subparsers(
+        dest="archive_command", metavar="KOMMANDO", required=True, help="hva som skal gjøres med arkivet"
+    )
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

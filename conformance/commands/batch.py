@@ -63,7 +63,9 @@ def register(subparsers: Any) -> None:
         description="Førstegangslasten av kundeforhold til KFR (onboarding-steg D-3).",
     )
     parser.set_defaults(func=lambda args: _missing_subcommand(parser))
-    sub = parser.add_subparsers(dest="batch_command", metavar="KOMMANDO")
+    sub = parser.add_subparsers(
+        dest="batch_command", metavar="KOMMANDO", help="hva som skal gjøres med batchfilene"
+    )
 
     build = sub.add_parser("build", help="lag batchfiler fra kjernesystemets eksport")
     build.add_argument("--in", dest="export", required=True, type=Path, metavar="EKSPORT",
@@ -102,7 +104,8 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=cmd_check)
 
     upload = sub.add_parser("upload", help="last opp batchfiler til testmiljøet eller sandkassen")
-    upload.add_argument("paths", nargs="+", type=Path, metavar="MAPPE|FIL")
+    upload.add_argument("paths", nargs="+", type=Path, metavar="MAPPE|FIL",
+                        help="mappen fra «batch build», eller batchfiler")
     _bank_options(upload)
     upload.add_argument("--state", type=Path, metavar="FIL",
                         help="statusfil (standard opplasting-<orgnr>.json ved filene)")
@@ -116,7 +119,8 @@ def register(subparsers: Any) -> None:
     upload.set_defaults(func=cmd_upload)
 
     confirm = sub.add_parser("confirm", help="bekreft at opplastede ID-er er synlige i KFR")
-    confirm.add_argument("paths", nargs="+", type=Path, metavar="MAPPE|FIL")
+    confirm.add_argument("paths", nargs="+", type=Path, metavar="MAPPE|FIL",
+                         help="mappen eller filene som ble lastet opp")
     _bank_options(confirm)
     confirm.add_argument("--state", type=Path, metavar="FIL",
                          help="statusfil (standard bekreftelse-<orgnr>.json ved filene)")

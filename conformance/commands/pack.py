@@ -43,18 +43,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="profilfil (standard: kfr-conformance.toml i gjeldende mappe)")
     pack.add_argument("--manual", type=Path, metavar="FILE", help="manuelle resultater (TOML/JSON)")
     pack.add_argument("--contact", metavar="ADDR", help="kontaktperson i C-3-e-posten")
+    pack.add_argument(
+        "--tsa-url",
+        metavar="URL",
+        help="tidsstempeltjeneste (RFC 3161) som tidsstempler signaturen (standard: tsa_url "
+        "i profilen; for en sandkassekjøring sandkassens egen, som da må kjøre)",
+    )
     pack.set_defaults(func=run_pack)
 
     verify = subparsers.add_parser(
         "verify",
         help="kontroller en resultatpakke (zip, resultatmappe eller mottatt .eml)",
-        description="Kontrollerer signatur, sertifikat, filer, testtilfeller, testark og miljø i en resultatpakke.",
+        description="Kontrollerer signatur, sertifikat, tidsstempel, tilbakekalling, filer, testtilfeller, testark og miljø i en resultatpakke.",
         epilog=_EPILOG_VERIFY,
     )
-    verify.add_argument("path", type=Path, metavar="PATH")
+    verify.add_argument(
+        "path", type=Path, metavar="PATH",
+        help="resultatpakken (.zip), resultatmappen eller C-3-e-posten (.eml)",
+    )
     add_trust_options(verify)
     verify.add_argument("--json", action="store_true", help="skriv rapporten som JSON")
-    verify.add_argument("--lang", choices=("nb", "en"), default="nb")
+    verify.add_argument(
+        "--lang", choices=("nb", "en"), default="nb",
+        help="språk i rapporten: nb (bokmål, standard) eller en (engelsk)",
+    )
     verify.add_argument(
         "--export-correlations",
         type=Path,
@@ -69,14 +81,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Skriver c3-epost.eml når alle testtilfeller er bestått mot testmiljøet, "
         "ellers forklarer den hva som mangler. Med --send sendes den.",
     )
-    email.add_argument("dir", type=Path, metavar="DIR")
-    email.add_argument("--send", action="store_true")
-    email.add_argument("--smtp-host", metavar="H")
-    email.add_argument("--smtp-port", type=int, default=25, metavar="P")
-    email.add_argument("--starttls", action="store_true")
-    email.add_argument("--smtp-user", metavar="U")
-    email.add_argument("--smtp-password-env", metavar="VAR")
-    email.add_argument("--from", dest="from_addr", metavar="ADDR")
+    email.add_argument(
+        "dir", type=Path, metavar="DIR", help="resultatmappe (reports/<orgnr>/<kjørings-id>)"
+    )
+    email.add_argument("--send", action="store_true", help="send e-posten via SMTP (krever --smtp-host)")
+    email.add_argument("--smtp-host", metavar="H", help="SMTP-tjeneren e-posten sendes gjennom")
+    email.add_argument(
+        "--smtp-port", type=int, default=25, metavar="P", help="SMTP-port (standard 25)"
+    )
+    email.add_argument(
+        "--starttls", action="store_true", help="krypter forbindelsen med STARTTLS før innlogging"
+    )
+    email.add_argument("--smtp-user", metavar="U", help="brukernavn hos SMTP-tjeneren")
+    email.add_argument(
+        "--smtp-password-env", metavar="VAR",
+        help="miljøvariabel med SMTP-passordet (passordet skrives aldri på kommandolinjen)",
+    )
+    email.add_argument(
+        "--from", dest="from_addr", metavar="ADDR",
+        help="avsenderadresse (standard: kontaktpersonen i e-posten)",
+    )
     email.add_argument("--contact", metavar="ADDR", help="kontaktperson når e-posten lages nå")
     email.set_defaults(func=run_email)
 
@@ -159,9 +183,13 @@ def run_pack(args: argparse.Namespace) -> int:
             private_key=credentials.private_key,
             chain=credentials.chain,
             contact=args.contact,
+            tsa_url=_tsa_url(args, record),
         )
     print(f"Manifest:       {result.manifest_path}")
     print(f"Signatur:       {result.signature_path}")
+    print(f"Tidsstempel:    {'ja' if result.timestamped else 'nei'}")
+    for warning in result.warnings:
+        print(f"Advarsel: {warning}", file=sys.stderr)
     print(f"Resultatpakke:  {result.zip_path}")
     if result.email_path:
         print(f"C-3-e-post:     {result.email_path}")
@@ -200,6 +228,23 @@ def _restored_on_failure(results_dir: Path):
             if data is not None:
                 atomic_write_bytes(path, data)
         raise
+
+
+def _tsa_url(args: argparse.Namespace, record) -> str | None:
+    """``--tsa-url``, else ``tsa_url`` in the bank's profile, else (a sandbox run) the
+    sandbox's own TSA; a test-environment run without one is packed untimestamped."""
+    from conformance.profile import load_settings
+
+    orgnr = record.bank["orgnr"]
+    options = {"tsa_url": args.tsa_url}
+    settings = load_settings(orgnr, options, profile=getattr(args, "profile", None))
+    if settings.get("tsa_url"):
+        return str(settings.get("tsa_url"))
+    if not record.is_sandbox:
+        return None
+    from conformance.sandbox.pki import PkiUrls, sandbox_base_url
+
+    return PkiUrls.for_base(sandbox_base_url(record.environment["kfr_base_url"])).tsa
 
 
 def _rerender(results_dir: Path, record) -> None:

@@ -1,4 +1,4 @@
-"""``kfr-conformance sandbox serve | issue-cert | token | ca``: the embedded test environment.
+"""``kfr-conformance sandbox serve | issue-cert | token | ca | revoke``: the embedded test environment.
 
     serve        run the sandbox in the foreground; prints the KFR base URL and the
                  Maskinporten issuer; stops on Ctrl-C / SIGTERM; ``--realistic`` puts an
@@ -7,6 +7,8 @@
                  prints {"orgnr","client_id","p12","cert_pem","key_pem","ca_pem"}
     token        print an access token obtained through the real JWT grant
     ca           print the sandbox CA certificate (what a verifier must trust)
+    revoke       revoke a bank's test certificate: the sandbox's CRL (also written to
+                 ``crl.der`` in the data folder) and OCSP responder say so at once
 
 All share one data folder (default ``$KFR_CONFORMANCE_HOME/sandbox``), so the runner's
 auto-started sandbox, ``issue-cert`` and ``ca`` use the same CA unless told otherwise.
@@ -15,6 +17,7 @@ auto-started sandbox, ``issue-cert`` and ``ca`` use the same CA unless told othe
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -32,6 +35,12 @@ from conformance.ids import require_orgnr
 from conformance.sandbox import RunningSandbox, SandboxSettings, TestCA, issue_bank_credentials
 from conformance.sandbox.assertion import obtain_token
 from conformance.sandbox.credentials import WRITE_SCOPE
+from conformance.sandbox.pki import (
+    CRL_FILE,
+    REVOCATION_REASONS,
+    bank_certificate,
+    orgnr_from_certificate,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +51,9 @@ def register(subparsers: Any) -> None:
         "Maskinporten og egen test-CA.",
     )
     parser.set_defaults(func=lambda args: _missing_subcommand(parser))
-    sub = parser.add_subparsers(dest="sandbox_command", metavar="KOMMANDO")
+    sub = parser.add_subparsers(
+        dest="sandbox_command", metavar="KOMMANDO", help="hva som skal gjøres med sandkassen"
+    )
 
     serve = sub.add_parser("serve", help="kjør sandkassen i forgrunnen")
     serve.add_argument(
@@ -101,6 +112,37 @@ def register(subparsers: Any) -> None:
     ca = sub.add_parser("ca", help="skriv ut sandkassens CA-sertifikat (PEM)")
     _data_dir_option(ca)
     ca.set_defaults(func=cmd_ca)
+
+    revoke = sub.add_parser(
+        "revoke",
+        help="tilbakekall en banks testsertifikat (CRL og OCSP i sandkassen)",
+        description="Tilbakekaller bankens testsertifikat hos sandkassens CA. Sandkassens "
+        "sperreliste (CRL, også skrevet til crl.der i datamappen) og OCSP-tjeneste sier det "
+        "fra neste forespørsel. Neste kjøring får et nytt sertifikat.",
+    )
+    revoke.add_argument(
+        "--bank", required=True, metavar="ORGNR", help="bankens organisasjonsnummer"
+    )
+    revoke.add_argument(
+        "--cert",
+        type=Path,
+        metavar="PEM",
+        help="sertifikatet som skal tilbakekalles (standard: bankens i datamappen)",
+    )
+    revoke.add_argument(
+        "--reason",
+        choices=sorted(r for r in REVOCATION_REASONS if r != "remove_from_crl"),
+        default="key_compromise",
+        help="årsak (standard key_compromise)",
+    )
+    revoke.add_argument(
+        "--at",
+        metavar="TID",
+        help="tilbakekall fra dette tidspunktet (ISO 8601; standard nå), f.eks. nøkkelen "
+        "kompromittert siden i går",
+    )
+    _data_dir_option(revoke)
+    revoke.set_defaults(func=cmd_revoke)
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -227,4 +269,46 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_ca(args: argparse.Namespace) -> int:
     sys.stdout.write(TestCA(_data_dir(args)).cert_pem.decode())
+    return 0
+
+
+# ---------------------------------------------------------------- revoke
+
+
+def _revocation_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise UsageError(f"--at «{value}» er ikke et tidspunkt (ISO 8601).") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    orgnr = require_orgnr(args.bank)
+    data_dir = _data_dir(args)
+    if args.cert:
+        try:
+            cert = x509.load_pem_x509_certificate(args.cert.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--cert-filen {args.cert} er ikke et PEM-sertifikat.") from exc
+    else:
+        cert = bank_certificate(data_dir, orgnr)
+    if orgnr_from_certificate(cert) != orgnr:
+        raise UsageError(
+            f"Sertifikatet {cert.subject.rfc4514_string()} tilhører ikke banken {orgnr}."
+        )
+    entry = TestCA(data_dir).revoke(
+        cert, at=_revocation_time(args.at), reason=REVOCATION_REASONS[args.reason]
+    )
+    print(f"Tilbakekalt:   {entry.subject} (serienummer {entry.serial_number:x})")
+    print(f"Tidspunkt:     {entry.revoked_at.isoformat()} ({entry.reason.name})")
+    print(f"Sperreliste:   {data_dir / CRL_FILE}")
+    print(
+        "En sandkasse som kjører, svarer det i OCSP og CRL under /_pki/ fra nå; "
+        "verify bruker adressene i sertifikatet, eller --ocsp-url / --crl."
+    )
     return 0

@@ -6,7 +6,9 @@
     email.py      the C-3 e-mail to DSOP@bits.no: email_blockers, write_email, send_email
     verify.py     verify_pack_bytes / verify_path / export_correlations (never imports sign)
     safezip.py    reading a received zip as hostile input
-    cms.py        reading and checking a CMS SignedData (strict DER via _der.py)
+    cms.py        reading and checking a CMS SignedData (asn1crypto), adding a timestamp
+    timestamp.py  RFC 3161 signature timestamps: asking a TSA, judging a token
+    revocation.py OCSP and CRL status of the signer
 
 Names are re-exported lazily, so ``import conformance.pack.verify`` loads no signing code.
 """

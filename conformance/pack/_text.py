@@ -152,6 +152,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "check.verdicts": ("Resultater fra bevis", "Verdicts from evidence"),
     "check.journal": ("Journal og tider", "Journal and times"),
     "check.attested": ("Bekreftet av person", "Attested by a person"),
+    "check.timestamp": ("Tidsstempel", "Timestamp"),
+    "check.revocation": ("Tilbakekalling", "Revocation"),
     # -- signature ------------------------------------------------------------------------------
     "sig.ok": (
         "Signaturen over manifest.json er gyldig ({digest}).",
@@ -226,7 +228,23 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Sertifikatet «{subject}» er ikke til signering (nøkkelbruk: {usage}).",
         "The certificate «{subject}» is not meant for signing (key usage: {usage}).",
     ),
+    "cert.ok_stamped": (
+        "Signert med «{subject}», utstedt av «{issuer}»; gyldig ved det tidsstemplede signeringstidspunktet {time} og kjedet til en klarert rot.",
+        "Signed with «{subject}», issued by «{issuer}»; valid at the timestamped signing time {time} and chained to a trusted root.",
+    ),
+    "cert.not_valid_stamped": (
+        "Sertifikatet «{subject}» var ikke gyldig ved signering {time} ifølge tidsstempelet (gyldig {not_before} – {not_after}).",
+        "The certificate «{subject}» was not valid at signing time {time} according to the timestamp (valid {not_before} – {not_after}).",
+    ),
     # -- signing time ----------------------------------------------------------------------------
+    "time.ok_stamped": (
+        "Signert {time} ifølge tidsstempelet, etter at kjøringen var ferdig ({finished}); bankens egen signeringstid {claimed} stemmer innenfor {tolerance}.",
+        "Signed {time} according to the timestamp, after the run had finished ({finished}); the bank's own signing time {claimed} agrees within {tolerance}.",
+    ),
+    "time.drift": (
+        "Bankens eget signeringstidspunkt {claimed} avviker fra tidsstempelet {time} med mer enn {tolerance}.",
+        "The bank's own signing time {claimed} differs from the timestamp {time} by more than {tolerance}.",
+    ),
     "time.ok": (
         "Signert {time}, etter at kjøringen var ferdig ({finished}).",
         "Signed {time}, after the run had finished ({finished}).",
@@ -243,6 +261,118 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Signeringstidspunktet {time} ligger fram i tid.",
         "The signing time {time} lies in the future.",
     ),
+    # -- timestamp ---------------------------------------------------------------------------------
+    "ts.ok": (
+        "Tidsstempel fra «{tsa}» over signaturen: {time}; tidsstempeltjenesten kjeder til en klarert rot. Dette er det pålitelige signeringstidspunktet.",
+        "Timestamp from «{tsa}» over the signature: {time}; the time-stamping authority chains to a trusted root. This is the trusted signing time.",
+    ),
+    "ts.none": (
+        "Signaturen har ikke tidsstempel: signeringstidspunktet {time} er bankens egen opplysning og kan ikke bekreftes uavhengig.",
+        "The signature has no timestamp: the signing time {time} is the bank's own statement and cannot be confirmed independently.",
+    ),
+    "ts.none_still_valid": (
+        "Signaturen har ikke tidsstempel; godtatt fordi sertifikatet fortsatt er gyldig (til {not_after}). Etter det godtas pakken ikke med denne politikken.",
+        "The signature has no timestamp; accepted because the certificate is still valid (until {not_after}). After that this policy will not accept the pack.",
+    ),
+    "ts.missing_expired": (
+        "Signaturen har ikke tidsstempel, og sertifikatet er utløpt siden ({not_after}). Uten et pålitelig tidspunkt kan signeringen være tilbakedatert, så politikken godtar ikke pakken.",
+        "The signature has no timestamp, and the certificate has expired since ({not_after}). Without a trusted time the signing may be back-dated, so the policy does not accept the pack.",
+    ),
+    "ts.unknown": (
+        "Tidsstempelet kan ikke vurderes fordi signaturen ikke kunne leses.",
+        "The timestamp cannot be judged because the signature could not be read.",
+    ),
+    "ts.many": (
+        "Signaturen har {count} tidsstempler; det skal være ett.",
+        "The signature carries {count} timestamps; there must be one.",
+    ),
+    "ts.malformed": (
+        "Tidsstempelet kan ikke leses ({detail}).",
+        "The timestamp cannot be read ({detail}).",
+    ),
+    "ts.algorithm": (
+        "Tidsstempelet bruker en hash-algoritme som ikke godtas ({algorithm}).",
+        "The timestamp uses a hash algorithm that is not accepted ({algorithm}).",
+    ),
+    "ts.imprint": (
+        "Tidsstempelet fra «{tsa}» gjelder ikke denne signaturen: avtrykket stemmer ikke med signaturverdien.",
+        "The timestamp from «{tsa}» is not for this signature: its imprint does not match the signature value.",
+    ),
+    "ts.no_roots": (
+        "Ingen klarerte rotsertifikater for tidsstempeltjenester er oppgitt (--tsa-trust eller --trust), så tidsstempelet kan ikke godkjennes.",
+        "No trusted roots for time-stamping authorities were given (--tsa-trust or --trust), so the timestamp cannot be accepted.",
+    ),
+    "ts.untrusted": (
+        "Tidsstempelet fra «{tsa}» godtas ikke: tidsstempeltjenesten kjeder ikke til en klarert rot med formålet timeStamping, eller signaturen er ugyldig ({detail}).",
+        "The timestamp from «{tsa}» is not accepted: the time-stamping authority does not chain to a trusted root with the timeStamping purpose, or its signature is invalid ({detail}).",
+    ),
+    # -- revocation --------------------------------------------------------------------------------
+    "rev.off": (
+        "Ikke kontrollert: tilbakekalling er slått av (--revocation off).",
+        "Not checked: revocation checking is off (--revocation off).",
+    ),
+    "rev.unknown": (
+        "Tilbakekalling kan ikke vurderes fordi signaturen ikke kunne leses.",
+        "Revocation cannot be judged because the signature could not be read.",
+    ),
+    "rev.not_trusted": (
+        "Ikke kontrollert: sertifikatet er ikke godkjent (se Sertifikat), og adresser i et sertifikat som ikke er godkjent, hentes ikke.",
+        "Not checked: the certificate is not accepted (see Certificate), and addresses in an unaccepted certificate are not fetched.",
+    ),
+    "rev.good": (
+        "Ikke tilbakekalt ifølge {source} ({where}, utstedt {issued}).",
+        "Not revoked according to {source} ({where}, issued {issued}).",
+    ),
+    "rev.revoked": (
+        "Sertifikatet er tilbakekalt {revoked_at} ({reason}) ifølge {source} ({where}), før det tidsstemplede signeringstidspunktet {time}.",
+        "The certificate was revoked {revoked_at} ({reason}) according to {source} ({where}), before the timestamped signing time {time}.",
+    ),
+    "rev.revoked_untimestamped": (
+        "Sertifikatet er tilbakekalt {revoked_at} ({reason}) ifølge {source} ({where}); uten tidsstempel kan det ikke vises at pakken ble signert før det.",
+        "The certificate was revoked {revoked_at} ({reason}) according to {source} ({where}); without a timestamp it cannot be shown that the pack was signed before that.",
+    ),
+    "rev.revoked_after": (
+        "Merk: sertifikatet ble tilbakekalt {revoked_at} ({reason}) ifølge {source}, etter det tidsstemplede signeringstidspunktet {time}; signaturen godtas, som i CAdES.",
+        "Note: the certificate was revoked {revoked_at} ({reason}) according to {source}, after the timestamped signing time {time}; the signature is accepted, as in CAdES.",
+    ),
+    "rev.unavailable_soft": (
+        "Tilbakekallingsstatus kunne ikke fastslås ({problems}); godtatt fordi politikken er «soft».",
+        "The revocation status could not be established ({problems}); accepted because the policy is «soft».",
+    ),
+    "rev.unavailable_hard": (
+        "Tilbakekallingsstatus kunne ikke fastslås ({problems}); politikken «hard» krever den.",
+        "The revocation status could not be established ({problems}); the «hard» policy requires it.",
+    ),
+    "rev.no_sources": (
+        "sertifikatet oppgir ingen OCSP- eller CRL-adresse",
+        "the certificate names no OCSP or CRL address",
+    ),
+    "rev.no_issuer": (
+        "utstederens sertifikat er verken i signaturen eller blant de klarerte",
+        "the issuer's certificate is neither in the signature nor among the trusted ones",
+    ),
+    "rev.failed": ("{source} {where}: {detail}", "{source} {where}: {detail}"),
+    "rev.status_unknown": (
+        "{source} {where}: status ukjent",
+        "{source} {where}: status unknown",
+    ),
+    "rev.too_old": (
+        "{source} {where}: utstedt {issued}, for gammelt til å si noe om {time}",
+        "{source} {where}: issued {issued}, too old to speak for {time}",
+    ),
+    "rev.expired_off_crl": (
+        "{source} {where}: utstedt etter at sertifikatet utløp, så det kan være fjernet fra listen",
+        "{source} {where}: issued after the certificate expired, so it may have been dropped from the list",
+    ),
+    "rev.file": ("fil", "file"),
+    "rev.why.other_certificate": (
+        "svaret gjelder et annet sertifikat",
+        "the answer is for another certificate",
+    ),
+    "rev.why.not_issuer": ("ikke signert av utstederen", "not signed by the issuer"),
+    "rev.why.bad_signature": ("ugyldig signatur", "invalid signature"),
+    "rev.why.not_crl": ("ikke en CRL", "not a CRL"),
+    "rev.why.malformed": ("kan ikke leses", "cannot be read"),
     # -- signer orgnr ----------------------------------------------------------------------------
     "orgnr.ok": (
         "Signerer, manifest og {count} KFR-kall med bankens fid gjelder org.nr. {orgnr}.",

@@ -4,12 +4,19 @@ Onboarding step C-3 is an e-mail to DSOP@bits.no saying the bank is ready for pr
 with the completed test attached. It is written only when it would be true — every case
 passed (manual rows confirmed by a named person) against KFR's ``test`` environment —
 otherwise ``email_blockers`` says, case by case, what stands in the way.
+
+Every free text that goes into the e-mail or a blocker line (bank name, tester, contact,
+case titles, KFR's messages) passes ``conformance.evidence.redact_text`` first — a token
+echoed in an error message never reaches Bits' inbox — and loses control characters;
+header values (subject, sender) are kept to one line, so a line break in a profile's bank
+name cannot add headers or stop the e-mail from being written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import smtplib
 import ssl
 from email import policy
@@ -20,6 +27,7 @@ from pathlib import Path
 
 from conformance.atomic import atomic_write_bytes
 from conformance.errors import PackError, UsageError
+from conformance.evidence import redact_text
 from conformance.models import Outcome, RunRecord
 from conformance.pack.manifest import EMAIL_NAME, parse_time
 
@@ -29,8 +37,25 @@ XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.she
 MAX_EMAIL_BYTES = 256 * 1024 * 1024
 
 
+# Control characters other than line feed and tab: shown as \xNN, never sent.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _text(value: object) -> str:
+    """Free text for the e-mail body: redacted, control characters made visible."""
+    text = redact_text("" if value is None else str(value))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _line(value: object) -> str:
+    """Free text for one line (a header, a list item): as ``_text``, whitespace collapsed."""
+    return " ".join(_text(value).split())
+
+
 def _case_label(case) -> str:
-    return f"{case.case_id} «{case.title}»" if case.title else case.case_id
+    case_id = _line(case.case_id)
+    return f"{case_id} «{_line(case.title)}»" if case.title else case_id
 
 
 def email_blockers(record: RunRecord) -> list[str]:
@@ -39,15 +64,15 @@ def email_blockers(record: RunRecord) -> list[str]:
     environment = record.environment.get("name", "")
     if environment != "test":
         blockers.append(
-            f"Kjøringen gikk mot «{environment or 'ukjent'}» "
-            f"({record.environment.get('kfr_base_url', '')}), ikke KFRs testmiljø; "
+            f"Kjøringen gikk mot «{_line(environment) or 'ukjent'}» "
+            f"({_line(record.environment.get('kfr_base_url', ''))}), ikke KFRs testmiljø; "
             "C-3 krever en vellykket kjøring mot testmiljøet (--kfr-env test)."
         )
     if not record.cases:
         blockers.append("Kjøringen har ingen testtilfeller.")
     for case in record.cases:
         label = _case_label(case)
-        detail = case.message or case.actual
+        detail = _line(case.message or case.actual)
         if case.outcome is Outcome.PASSED:
             if case.manual and not case.confirmed_by:
                 blockers.append(f"{label}: manuell rad uten navn på den som bekreftet (--manual).")
@@ -85,12 +110,15 @@ def _run_time(record: RunRecord) -> str:
 
 
 def email_body(record: RunRecord, *, pack_name: str, sheet_name: str | None, contact: str) -> str:
-    bank = record.bank.get("name") or record.bank["orgnr"]
-    orgnr = record.bank["orgnr"]
+    bank = _line(record.bank.get("name") or record.bank["orgnr"])
+    orgnr = _line(record.bank["orgnr"])
     total = len(record.cases)
     manual = sum(1 for c in record.cases if c.manual)
-    tester = record.attestation.get("tester") or NO_CONTACT
-    role = record.attestation.get("role")
+    tester = _line(record.attestation.get("tester")) or NO_CONTACT
+    role = _line(record.attestation.get("role"))
+    contact = _line(contact)
+    pack_name = _line(pack_name)
+    sheet_name = _line(sheet_name) if sheet_name else None
     attachments = [
         f"- {pack_name}: signert resultatpakke (kontrolleres med «kfr-conformance verify»)"
     ]
@@ -106,10 +134,12 @@ def email_body(record: RunRecord, *, pack_name: str, sheet_name: str | None, con
         "Oppsummering:",
         f"- Testtilfeller: {total} av {total} bestått"
         + (f" (herav {manual} manuelt bekreftet)" if manual else ""),
-        f"- Testark: {record.sheet.get('file_name', '')}, versjon {record.sheet.get('version', '')}, "
-        f"SHA-256 {record.sheet.get('sha256', '')}",
-        f"- Miljø: {record.environment.get('name', '')} ({record.environment.get('kfr_base_url', '')})",
-        f"- Kjøring: {_run_time(record)}, kjørings-ID {record.run_id}",
+        f"- Testark: {_line(record.sheet.get('file_name', ''))}, "
+        f"versjon {_line(record.sheet.get('version', ''))}, "
+        f"SHA-256 {_line(record.sheet.get('sha256', ''))}",
+        f"- Miljø: {_line(record.environment.get('name', ''))} "
+        f"({_line(record.environment.get('kfr_base_url', ''))})",
+        f"- Kjøring: {_line(_run_time(record))}, kjørings-ID {_line(record.run_id)}",
         f"- Testet av: {tester}" + (f" ({role})" if role else ""),
         f"- Kontaktperson: {contact}",
         "",
@@ -131,12 +161,12 @@ def build_email(
     contact: str | None = None,
     now: dt.datetime | None = None,
 ) -> EmailMessage:
-    contact = contact or record.attestation.get("contact") or NO_CONTACT
-    bank = record.bank.get("name") or record.bank["orgnr"]
+    contact = _line(contact or record.attestation.get("contact")) or NO_CONTACT
+    bank = _line(record.bank.get("name") or record.bank["orgnr"])
     message = EmailMessage(policy=policy.SMTP)
     message["To"] = BITS_ADDRESS
     message["From"] = contact
-    message["Subject"] = f"KFR integrasjonstest fullført – {bank} ({record.bank['orgnr']})"
+    message["Subject"] = f"KFR integrasjonstest fullført – {bank} ({_line(record.bank['orgnr'])})"
     message["Date"] = format_datetime(now or dt.datetime.now(dt.UTC))
     _, address = parseaddr(contact)
     domain = address.rpartition("@")[2] if "@" in address else "kfr-conformance.invalid"

@@ -4,6 +4,10 @@
 (content type, message digest, signing time) are what the verifier needs, and the output
 verifies with plain OpenSSL (``openssl cms -verify -binary -inform DER …``). This module
 takes cryptography objects, never paths: loading credentials is the caller's job.
+
+``timestamp_signature`` then makes it CAdES-T: a TSA's RFC 3161 token over the signature
+value, added as the unsigned attribute ``id-aa-signatureTimeStampToken``. Unsigned
+attributes are outside what is signed, so OpenSSL verifies the result exactly as before.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from conformance.errors import CredentialError, PackError
+from conformance.pack import cms
+from conformance.pack.timestamp import DEFAULT_TIMEOUT_S, TimestampError, request_token
 
 
 def sign_manifest(
@@ -60,3 +66,20 @@ def _spki(key: object) -> bytes:
     return key.public_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def timestamp_signature(
+    signature_der: bytes, tsa_url: str, *, timeout: float = DEFAULT_TIMEOUT_S
+) -> bytes:
+    """``signature_der`` with a timestamp from the TSA at ``tsa_url`` over its one
+    signature value. Raises ``TimestampError`` (with the reason, in Norwegian) when the TSA
+    cannot give one; the caller decides whether an untimestamped pack will do."""
+    try:
+        (signer,) = cms.parse_signed_data(signature_der).signers
+    except (cms.CmsError, ValueError) as exc:
+        raise PackError("Signaturen som skal tidsstemples kan ikke leses.") from exc
+    token = request_token(tsa_url, signer.signature, timeout=timeout)
+    try:
+        return cms.add_signature_timestamp(signature_der, token)
+    except cms.CmsError as exc:
+        raise TimestampError(f"Tidsstempelet kan ikke legges til signaturen: {exc}") from exc

@@ -5,8 +5,13 @@ The pack is hostile input until proven otherwise: it is read in memory through
 run. Every check is reported on its own, with a reason in Norwegian or English:
 
     signature       the CMS signature is valid over the exact manifest bytes
-    certificate     the signer chains to a trusted CA and was valid at signing time
-    signing_time    the signature was made after the run finished, not in the future
+    certificate     the signer chains to a trusted CA and was valid at signing time (the
+                    timestamp's time when there is a good one, else the signer's own)
+    signing_time    the signature was made after the run finished, not in the future, and
+                    the signer's own time agrees with the timestamp
+    timestamp       an RFC 3161 timestamp over the signature from a trusted TSA (none: said
+                    plainly; refused by policy once the certificate has expired)
+    revocation      the signer is not revoked (OCSP, then CRL; off / soft / hard)
     signer_orgnr    signer's orgnr = the manifest's bank = the ``fid`` of every KFR call
     files           every listed file present with its SHA-256 and size; nothing unlisted
     cases           every case passed (manual rows confirmed)
@@ -51,12 +56,17 @@ from conformance.pack.manifest import (
 )
 from conformance.pack.rejudge import TEST_KFR_BASE_URL as TEST_BASE_URL
 from conformance.pack.rejudge import TEST_MASKINPORTEN_ISSUER, evidence_checks, sheet_rows
+from conformance.pack.revocation import MODES as REVOCATION_MODES
+from conformance.pack.revocation import judge_revocation
 from conformance.pack.safezip import SafeZip, ZipLimits
+from conformance.pack.timestamp import judge_timestamp
 
 CHECK_NAMES = (
     "signature",
     "certificate",
     "signing_time",
+    "timestamp",
+    "revocation",
     "signer_orgnr",
     "files",
     "cases",
@@ -103,7 +113,15 @@ class CorrelationRecord:
 
 @dataclass(frozen=True)
 class VerificationPolicy:
-    """What Bits accepts. Accepting a sandbox pack takes an explicit ``allow_sandbox``."""
+    """What Bits accepts. Accepting a sandbox pack takes an explicit ``allow_sandbox``.
+
+    Trusted time and revocation: ``tsa_trust_roots`` (with ``trust_roots``) are the roots a
+    timestamp's TSA may chain to; ``require_timestamp`` refuses an untimestamped pack whose
+    certificate has expired since; ``revocation`` is ``off``, ``soft`` (unknown status is a
+    note) or ``hard`` (unknown status refuses); ``ocsp_url``/``crl_url``/``crls`` override
+    what the certificate names. ``now`` is the moment of verification (None: the clock), so
+    a test or an auditor can ask how a pack stands years later. ``strict()`` is the preset
+    that requires a timestamp and a known revocation status."""
 
     trust_roots: tuple[x509.Certificate, ...] = ()
     allow_sandbox: bool = False
@@ -115,6 +133,30 @@ class VerificationPolicy:
     allow_bundled_sheet: bool = False   # the tool's own reconstructed sheet, not Bits'
     lang: str = "nb"
     limits: ZipLimits = field(default_factory=ZipLimits)
+    tsa_trust_roots: tuple[x509.Certificate, ...] = ()
+    require_timestamp: bool = False
+    timestamp_tolerance: dt.timedelta = dt.timedelta(minutes=10)
+    revocation: str = "soft"
+    ocsp_url: str | None = None
+    crl_url: str | None = None
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    revocation_timeout: float = 5.0
+    now: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.revocation not in REVOCATION_MODES:
+            raise ValueError(f"revocation must be one of {REVOCATION_MODES}")
+        if self.now is not None and self.now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+
+    @classmethod
+    def strict(cls, **overrides: Any) -> VerificationPolicy:
+        """Require a timestamp once the certificate has expired, and a known revocation
+        status (``hard``)."""
+        return cls(**{"require_timestamp": True, "revocation": "hard", **overrides})
+
+    def moment(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -329,6 +371,16 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
     signer_info = signature.signer if signature else None
     certificate = signer_info.certificate if signer_info else None
     signing_time = signer_info.signing_time if signer_info else None
+    carried = signed.certificates if signed else ()
+    now = policy.moment()
+    stamp = judge_timestamp(
+        signer_info,
+        tsa_roots=(*policy.tsa_trust_roots, *policy.trust_roots),
+        require_timestamp=policy.require_timestamp,
+        now=now,
+        lang=lang,
+    )
+    trusted_time = stamp.trusted_time  # None unless the timestamp is good
 
     files_check, evidence = _check_files(members, manifest, limits, lang)
     correlations = _correlations(evidence)
@@ -337,12 +389,23 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
         CheckResult(c.name, c.ok, c.reason)
         for c in evidence_checks(members, manifest, evidence, policy, rows)
     )
+    certificate_check = _check_certificate(
+        certificate, carried, trusted_time or signing_time, policy, stamped=trusted_time is not None
+    )
+    revocation = judge_revocation(
+        certificate,
+        carried,
+        certificate_trusted=certificate_check.ok,
+        trusted_time=trusted_time,
+        policy=policy,
+        now=now,
+    )
     checks = [
         _check_signature(signature, lang),
-        _check_certificate(
-            certificate, signed.certificates if signed else (), signing_time, policy
-        ),
-        _check_signing_time(signing_time, manifest, lang),
+        certificate_check,
+        _check_signing_time(signing_time, trusted_time, manifest, policy),
+        CheckResult("timestamp", stamp.ok, stamp.reason),
+        CheckResult("revocation", revocation.ok, revocation.reason),
         _check_signer_orgnr(certificate, manifest, evidence, lang),
         files_check,
         _check_cases(manifest, lang),
@@ -358,6 +421,8 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
     if certificate is not None:
         signer = describe_certificate(certificate)
         signer["signing_time"] = signing_time.isoformat() if signing_time else None
+        signer["timestamp"] = trusted_time.isoformat() if trusted_time else None
+        signer["tsa"] = stamp.tsa if trusted_time else None
     return VerificationReport(checks, manifest, signer, lang, correlations)
 
 
@@ -375,8 +440,12 @@ def _check_certificate(
     carried: tuple[x509.Certificate, ...],
     signing_time: dt.datetime | None,
     policy: VerificationPolicy,
+    *,
+    stamped: bool = False,
 ) -> CheckResult:
-    """``carried``: the certificates inside the signature, offered as intermediates."""
+    """``carried``: the certificates inside the signature, offered as intermediates.
+    ``signing_time`` is the moment the certificate is judged at: the timestamp's when
+    ``stamped``, else the signer's own claim."""
     lang = policy.lang
     name = "certificate"
     if certificate is None:
@@ -397,7 +466,7 @@ def _check_certificate(
             name,
             False,
             text(
-                "cert.not_valid_then",
+                "cert.not_valid_stamped" if stamped else "cert.not_valid_then",
                 lang,
                 subject=subject,
                 time=_show_time(signing_time),
@@ -428,22 +497,49 @@ def _check_certificate(
         return CheckResult(
             name, False, text("cert.untrusted", lang, subject=subject, issuer=issuer, detail=detail)
         )
+    if stamped:
+        shown = {"subject": subject, "issuer": issuer, "time": _show_time(signing_time)}
+        return CheckResult(name, True, text("cert.ok_stamped", lang, **shown))
     return CheckResult(name, True, text("cert.ok", lang, subject=subject, issuer=issuer))
 
 
 def _check_signing_time(
-    signing_time: dt.datetime | None, manifest: Manifest, lang: str
+    signing_time: dt.datetime | None,
+    trusted_time: dt.datetime | None,
+    manifest: Manifest,
+    policy: VerificationPolicy,
 ) -> CheckResult:
+    """``signing_time`` is the signer's own claim; ``trusted_time`` the good timestamp's
+    ``genTime``, which then decides and which the claim must agree with."""
+    lang = policy.lang
     name = "signing_time"
-    if signing_time is None:
+    moment = trusted_time or signing_time
+    if moment is None:
         return CheckResult(name, False, text("time.missing", lang))
     finished = parse_time(manifest.finished_at)
-    shown = {"time": _show_time(signing_time), "finished": _show_time(finished)}
-    if signing_time < finished - CLOCK_SKEW:
+    shown = {"time": _show_time(moment), "finished": _show_time(finished)}
+    if moment < finished - CLOCK_SKEW:
         return CheckResult(name, False, text("time.before_run", lang, **shown))
-    if signing_time > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+    if moment > policy.moment() + CLOCK_SKEW:
         return CheckResult(name, False, text("time.future", lang, **shown))
-    return CheckResult(name, True, text("time.ok", lang, **shown))
+    if trusted_time is None:
+        return CheckResult(name, True, text("time.ok", lang, **shown))
+    tolerance = _show_duration(policy.timestamp_tolerance, lang)
+    claimed = _show_time(signing_time) if signing_time else "–"
+    if signing_time is not None and abs(signing_time - trusted_time) > policy.timestamp_tolerance:
+        return CheckResult(
+            name, False, text("time.drift", lang, claimed=claimed, tolerance=tolerance, **shown)
+        )
+    return CheckResult(
+        name, True, text("time.ok_stamped", lang, claimed=claimed, tolerance=tolerance, **shown)
+    )
+
+
+def _show_duration(duration: dt.timedelta, lang: str) -> str:
+    minutes = duration.total_seconds() / 60
+    if minutes >= 1 and minutes == int(minutes):
+        return f"{int(minutes)} min"
+    return f"{duration.total_seconds():g} s"
 
 
 def _kfr_calls(evidence: _Evidence) -> Iterable[tuple[str, dict, str]]:

@@ -23,9 +23,10 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conformance.errors import SandboxError
-from conformance.sandbox import kfr, maskinporten
+from conformance.sandbox import kfr, maskinporten, pki_http
 from conformance.sandbox.context import KFR_PREFIX, MASKINPORTEN_PREFIX, SandboxContext
 from conformance.sandbox.gateway import Gateway, revoke_tokens_endpoint
+from conformance.sandbox.pki import PKI_PREFIX
 from conformance.sandbox.settings import Faults, is_loopback_host
 
 log = logging.getLogger("conformance.sandbox")
@@ -202,6 +203,7 @@ def create_app(ctx: SandboxContext) -> ASGIApp:
         routes=[
             Mount(MASKINPORTEN_PREFIX, routes=maskinporten.ROUTES),
             Mount(KFR_PREFIX, routes=kfr.ROUTES),
+            Mount(PKI_PREFIX, routes=pki_http.ROUTES),
             Route("/_sandbox/faults", faults_endpoint, methods=["GET", "PUT"]),
             Route("/_sandbox/status", status_endpoint, methods=["GET"]),
             Route("/_sandbox/revoke-tokens", revoke_tokens_endpoint, methods=["POST"]),

@@ -81,6 +81,8 @@ def _reusable(
         return None
     if not isinstance(key, rsa.RSAPrivateKey) or not ca.issued_by_me(cert):
         return None
+    if ca.revocation_of(cert) is not None:  # revoked (``sandbox revoke``): issue a new one
+        return None
     if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
         return None
     if orgnr_from_certificate(cert) != orgnr:

@@ -5,13 +5,32 @@ The certificates are shaped like Norwegian virksomhetssertifikater (SEID 2): the
 key usage covers authentication (digitalSignature) and signing (nonRepudiation). The CA
 lives in the sandbox's data folder (``ca.pem``: certificate and key; ``ca-cert.pem``: the
 certificate alone, for verifiers) and is created on first use, race-safe across processes.
+
+The CA also runs what a real issuer runs beside it (served over HTTP by ``pki_http``): a
+time-stamping authority (``tsa.pem``: a certificate with the critical ``timeStamping``
+EKU, issued by this CA), a CRL and an OCSP responder (signed by the CA itself). Revocations
+live in ``revoked/<serial>.json``, one file each, created race-free, so ``sandbox revoke``
+works without a server and a running sandbox sees it on the next request; ``crl.der`` in
+the data folder is the current CRL, for verifiers offline.
+
+Where certificates point for revocation: a sandbox's port changes between runs, and a
+bank's certificate is reused across runs, so no URL in a certificate stays right for long.
+A certificate issued by a *running* sandbox (``RunningSandbox.register_bank``) names that
+sandbox's OCSP responder, CRL and CA certificate (AIA/CDP), which hold while it runs at that
+address (``sandbox serve --port N`` gives a stable one). A certificate issued without a
+server (``sandbox issue-cert``, the runner's own credentials) names none. Either way a
+verifier can point at any sandbox with ``--ocsp-url`` / ``--crl`` (URL, or the ``crl.der``
+file): those override the certificate's URLs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +39,95 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from conformance.errors import SandboxError
 from conformance.ids import require_orgnr
-from conformance.sandbox.files import create_once, write_atomic
+from conformance.sandbox.files import create_once, ensure_dir, write_atomic
 
 CA_BUNDLE_FILE = "ca.pem"
 CA_CERT_FILE = "ca-cert.pem"
 CERT_VALIDITY = dt.timedelta(days=730)  # about 2 years, like Buypass/Commfides
 CA_VALIDITY = dt.timedelta(days=3650)
+TSA_BUNDLE_FILE = "tsa.pem"
+TSA_VALIDITY = dt.timedelta(days=3 * 365)
+REVOKED_DIR = "revoked"
+CRL_FILE = "crl.der"
+CRL_VALIDITY = dt.timedelta(days=7)  # nextUpdate: a week, like many issuing CAs
+PKI_PREFIX = "/_pki"
+REVOCATION_REASONS = {reason.name: reason for reason in x509.ReasonFlags}
 _ORGNR_IN_O = re.compile(r"-(\d{9})$")
+
+
+@dataclass(frozen=True)
+class PkiUrls:
+    """Where a sandbox at ``base_url`` serves its TSA, OCSP responder, CRL and CA certificate."""
+
+    tsa: str
+    ocsp: str
+    crl: str
+    ca: str
+
+    @classmethod
+    def for_base(cls, base_url: str) -> PkiUrls:
+        root = base_url.rstrip("/") + PKI_PREFIX
+        return cls(tsa=root + "/tsa", ocsp=root + "/ocsp", crl=root + "/crl", ca=root + "/ca.crt")
+
+
+def sandbox_base_url(url: str) -> str:
+    """The sandbox's base URL from any of its URLs (the KFR base URL a run records)."""
+    base = url.strip().rstrip("/")
+    for marker in ("/kar-ws/", "/maskinporten/", PKI_PREFIX + "/"):
+        base = (base + "/").split(marker)[0].rstrip("/")
+    return base
+
+
+def bank_certificate(data_dir: Path, orgnr: str) -> x509.Certificate:
+    """The certificate in ``<data_dir>/banks/<orgnr>/<orgnr>-cert.pem``, where the runner,
+    ``sandbox issue-cert`` without ``--out`` elsewhere and ``sandbox token`` keep it."""
+    orgnr = require_orgnr(orgnr)
+    path = Path(data_dir) / "banks" / orgnr / f"{orgnr}-cert.pem"
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise SandboxError(
+            f"Sandkassen har ikke utstedt noe sertifikat for {orgnr} ({path} finnes ikke).",
+            hint="Oppgi sertifikatfilen med --cert, eller utsted et med «sandbox issue-cert».",
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise SandboxError(f"Kan ikke lese sertifikatet {path}.") from exc
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """One revoked certificate, as ``revoked/<serial>.json`` holds it."""
+
+    serial_number: int
+    revoked_at: dt.datetime
+    reason: x509.ReasonFlags
+    subject: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "serial_number": format(self.serial_number, "x"),
+                "revoked_at": self.revoked_at.isoformat(),
+                "reason": self.reason.name,
+                "subject": self.subject,
+            },
+            ensure_ascii=False,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Revocation:
+        data = json.loads(raw)
+        revoked_at = dt.datetime.fromisoformat(data["revoked_at"])
+        return cls(
+            serial_number=int(data["serial_number"], 16),
+            revoked_at=revoked_at if revoked_at.tzinfo else revoked_at.replace(tzinfo=dt.UTC),
+            reason=REVOCATION_REASONS[data.get("reason", "unspecified")],
+            subject=str(data.get("subject", "")),
+        )
 
 
 def _now() -> dt.datetime:
@@ -167,6 +264,9 @@ class TestCA:
             current = b""
         if current != self.cert_pem:
             write_atomic(cert_file, self.cert_pem)
+        # The PKI URLs of the sandbox serving this CA, when one runs (``RunningSandbox`` sets
+        # it): certificates issued meanwhile name its OCSP responder and CRL.
+        self.urls: PkiUrls | None = None
 
     @property
     def cert_path(self) -> Path:
@@ -203,7 +303,7 @@ class TestCA:
                 x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRNO-{orgnr}"),
                 x509.NameAttribute(NameOID.SERIAL_NUMBER, orgnr),
             ]
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attrs))
             .issuer_name(self.cert.subject)
@@ -239,9 +339,202 @@ class TestCA:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
             )
+        )
+        cert = self._with_revocation_urls(builder).sign(self.key, hashes.SHA256())
+        return IssuedCertificate(cert=cert, key=key, ca_cert=self.cert)
+
+    def _with_revocation_urls(self, builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+        if self.urls is None:
+            return builder
+        return builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(self.urls.ocsp),
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(self.urls.ca),
+                    ),
+                ]
+            ),
+            critical=False,
+        ).add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        full_name=[x509.UniformResourceIdentifier(self.urls.crl)],
+                        relative_name=None,
+                        reasons=None,
+                        crl_issuer=None,
+                    )
+                ]
+            ),
+            critical=False,
+        )
+
+    # ------------------------------------------------------------------ time stamping
+
+    @functools.cached_property
+    def tsa(self) -> IssuedCertificate:
+        """The sandbox TSA's certificate and key (``tsa.pem``), issued by this CA on first
+        use; issued again when the CA was replaced or the certificate nears its end."""
+        path = self.data_dir / TSA_BUNDLE_FILE
+        bundle = create_once(path, self._make_tsa_bundle, private=True)
+        issued = self._load_tsa(bundle)
+        if issued is None:
+            bundle = self._make_tsa_bundle()
+            write_atomic(path, bundle, private=True)
+            issued = self._load_tsa(bundle)
+        if issued is None:  # pragma: no cover - a bundle we just made always loads
+            raise SandboxError(f"Sandkassens tidsstempeltjeneste i {path} kan ikke lages.")
+        return issued
+
+    def _load_tsa(self, bundle: bytes) -> IssuedCertificate | None:
+        try:
+            cert = x509.load_pem_x509_certificate(bundle)
+            key = serialization.load_pem_private_key(bundle, password=None)
+        except ValueError:
+            return None
+        fresh = cert.not_valid_after_utc - _now() > dt.timedelta(days=30)
+        if not isinstance(key, rsa.RSAPrivateKey) or not self.issued_by_me(cert) or not fresh:
+            return None
+        return IssuedCertificate(cert=cert, key=key, ca_cert=self.cert)
+
+    def _make_tsa_bundle(self) -> bytes:
+        key = _new_key(2048)
+        now = _now()
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
+                x509.NameAttribute(
+                    NameOID.ORGANIZATION_NAME, "kfr-conformance sandkasse (ikke ekte)"
+                ),
+                x509.NameAttribute(NameOID.COMMON_NAME, "KFR sandbox TSA"),
+            ]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(min(now + TSA_VALIDITY, self.cert.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=True,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            # RFC 3161 §2.3: the TSA's certificate has exactly this one purpose, critical.
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
             .sign(self.key, hashes.SHA256())
         )
-        return IssuedCertificate(cert=cert, key=key, ca_cert=self.cert)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cert.public_bytes(serialization.Encoding.PEM) + key_pem
+
+    # ------------------------------------------------------------------ revocation
+
+    def revoke(
+        self,
+        cert: x509.Certificate,
+        *,
+        at: dt.datetime | None = None,
+        reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise,
+    ) -> Revocation:
+        """Revoke ``cert`` (issued by this CA). ``at`` defaults to now; a time in the past
+        says the key was compromised since then. Revoking twice keeps the first entry."""
+        if not self.issued_by_me(cert):
+            raise SandboxError(
+                f"Sertifikatet «{cert.subject.rfc4514_string()}» er ikke utstedt av denne "
+                "sandkassens CA, så det kan ikke tilbakekalles her."
+            )
+        moment = (at or _now()).astimezone(dt.UTC).replace(microsecond=0)
+        subject = cert.subject.rfc4514_string(
+            {
+                NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+                NameOID.SERIAL_NUMBER: "serialNumber",
+            }
+        )
+        entry = Revocation(cert.serial_number, moment, reason, subject)
+        folder = ensure_dir(self.data_dir / REVOKED_DIR)
+        raw = create_once(folder / f"{cert.serial_number:x}.json", entry.to_json)
+        self.write_crl()
+        return Revocation.from_json(raw)
+
+    def revocations(self) -> dict[int, Revocation]:
+        folder = self.data_dir / REVOKED_DIR
+        found: dict[int, Revocation] = {}
+        try:
+            paths = sorted(folder.glob("*.json"))
+        except OSError:
+            return found
+        for path in paths:
+            try:
+                entry = Revocation.from_json(path.read_bytes())
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged entry cannot be served; the others still are
+            found[entry.serial_number] = entry
+        return found
+
+    def revocation_of(self, cert: x509.Certificate) -> Revocation | None:
+        if not self.issued_by_me(cert):
+            return None
+        return self.revocations().get(cert.serial_number)
+
+    def crl(self, now: dt.datetime | None = None) -> x509.CertificateRevocationList:
+        """The current CRL, signed by the CA, listing every revocation."""
+        now = (now or _now()).replace(microsecond=0)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now)
+            .next_update(now + CRL_VALIDITY)
+            .add_extension(x509.CRLNumber(int(time.time() * 1000)), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        for entry in self.revocations().values():
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(entry.serial_number)
+                .revocation_date(entry.revoked_at)
+                .add_extension(x509.CRLReason(entry.reason), critical=False)
+                .build()
+            )
+        return builder.sign(self.key, hashes.SHA256())
+
+    def write_crl(self) -> Path:
+        """Publish the current CRL as ``crl.der`` in the data folder (for offline verifiers)."""
+        path = self.data_dir / CRL_FILE
+        write_atomic(path, self.crl().public_bytes(serialization.Encoding.DER))
+        return path
 
     def issued_by_me(self, cert: x509.Certificate) -> bool:
         """True when ``cert`` carries this CA's signature (name and signature both match)."""

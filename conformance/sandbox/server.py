@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import socket
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from cryptography import x509
 
 from conformance.errors import SandboxError
 from conformance.ids import require_orgnr
@@ -22,7 +24,7 @@ from conformance.sandbox.credentials import AGENCY_SCOPE, BankCredentials, issue
 from conformance.sandbox.files import ensure_dir
 from conformance.sandbox.ingest import Ingester
 from conformance.sandbox.maskinporten import AccessTokens, SigningKey
-from conformance.sandbox.pki import TestCA
+from conformance.sandbox.pki import PkiUrls, Revocation, TestCA, bank_certificate
 from conformance.sandbox.settings import Faults, SandboxSettings
 from conformance.sandbox.store import open_store
 
@@ -68,6 +70,7 @@ class RunningSandbox:
         self._socket = _bind(settings.host, settings.port)
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://{_url_host(settings.host)}:{self.port}"
+        self.ca.urls = PkiUrls.for_base(self.base_url)  # certificates issued now name it
         try:
             self.store = open_store(self.data_dir, in_memory=settings.in_memory)
         except BaseException:
@@ -128,6 +131,15 @@ class RunningSandbox:
     def realistic(self) -> bool:
         """True when an API gateway sits in front of KFR, as in Bits' test environment."""
         return self.settings.realistic
+
+    @property
+    def pki_urls(self) -> PkiUrls:
+        """The test TSA, OCSP responder, CRL and CA certificate of this sandbox."""
+        return PkiUrls.for_base(self.base_url)
+
+    @property
+    def tsa_url(self) -> str:
+        return self.pki_urls.tsa
 
     # ------------------------------------------------------------------ life cycle
 
@@ -220,6 +232,19 @@ class RunningSandbox:
             password=password,
             alt_scope=None,
         )
+
+    def revoke(
+        self,
+        bank: str | x509.Certificate,
+        *,
+        at: dt.datetime | None = None,
+        reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise,
+    ) -> Revocation:
+        """Revoke a certificate of this sandbox's CA: ``bank`` is the certificate, or an orgnr
+        for the bank's certificate in ``<data_dir>/banks/<orgnr>/``. The CRL and the OCSP
+        responder say so from the next request on."""
+        cert = bank if isinstance(bank, x509.Certificate) else bank_certificate(self.data_dir, bank)
+        return self.ca.revoke(cert, at=at, reason=reason)
 
     def register_account(self, account_id: str, orgnr: str) -> None:
         """Make ``accountServicingProvider`` answer ``orgnr`` for this 11-digit account."""
