@@ -1,7 +1,8 @@
 """``kfr-conformance sandbox serve | issue-cert | token | ca | revoke``: the embedded test environment.
 
     serve        run the sandbox in the foreground; prints the KFR base URL and the
-                 Maskinporten issuer; stops on Ctrl-C / SIGTERM
+                 Maskinporten issuer; stops on Ctrl-C / SIGTERM; ``--realistic`` puts an
+                 API gateway in front of KFR, as in Bits' test environment
     log          the request log: every KFR request with the contract's findings
     issue-cert   issue a bank's test certificate and register its Maskinporten client;
                  prints {"orgnr","client_id","p12","cert_pem","key_pem","ca_pem"}
@@ -72,6 +73,12 @@ def register(subparsers: Any) -> None:
         "--allow-non-loopback",
         action="store_true",
         help="tillat å lytte på en adresse som ikke er loopback",
+    )
+    serve.add_argument(
+        "--realistic",
+        action="store_true",
+        help="svar som Bits' testmiljø: en API-gateway foran KFR svarer selv på "
+        "autentiseringsfeil (401 uten KFR-feilkode)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -189,6 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         allow_non_loopback=args.allow_non_loopback,
+        realistic=args.realistic,
     )
     _log_to_stderr()
     stop = threading.Event()
@@ -203,6 +211,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Maskinporten-issuer: {sandbox.maskinporten_issuer}")
         print(f"Datamappe:           {sandbox.data_dir}")
         print(f"Batch-innlesing:     {rate}")
+        mode = "realistisk – API-gateway foran KFR" if settings.realistic else "KFR direkte"
+        print(f"Modus:               {mode}")
         print("Sandkasse – ikke Bits' testmiljø. Stopp med Ctrl-C.", flush=True)
         sandbox.serve_forever(stop)
     finally:
