@@ -27,11 +27,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-# Kept imported: pytester's in-process runs drop and re-import httpcore, and httpx's error
-# mapping must keep matching the classes in use.
+# Kept imported: pytester's in-process runs drop and re-import what they imported, but a
+# compiled extension cannot be loaded twice — httpx's error mapping must keep matching
+# httpcore's classes, and rfc3161-client's Rust enums must stay the ones its module holds.
 import httpcore  # noqa: F401
 import httpx
 import pytest
+import rfc3161_client  # noqa: F401
 
 from conformance.home import HOME_ENV
 from conformance.ids import synthetic_orgnr
