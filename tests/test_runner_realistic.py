@@ -129,3 +129,32 @@ def test_the_pack_of_a_realistic_run_verifies(
     report = verify_path(next(run_dir.glob("*.zip")), policy)
     failed = {c.name: c.reason for c in report.failed}
     assert set(failed) <= {"cases"}, failed  # only the two manual rows, still pending
+
+
+def test_bank_supplied_identities_where_the_environment_refuses_synthetic_ones(
+    pytester: pytest.Pytester, realistic: RunningSandbox, tmp_path: Path,
+) -> None:
+    """An environment that checks birth dates as python-stdnum does refuses Tenor's test
+    persons; the bank's own identities (--test-ids) get the same rows through."""
+    import random
+
+    from test_testids import nav_synthetic
+
+    from conformance.ids import synthetic_orgnr
+
+    realistic.set_faults(Faults(validate_birth_dates=True))
+    rows = "KFR-02 or KFR-05 or KFR-07 or KFR-13"
+    _, plain = run(pytester, realistic, tmp_path / "plain", "-k", rows)
+    refused = cases(plain)["KFR-02"]
+    assert refused.outcome is Outcome.FAILED and "fikk 400" in refused.message
+    assert "KFR-005" in refused.actual  # the environment refused the synthetic person
+    rng = random.Random(11)
+    own = tmp_path / "testkunder.txt"
+    people = [nav_synthetic(rng) for _ in range(10)]
+    own.write_text("\n".join([*people, *(synthetic_orgnr(rng) for _ in range(3))]) + "\n", encoding="utf-8")
+    result, run_dir = run(pytester, realistic, tmp_path / "own", "-k", rows, f"--test-ids={own}")
+    result.assert_outcomes(passed=4)
+    got = cases(run_dir)
+    used = {i for c in got.values() for i in c.identities}
+    assert used & set(people), used  # the rows sent the bank's identities …
+    assert got["KFR-02"].identities[0] in people  # … and the report shows which
