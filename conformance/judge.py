@@ -565,6 +565,12 @@ def _judge_attempt(judge: JudgeFunc, ev: CaseEvidence) -> Actual:
         if exc.environment:
             actual.environment = exc.reason
             return actual
+        # The evidence ends with the environment failing (a token request Maskinporten could
+        # not answer, say): the row was cut short there, not by the bank or KFR.
+        cut_short = environment_problem(ev.exchanges[-1]) if ev.exchanges else None
+        if cut_short:
+            actual.environment = f"{_ROLE_NB.get(ev.exchanges[-1].role, ev.exchanges[-1].role)}: {cut_short}"
+            return actual
         return actual.check("beviset viser forespørslene raden krever", False, exc.reason)
 
 

@@ -122,3 +122,12 @@ def test_missing_evidence_fails_and_a_missing_answer_is_an_error() -> None:
     assert verdict.outcome is Outcome.FAILED and "mangler forespørselen" in verdict.message
     verdict = decide(Expectation("201", 201), main_answer, [ex(1, None, error="ConnectError")], BANK)
     assert verdict.outcome is Outcome.ERROR
+
+
+def test_a_row_cut_short_by_the_environment_is_an_error() -> None:
+    # The act stopped after Maskinporten failed the token for the next request: what the row
+    # still needed is missing because of the environment, not because of the bank.
+    token = {**ex(2, 504, "gateway timeout"), "operation": "token", "role": "token"}
+    verdict = decide(Expectation("201", 201), lambda ev: answer(ev.request("control", "add")),
+                     [ex(1, 201), token], BANK)
+    assert verdict.outcome is Outcome.ERROR and "504" in verdict.message
