@@ -607,7 +607,9 @@ class KfrClient:
                     operation, problem, correlation, hint, repeated=False
                 ) from exc
             elapsed_ms = (time.perf_counter() - started) * 1000.0
-            if response.status_code == 429 and retry:
+            # A 429 is the gateway refusing before KFR saw the request: waiting it out is safe
+            # even for a request that must never be repeated once KFR may have seen it.
+            if response.status_code == 429:
                 wait = retry_after_s(response.headers.get("Retry-After"), self.backoff_s * 2 ** min(tried, 6))
                 if throttled_s + wait > THROTTLE_BUDGET_S:
                     raise TargetEnvironmentError(

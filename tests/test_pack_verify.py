@@ -327,7 +327,7 @@ def test_another_fid_refused_by_kfr_is_the_kfr003_test(pack, policy):
     # 403, and the call stays the only one for a foreign fid.
     report = verify_pack_bytes(pack, policy)
     assert report.ok
-    assert "1 kall for en annen banks fid ble avvist av KFR (403)" in reason(report, "signer_orgnr")
+    assert "1 kall for en annen banks fid ble ikke godtatt (KFR avviste dem med 403" in reason(report, "signer_orgnr")
 
 
 def test_duplicate_and_malformed_correlation_ids_fail(tmp_path, policy):

@@ -395,8 +395,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "The KFR call {url} in {file} concerns fid {fid}, not bank {bank}, and KFR did not refuse it (HTTP {status}).",
     ),
     "orgnr.refused": (
-        "{count} kall for en annen banks fid ble avvist av KFR (403), som testen av KFR-003 krever.",
-        "{count} calls for another bank's fid were refused by KFR (403), as the KFR-003 test requires.",
+        "{count} kall for en annen banks fid ble ikke godtatt (KFR avviste dem med 403, som testen av KFR-003 krever, eller miljøet slapp dem ikke fram).",
+        "{count} calls for another bank's fid were not accepted (KFR refused them with 403, as the KFR-003 test requires, or the environment did not let them through).",
     ),
     # -- files -------------------------------------------------------------------------------------
     "files.ok": (

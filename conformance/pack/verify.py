@@ -578,7 +578,9 @@ def _check_signer_orgnr(
             continue  # agency lookups name no fid
         if match.group(1) == bank:
             own += 1
-        elif _status(exchange) == 403:
+        elif not 200 <= (_status(exchange) or 0) < 300:
+            # Refused (KFR-003's 403), or never accepted (throttled, a gateway error, no
+            # answer): only an accepted write for another fid is the bank acting as another.
             refused += 1
         else:
             shown = {"url": url[:200], "file": file, "fid": match.group(1)[:20], "bank": bank}
