@@ -725,6 +725,11 @@ def _core_contract(actual: Actual, core: list[Exchange], bank: str) -> None:
 
 
 def _core_state_check(actual: Actual, ev: CaseEvidence, core: list[Exchange]) -> None:
+    """KFR's state after the core system's requests, as the tool looked it up. Only asked
+    of a row whose requests KFR accepted: after a refusal there is no state to show."""
+    finals = [ev.sent(role)[-1] for role in dict.fromkeys(e.role for e in core)]
+    if not finals or not all(e.status is not None and 200 <= e.status < 300 for e in finals):
+        return
     customers = core_customers(core)
     checks = [
         e for e in ev.exchanges
