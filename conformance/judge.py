@@ -637,7 +637,10 @@ def _core_request_missing(ev: CaseEvidence) -> Actual | None:
 
     assert ev.core is not None
     for role, operation in ev.core.requests:
-        if any(e.from_gateway for e in ev.sent(role)):
+        sent = [e for e in ev.sent(role) if e.from_gateway]
+        if sent:
+            if not (sent[-1].status is not None and 200 <= sent[-1].status < 300):
+                return None  # refused: the row's later requests were never asked for
             continue
         what = f"{OPERATION_NB.get(operation, operation)} («{role}»)"
         rule = contract.RULES["expected-request-seen"]

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+
+# Kept imported: pytester's in-process runs drop and re-import Python modules, but not the
+# TSA client's compiled extension, which must keep matching the classes in use.
+import rfc3161_client  # noqa: F401
 from core_system_support import (
     CORE_ROWS,
     MANUAL,
