@@ -829,7 +829,8 @@ def compare(expected: Expectation, actual: Actual) -> tuple[Outcome, str]:
         )
     problems: list[str] = []
     if expected.status is not None and actual.status != expected.status:
-        problems.append(f"forventet HTTP {expected.status}, fikk {actual.status}")
+        got = f"HTTP {actual.status}" if actual.status is not None else "ikke noe svar"
+        problems.append(f"forventet HTTP {expected.status}, fikk {got}")
     if expected.error_code and (actual.error_code or "") != expected.error_code:
         documented_401 = (
             actual.answered_by == "gateway" and actual.status == 401 == expected.status

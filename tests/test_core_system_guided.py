@@ -26,7 +26,7 @@ from conformance.sandbox import RunningSandbox
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-INSTRUCTION = re.compile(r">>> (KFR-\d+): Opprett kundeforhold for (\d{11}) fra (\d{4}-\d{2}-\d{2}) nå")
+INSTRUCTION = re.compile(r">>> (KFR-\d+): Opprett kundeforhold for (\d{11}) \([^)]*\) fra (\d{4}-\d{2}-\d{2}) nå")
 GATEWAY = re.compile(r"KFR-base-URL for kjernesystemet \(opptaksgatewayen\): (http://127\.0\.0\.1:\d+/kar-ws/api/v1)")
 COUNTDOWN = re.compile(r"Venter på kjernesystemet:\s+(\d+) s igjen")
 TIMEOUT_S = 4
@@ -83,7 +83,7 @@ def test_guided_mode_shows_the_instruction_a_countdown_and_the_result_in_a_termi
     assert acted == [instructions["KFR-02"]]
     assert f"Mottatt: registrering av {instructions['KFR-02']} – KFR svarte HTTP 201." in text
     # KFR-03: nobody acted, so the countdown ran visibly down to the end.
-    after = text.split(f">>> KFR-03: Opprett kundeforhold for {instructions['KFR-03']}")[1]
+    after = text.split(f">>> KFR-03: Opprett kundeforhold for {instructions['KFR-03']} (D-nummer)")[1]
     shown = [int(n) for n in COUNTDOWN.findall(after)]
     assert shown[0] == TIMEOUT_S and min(shown) <= 1 and shown == sorted(shown, reverse=True), shown
     assert f"Ingen registrering av {instructions['KFR-03']} kom fram til KFR innen {TIMEOUT_S} s." in text

@@ -90,9 +90,10 @@ class CoreAction:
         """The instruction a person at the core system gets."""
         if self.action == "open":
             start = self.date or self.today
-            return f"Opprett kundeforhold for {self.customer_id} fra {start.isoformat() if start else 'i dag'} nå"
+            return (f"Opprett kundeforhold for {self.customer_id}{_kind(self.customer_id)} "
+                    f"fra {start.isoformat() if start else 'i dag'} nå")
         if self.action == "close":
-            return f"Avslutt kundeforholdet for {self.customer_id} nå"
+            return f"Avslutt kundeforholdet for {self.customer_id}{_kind(self.customer_id)} nå"
         lines = ", ".join(f"{c}#{d.isoformat()}" if d else f"{c} (i dag)" for c, d in self.entries)
         return f"Last opp en batch med {len(self.entries)} kundeforhold nå: {lines}"
 
@@ -103,3 +104,12 @@ class CoreAction:
         if self.action == "batch":
             return f"{what} med {len(self.entries)} kunder"
         return f"{what} av {self.customer_id}"
+
+
+def _kind(customer_id: str | None) -> str:
+    """« (D-nummer)» etc.: what kind of number a person is asked to enter."""
+    from conformance.ids import classify
+
+    names = {"fodselsnummer": "fødselsnummer", "d-nummer": "D-nummer", "orgnr": "organisasjonsnummer"}
+    kind = classify(customer_id or "")
+    return f" ({names[kind]})" if kind in names else ""
