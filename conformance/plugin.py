@@ -211,6 +211,7 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     options = {name: config.getoption(name) for name in _OPTION_NAMES}
     try:
         settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
+        _core_system_options(config, settings)  # a bad core-system setting stops the run before any request
         suite_dir = settings.path("suite") or default_suite_dir(here)
         suite = load_suite(suite_dir)
         sheet = settings.path("sheet") or suite.sheet
