@@ -104,14 +104,18 @@ def run_scenario(scenario: RobustnessScenario, *, driver: Any, kfr: Any, recorde
         since = driver.gateway.last_seq
         asked = driver.adapter.ask(action, {"kfr_base_url": core.kfr_base_url, "bank": driver.bank,
                                             "case_id": scenario.id})
-        wait = settings.timeout_s + settings.observe_s + (scenario.retry_after_s or 0) + 5
-        report = driver.gateway.wait_settled(injection_id, timeout=wait)
+        # The first try (a countdown in guided mode), then the reaction to the injected answer.
+        first = driver.adapter.await_request(action, lambda seconds: driver.gateway.wait_for(
+            lambda ex: ex.get("case_id") == scenario.id and action.matches(ex), seconds, since), settings.timeout_s)
+        wait = settings.observe_s + (scenario.retry_after_s or 0) + settings.timeout_s
+        report = (driver.gateway.wait_settled(injection_id, timeout=wait) if first is not None
+                  else driver.gateway.injection_report(injection_id)[0])
         core.take_evidence(since, action, "main")
     finally:
         driver.end_case()
     verdicts = list(report.get("verdicts") or [])
     if not report.get("hits"):
-        verdicts.append(contract.expected_request_seen(action.what_nb(), 0, wait).to_dict())
+        verdicts.append(contract.expected_request_seen(action.what_nb(), 0, settings.timeout_s).to_dict())
     state = _state_after(kfr, customer_id, driver.bank)
     if state is None:
         result.outcome = Outcome.ERROR
