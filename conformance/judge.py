@@ -53,6 +53,7 @@ from conformance.models import Expectation, Outcome
 from conformance.steps import Actual, CoreConditions
 
 __all__ = [
+    "CORE_OTHER_ROLE",
     "CaseEvidence",
     "Decision",
     "Exchange",
@@ -62,6 +63,7 @@ __all__ = [
     "answered_by",
     "compare",
     "core_conditions",
+    "core_customers",
     "decide",
     "environment_problem",
 ]

@@ -635,8 +635,11 @@ def _core_system_header(state: RunState) -> list[str]:
     registry = load_suite(state.suite_dir).registry
     rows = [spec.case_id for spec in state.specs
             if spec.binding and (step := registry.get(spec.binding)) is not None and step.core is not None]
+    from conformance.evidence import redact_text
+
     lines = [
-        f"Kjernesystemet utfører: {', '.join(rows) or 'ingen rader i dette arket'} ({settings.describe_nb()})",
+        f"Kjernesystemet utfører: {', '.join(rows) or 'ingen rader i dette arket'} "
+        f"({redact_text(settings.describe_nb())})",
         f"KFR-base-URL for kjernesystemet (opptaksgatewayen): {state.gateway.kfr_base_url}",
     ]
     if settings.robustness:
