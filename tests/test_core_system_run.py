@@ -10,6 +10,7 @@ change the C-2 result.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import openpyxl
@@ -126,6 +127,12 @@ def test_the_good_core_system_performs_its_rows_every_row_passes_and_the_pack_ve
     assert report.ok, [(c.name, c.reason) for c in report.failed]
     core_check = next(c for c in report.checks if c.name == "core_system")
     assert core_check.reason.startswith(f"{len(CORE_ROWS)} rader utført av kjernesystemet")
+    # The core system's access token (in its own state) is nowhere in the results or the pack.
+    token = json.loads((bank.folder / "state-good" / "core-system-state.json").read_text())["access_token"]
+    assert token and token.count(".") == 2
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
     # The gateway's own journal is in the pack too.
     with SafeZip(next(run_dir.glob("*.zip")).read_bytes()) as pack:
         assert "gateway/gateway.jsonl" in pack.names
