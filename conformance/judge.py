@@ -23,6 +23,14 @@ judged in each case:
   conditions (same request, the one thing fixed): if the control is refused as well, the
   refusal was not shown to be for the row's reason and the row fails.
 
+A row the bank's core system performed (``--core-system``) is judged by the same step
+judge, plus the core system's conditions (:func:`core_conditions`): the requests it was
+asked for came through the recording gateway and were answered by KFR, each carried a token
+issued to the bank (``consumer`` 0192:<orgnr>), none broke a contract rule (the verdicts the
+gateway recorded live, and the same rules replayed on the row's exchanges), and the tool
+looked KFR's state up afterwards. A request the core system never sent fails the row under
+the rule ``expected-request-seen``.
+
 Retries never hide an answer: within one attempt a logical request may be repeated only
 after an environment failure (or a 401 answered by renewing the token); a row may be tried
 again, with fresh customers, only after an attempt that ended in an environment failure.
@@ -42,9 +50,10 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from conformance.models import Expectation, Outcome
-from conformance.steps import Actual
+from conformance.steps import Actual, CoreConditions
 
 __all__ = [
+    "CORE_OTHER_ROLE",
     "CaseEvidence",
     "Decision",
     "Exchange",
@@ -53,14 +62,18 @@ __all__ = [
     "answer",
     "answered_by",
     "compare",
+    "core_conditions",
+    "core_customers",
     "decide",
     "environment_problem",
 ]
 
 OSLO = ZoneInfo("Europe/Oslo")
 GATEWAY_STATUSES = frozenset({429, 502, 503, 504})
-# Roles whose exchanges are many by design (ingestion polls) or belong to the session.
-UNCOUNTED_ROLES = frozenset({"poll", "token"})
+# Roles whose exchanges are many by design (ingestion polls), belong to the session, or are
+# requests the core system sent that the row did not ask for (its own lookups, say).
+CORE_OTHER_ROLE = "core-other"
+UNCOUNTED_ROLES = frozenset({"poll", "token", CORE_OTHER_ROLE})
 PARTY_NB = {
     "kfr": "KFR",
     "gateway": "API-gatewayen",
@@ -279,6 +292,32 @@ class Exchange:
         status = self.status if self.status is not None else "uten svar"
         return f"{self.method} {self.path} (#{self.seq}, {self.role}) → {status}"
 
+    # ---- what the recording gateway adds to the core system's requests
+
+    @property
+    def from_gateway(self) -> bool:
+        """Sent by the bank's core system and recorded by the recording gateway."""
+        return self.raw.get("source") == "gateway"
+
+    @property
+    def sent_token_claims(self) -> dict[str, Any]:
+        """The identifying claims of the bearer token the request carried, as the gateway
+        decoded them (never the token)."""
+        value = self.raw.get("token_claims")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def injected(self) -> str | None:
+        """The robustness injection the gateway answered with instead of KFR, if any."""
+        value = self.raw.get("injected")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def recorded_verdicts(self) -> list[dict[str, Any]]:
+        """The contract verdicts the gateway recorded for this request as it arrived."""
+        value = self.raw.get("contract")
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
 
 def _header(headers: Any, name: str) -> str | None:
     if not isinstance(headers, dict):
@@ -349,17 +388,20 @@ def environment_problem(ex: Exchange) -> str | None:
 
 @dataclass
 class CaseEvidence:
-    """One attempt at a row: its exchanges in recorded order, and the bank it ran as."""
+    """One attempt at a row: its exchanges in recorded order, and the bank it ran as.
+    ``core``: the row was performed by the bank's core system, under these conditions."""
 
     exchanges: list[Exchange]
     bank: str
     attempt: int = 1
+    core: CoreConditions | None = None
 
     @classmethod
-    def attempts(cls, raw: Iterable[dict[str, Any]], bank: str) -> list[CaseEvidence]:
+    def attempts(cls, raw: Iterable[dict[str, Any]], bank: str,
+                 core: CoreConditions | None = None) -> list[CaseEvidence]:
         views = sorted((Exchange(r) for r in raw if isinstance(r, dict)), key=lambda e: e.seq)
         numbers = sorted({v.attempt for v in views}) or [1]
-        return [cls([v for v in views if v.attempt == n], bank, n) for n in numbers]
+        return [cls([v for v in views if v.attempt == n], bank, n, core) for n in numbers]
 
     @staticmethod
     def sessions(raw: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -544,12 +586,24 @@ JudgeFunc = Callable[[CaseEvidence], Actual]
 
 
 def _judge_attempt(judge: JudgeFunc, ev: CaseEvidence) -> Actual:
-    """The step's judge on one attempt, with incomplete evidence turned into an answer."""
+    """The step's judge on one attempt, with incomplete evidence turned into an answer; for
+    a row the core system performed, with the core system's conditions added."""
+    if ev.core is not None and (missing := _core_request_missing(ev)) is not None:
+        return missing
     repeated = ev.repeated_without_cause()
     if repeated:
+        if ev.core is not None:
+            return _core_repeated(ev, repeated)
         return Actual(status=None, summary="Beviset viser en gjentatt forespørsel.").check(
             "hver forespørsel er sendt én gang, eller gjentatt bare etter feil i miljøet",
             False, repeated)
+    actual = _step_judgement(judge, ev)
+    if ev.core is not None and not actual.environment:
+        core_conditions(ev, actual)
+    return actual
+
+
+def _step_judgement(judge: JudgeFunc, ev: CaseEvidence) -> Actual:
     try:
         return judge(ev)
     except Precondition as exc:
@@ -572,6 +626,141 @@ def _judge_attempt(judge: JudgeFunc, ev: CaseEvidence) -> Actual:
             actual.environment = f"{_ROLE_NB.get(ev.exchanges[-1].role, ev.exchanges[-1].role)}: {cut_short}"
             return actual
         return actual.check("beviset viser forespørslene raden krever", False, exc.reason)
+
+
+# ---------------------------------------------------------------- rows the core system performed
+
+CORE_RULE_NB = "kjernesystemet følger KFRs kontrakt"
+
+
+def _core_exchanges(ev: CaseEvidence) -> list[Exchange]:
+    roles = set(ev.core.roles) if ev.core is not None else set()
+    return [e for e in ev.exchanges if e.role in roles or (e.from_gateway and e.role != CORE_OTHER_ROLE)]
+
+
+def _core_request_missing(ev: CaseEvidence) -> Actual | None:
+    """The core system was asked for a request and nothing came: the rule
+    ``expected-request-seen`` fails the row (the tool never sends it in its place)."""
+    from conformance import contract
+
+    assert ev.core is not None
+    for role, operation in ev.core.requests:
+        sent = [e for e in ev.sent(role) if e.from_gateway]
+        if sent:
+            if not (sent[-1].status is not None and 200 <= sent[-1].status < 300):
+                return None  # refused: the row's later requests were never asked for
+            continue
+        what = f"{OPERATION_NB.get(operation, operation)} («{role}»)"
+        rule = contract.RULES["expected-request-seen"]
+        actual = Actual(status=None, summary=f"Kjernesystemet sendte ingen {what} gjennom gatewayen.")
+        return actual.check(f"{rule.title} [{rule.id}]", False,
+                            f"kjernesystemet sendte ingen {what} til KFR gjennom opptaksgatewayen")
+    return None
+
+
+def _core_repeated(ev: CaseEvidence, repeated: str) -> Actual:
+    """A request the core system sent again after KFR had answered it: an add answered 200
+    («finnes allerede») sent again breaks ``already-exists-accepted``; any other repeat is
+    named as it is."""
+    from conformance import contract
+
+    actual = Actual(status=None, summary="Kjernesystemet sendte samme forespørsel på nytt etter et gyldig svar.")
+    for role in dict.fromkeys(e.role for e in _core_exchanges(ev)):
+        tries = ev.sent(role)
+        answered = [e for e in tries if e.status == 200 and e.operation == "add"]
+        if answered:
+            first = answered[0]
+            repeats = sum(1 for e in tries if e.seq > first.seq)
+            verdict = contract.already_exists_accepted(f"registreringen av {first.customer_id}", repeats)
+            if not verdict.ok:
+                return actual.check(f"{verdict.rule.title} [{verdict.rule.id}]", False, verdict.reason)
+    return actual.check("kjernesystemet sender hver forespørsel én gang, eller på nytt bare etter feil i miljøet",
+                        False, repeated)
+
+
+def core_conditions(ev: CaseEvidence, actual: Actual) -> Actual:
+    """Add to ``actual`` what a row the core system performed must also show (see the
+    module docstring). Pure: reads only the evidence."""
+    core = _core_exchanges(ev)
+    bank = ev.bank
+    for ex in core:
+        where = f"«{ex.role}» #{ex.seq}"
+        if not ex.from_gateway:
+            actual.check("forespørselen kom fra kjernesystemet gjennom opptaksgatewayen", False,
+                         f"{where} ble sendt av verktøyet, ikke av kjernesystemet")
+            continue
+        if ex.injected or ex.raw.get("answered_by") not in (None, "upstream"):
+            actual.check("svaret kom fra KFR", False,
+                         f"{where} ble besvart av opptaksgatewayen ({ex.injected or ex.raw.get('answered_by')})")
+        _core_token(actual, ex, bank, where)
+    _core_contract(actual, [e for e in core if e.from_gateway], bank)
+    _core_state_check(actual, ev, core)
+    return actual
+
+
+def _core_token(actual: Actual, ex: Exchange, bank: str, where: str) -> None:
+    from conformance import contract
+
+    claims = ex.sent_token_claims
+    if not claims:
+        actual.check("kjernesystemet sendte bankens eget token", False, f"{where} hadde ikke et lesbart Bearer-token")
+        return
+    verdict = contract.token_consumer_is_bank(claims, bank)
+    if not verdict.ok:
+        actual.check(f"kjernesystemet sendte bankens eget token [{verdict.rule.id}]", False,
+                     f"{where}: {verdict.reason}")
+
+
+def _core_contract(actual: Actual, core: list[Exchange], bank: str) -> None:
+    """Every rule the core system's requests broke: as the gateway judged them live (with
+    the whole run's history: a CorrelationID or token reused across rows), and the same
+    rules replayed on the row's own exchanges (what a pack can always re-derive)."""
+    from conformance import contract
+
+    found: dict[str, str] = {}
+    for ex in core:
+        for verdict in ex.recorded_verdicts:
+            if verdict.get("ok") is False and str(verdict.get("rule")) not in found:
+                found[str(verdict.get("rule"))] = str(verdict.get("reason") or "")
+    if core:
+        issuer = str(core[0].sent_token_claims.get("iss") or "")
+        session = contract.ContractSession(bank, issuer=issuer)
+        for verdicts in session.replay([e.raw for e in core]):
+            for verdict in verdicts:
+                if not verdict.ok and verdict.rule.id not in found:
+                    found[verdict.rule.id] = verdict.reason
+    for rule_id, reason in found.items():
+        rule = contract.RULES.get(rule_id)
+        title = rule.title if rule is not None else rule_id
+        actual.check(f"{CORE_RULE_NB}: {title} [{rule_id}]", False, reason)
+
+
+def _core_state_check(actual: Actual, ev: CaseEvidence, core: list[Exchange]) -> None:
+    """KFR's state after the core system's requests, as the tool looked it up. Only asked
+    of a row whose requests KFR accepted: after a refusal there is no state to show."""
+    finals = [ev.sent(role)[-1] for role in dict.fromkeys(e.role for e in core)]
+    if not finals or not all(e.status is not None and 200 <= e.status < 300 for e in finals):
+        return
+    customers = core_customers(core)
+    checks = [
+        e for e in ev.exchanges
+        if not e.from_gateway and e.operation == "lookup" and e.role.startswith("check")
+        and e.fid == ev.bank and e.customer_id in customers
+    ]
+    if not checks:
+        actual.check("verktøyet kontrollerte KFRs tilstand etter kjernesystemet (oppslag på egen bank)", False,
+                     "beviset har ikke noe etterkontrolloppslag på kundene kjernesystemet meldte")
+
+
+def core_customers(exchanges: Iterable[Exchange]) -> set[str]:
+    """The customers the core system's requests were about (headers and batch files)."""
+    customers: set[str] = set()
+    for ex in exchanges:
+        if ex.customer_id:
+            customers.add(ex.customer_id)
+        if ex.operation == "batch":
+            customers.update(c for c, _ in batch_entries(ex) or [])
+    return customers
 
 
 def _refused_token(ev: CaseEvidence) -> Actual | None:
@@ -600,13 +789,14 @@ def _json_field(ex: Exchange, name: str) -> str | None:
 
 
 def decide(expected: Expectation, judge: JudgeFunc, exchanges: Iterable[dict[str, Any]],
-           bank: str) -> Decision:
+           bank: str, *, core: CoreConditions | None = None) -> Decision:
     """A row's verdict from its sheet expectation and its recorded exchanges. In a resumed
     run the latest session that ran the row decides; earlier sessions stay in the evidence
-    and are named in the notes."""
+    and are named in the notes. ``core``: the row was performed by the bank's core system
+    (its step's :class:`~conformance.steps.CoreConditions`)."""
     sessions = CaseEvidence.sessions(exchanges)
-    earlier = [_decide_session(expected, judge, part, bank) for part in sessions[:-1]]
-    decision = _decide_session(expected, judge, sessions[-1], bank)
+    earlier = [_decide_session(expected, judge, part, bank, core) for part in sessions[:-1]]
+    decision = _decide_session(expected, judge, sessions[-1], bank, core)
     for number, old in enumerate(earlier, start=1):
         decision.notes.insert(number - 1, f"Økt {number}: {old.outcome.label_nb}"
                               + (f" ({old.message})" if old.message else ""))
@@ -614,8 +804,8 @@ def decide(expected: Expectation, judge: JudgeFunc, exchanges: Iterable[dict[str
 
 
 def _decide_session(expected: Expectation, judge: JudgeFunc, exchanges: Iterable[dict[str, Any]],
-                    bank: str) -> Decision:
-    attempts = CaseEvidence.attempts(exchanges, bank)
+                    bank: str, core: CoreConditions | None = None) -> Decision:
+    attempts = CaseEvidence.attempts(exchanges, bank, core)
     notes: list[str] = []
     for index, ev in enumerate(attempts):
         actual = _judge_attempt(judge, ev)
@@ -647,7 +837,8 @@ def compare(expected: Expectation, actual: Actual) -> tuple[Outcome, str]:
         )
     problems: list[str] = []
     if expected.status is not None and actual.status != expected.status:
-        problems.append(f"forventet HTTP {expected.status}, fikk {actual.status}")
+        got = f"HTTP {actual.status}" if actual.status is not None else "ikke noe svar"
+        problems.append(f"forventet HTTP {expected.status}, fikk {got}")
     if expected.error_code and (actual.error_code or "") != expected.error_code:
         documented_401 = (
             actual.answered_by == "gateway" and actual.status == 401 == expected.status

@@ -15,6 +15,12 @@ from typing import Any
 RUN_FORMAT = "kfr-conformance-run"
 RUN_FORMAT_VERSION = 1
 
+# Who carried out an automated row (``CaseResult.performed_by``), as the sheet, the report,
+# run.json and the manifest say it: the tool's own client, or the bank's core system
+# through the recording gateway.
+PERFORMED_BY_TOOL = "verktøyet"
+PERFORMED_BY_CORE = "kjernesystemet"
+
 
 class Outcome(StrEnum):
     PASSED = "passed"            # the answer matched the sheet's expectation
@@ -116,6 +122,7 @@ class CaseResult:
     answered_by: str | None = None           # kfr | gateway | maskinporten | other | none
     identities: list[str] = field(default_factory=list)  # customer IDs the row used
     attempts: int = 1                        # > 1: the environment failed earlier attempts
+    performed_by: str | None = None          # PERFORMED_BY_TOOL | PERFORMED_BY_CORE; None: not run by either
 
     @property
     def attested(self) -> bool:

@@ -38,6 +38,7 @@ from conformance.profile import PROFILE_FILE
 
 pytest_plugins = ["conformance.integrations"]  # JUnit and Allure names, statuses, links
 RESULT_PROPERTY = "kfr_case_result"
+ROBUSTNESS_PROPERTY = "kfr_robustness_result"
 WORKERINPUT_KEY = "kfr_conformance"
 USAGE = "kfr-conformance: --bank=<organisasjonsnummer> mangler (f.eks. pytest --bank=311000004)"
 
@@ -79,6 +80,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--test-ids", metavar="FILE", help="bankens egne testidentiteter (én per linje: fødselsnummer, D-nummer, organisasjonsnummer) i stedet for syntetiske")
     add("--resume", metavar="KJØRINGS-ID", help="fortsett en tidligere kjøring (samme pakke): radene som velges (-k, --lf) kjøres på nytt, resten beholdes")
     add("--tsa-url", metavar="URL", help="tidsstempeltjeneste (RFC 3161) for signaturen på pakken (standard i sandkassen: sandkassens egen)")
+    add("--core-system", action="append", metavar="MAL",
+        help="la bankens kjernesystem utføre radene det kan, gjennom opptaksgatewayen: én kommando for alle "
+             "handlinger (får «open ID --from DATO», «close ID» eller «batch ID[#DATO] …» lagt til), "
+             "«open=MAL»/«close=MAL»/«batch=MAL» per handling (plassholdere {customer_id}, {date}, {entries}, "
+             "{customers}, {file}, {kfr_base_url}, {bank}, {case_id}), eller «guided» (du gjør det selv, med nedtelling)")
+    add("--core-system-hook", metavar="URL", help="kjernesystemets testhook: handlingene sendes som JSON med POST hit")
+    add("--core-system-timeout", type=float, metavar="SEK", help="hvor lenge det ventes på kjernesystemets forespørsel (standard 15 s, veiledet 300 s)")
+    add("--robustness", action="store_true", default=None,
+        help="kjør også robusthetsradene etter arket (503, 429, utløpt token, «finnes allerede»); rapporteres for seg, utenfor C-2")
 
 
 # ------------------------------------------------------------------ state
@@ -102,6 +112,7 @@ class EnvironmentInfo:
     ingest_rate: float
     session: int = 1                         # > 1: a session of a run continued with --resume
     test_ids: str | None = None              # --test-ids: the bank's own identities
+    core_system: dict[str, Any] | None = None  # CoreSystemSettings.to_dict(): the core system performs rows
 
 
 @dataclass
@@ -134,6 +145,10 @@ class RunState:
     session_started: dt.datetime | None = None
     ran_now: set[str] = field(default_factory=set)  # case ids run in this session
     tsa_url: str | None = None               # RFC 3161 TSA for the pack's signature
+    gateway: Any = None                      # conformance.gateway.RunningGateway (--core-system)
+    core_display: Any = None                 # where guided mode speaks (the terminal)
+    invocation_dir: Path | None = None       # core-system commands run here
+    robustness: dict[str, dict[str, Any]] = field(default_factory=dict)  # reported apart from the sheet
 
     @property
     def results_dir(self) -> Path:
@@ -181,6 +196,7 @@ _OPTION_NAMES = (
     "cert", "key", "cert_password_env", "signing_cert", "signing_cert_password_env",
     "ca_bundle", "alt_scope", "reports_dir", "manual", "tester", "tester_role", "contact",
     "bank_name", "sandbox_data_dir", "ingest_rate", "resume", "test_ids", "realistic", "tsa_url",
+    "core_system", "core_system_hook", "core_system_timeout", "robustness",
 )
 
 
@@ -195,6 +211,7 @@ def _configure_controller(config: pytest.Config, orgnr: str) -> RunState:
     options = {name: config.getoption(name) for name in _OPTION_NAMES}
     try:
         settings = load_settings(orgnr, options, cwd=here, profile=config.getoption("profile"))
+        _core_system_options(config, settings)  # a bad core-system setting stops the run before any request
         suite_dir = settings.path("suite") or default_suite_dir(here)
         suite = load_suite(suite_dir)
         sheet = settings.path("sheet") or suite.sheet
@@ -320,6 +337,7 @@ def _controller_state(config: pytest.Config, settings: Any, environment: Any, su
         alt_scope=environment.alt_scope, results_dir=str(results_dir), run_id=run_id,
         ingest_rate=float(settings.get("ingest_rate", 250.0)),
         test_ids=_checked_test_ids(settings),
+        core_system=_core_system_options(config, settings),
     )
     state = RunState(
         bank_orgnr=orgnr, bank_name=bank_name, sheet_path=sheet.resolve(), suite_dir=suite_dir,
@@ -329,12 +347,105 @@ def _controller_state(config: pytest.Config, settings: Any, environment: Any, su
         signing_cert=settings.path("signing_cert"), signing_cert_password=signing_password,
         is_controller=True, build_pack=not config.getoption("no_pack"),
         sandbox=environment.sandbox, tsa_url=settings.get("tsa_url"),
+        invocation_dir=settings.cwd,
     )
     _read_cases(state)
     from conformance.results import copy_original_sheet
 
     copy_original_sheet(state.sheet_path, results_dir)
     return state
+
+
+def _core_system_options(config: pytest.Config, settings: Any) -> dict[str, Any] | None:
+    """--core-system / --core-system-hook, or the profile's [core_system] table: how the
+    bank's core system is reached, or None (the tool performs every row)."""
+    from conformance.coresystem import core_system_settings
+
+    try:
+        core = core_system_settings(
+            config.getoption("core_system"), config.getoption("core_system_hook"),
+            timeout_s=config.getoption("core_system_timeout"), robustness=config.getoption("robustness"),
+            profile=settings.profile.get("core_system"),
+        )
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: {exc.diagnostics()}") from exc
+    if core is None:
+        return None
+    if getattr(config.option, "numprocesses", None) not in (None, 0, "0"):
+        raise pytest.UsageError(
+            "kfr-conformance: med kjernesystemet (--core-system) kjøres radene i én prosess, "
+            "gjennom én opptaksgateway; dropp -n."
+        )
+    return core.to_dict()
+
+
+def _start_core_system(config: pytest.Config, state: RunState) -> None:
+    """Put the recording gateway in front of the environment: the core system talks to KFR
+    through it, and the rows it performs are judged on what it recorded."""
+    if not state.env.core_system:
+        return
+    from conformance.gateway import GatewaySettings, start_gateway
+
+    record_dir = state.results_dir / ("gateway" if state.env.session <= 1 else f"gateway-{state.env.session}")
+    try:
+        state.gateway = start_gateway(GatewaySettings(
+            bank_orgnr=state.bank_orgnr, upstream_url=state.env.kfr_base_url,
+            maskinporten_issuer=state.env.maskinporten_issuer, env_name=state.env.env_name,
+            client_id=state.env.client_id or None, record_dir=record_dir,
+            upstream_ca_bundle=Path(state.env.ca_bundle) if state.env.ca_bundle else None,
+        ))
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"kfr-conformance: opptaksgatewayen startet ikke: {exc.diagnostics()}") from exc
+    state.core_display = _TerminalDisplay(config)
+
+
+def _stop_core_system(state: RunState) -> None:
+    if state.gateway is not None:
+        gateway, state.gateway = state.gateway, None
+        gateway.stop()
+
+
+class _TerminalDisplay:
+    """Guided mode speaks in the terminal, past pytest's output capture (as live logging
+    does): ``line`` prints a line, ``status`` rewrites the current one (the countdown)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._status = False
+
+    def _reporter(self) -> Any:
+        return self.config.pluginmanager.get_plugin("terminalreporter")
+
+    def _uncaptured(self) -> Any:
+        import contextlib
+
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
+    def line(self, text: str) -> None:
+        reporter = self._reporter()
+        if reporter is None:
+            print(text, flush=True)
+            return
+        with self._uncaptured():
+            if self._status:
+                reporter.rewrite(text, erase=True)
+                reporter.write("\n", flush=True)
+            else:
+                reporter.write_line(text)
+                reporter.write("", flush=True)
+            reporter.currentfspath = None  # the row's own result starts on a fresh line
+        self._status = False
+
+    def status(self, text: str) -> None:
+        reporter = self._reporter()
+        if reporter is None:
+            print(text, flush=True)
+            return
+        with self._uncaptured():
+            reporter.rewrite(text, erase=True)
+            reporter.write("", flush=True)
+        self._status = True
 
 
 def _login_name() -> str:
@@ -420,6 +531,7 @@ def _check_confirmations(state: RunState) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kfr_case: a row of the KFR integration-test sheet")
+    config.addinivalue_line("markers", "kfr_robustness: a robustness row of the core system (not in the sheet)")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and WORKERINPUT_KEY in workerinput:
         data = workerinput[WORKERINPUT_KEY]
@@ -449,6 +561,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"kfr-conformance: {exc.message}") from exc
     state = _configure_controller(config, orgnr)
     config.stash[STATE] = state
+    try:
+        _start_core_system(config, state)
+    except BaseException:
+        if state.sandbox is not None:
+            state.sandbox.__exit__(None, None, None)
+        raise
     config.pluginmanager.register(_ResultCollector(state), "kfr_conformance_results")
     # Run the sheet instead of the project's tests unless paths were given explicitly.
     state.sheet_only = config.args_source != pytest.Config.ArgsSource.ARGS
@@ -479,6 +597,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     if state.session is not None:
         state.session.close()
+    _stop_core_system(state)
     if state.sandbox is not None:
         state.sandbox.__exit__(None, None, None)
         state.sandbox = None
@@ -503,7 +622,35 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     ] + [
         f"MANUELL denne gangen: {spec.case_id} «{spec.title}»: {step.without}"
         for spec, step in _manual_by_configuration(state)
+    ] + _core_system_header(state)
+
+
+def _core_system_header(state: RunState) -> list[str]:
+    if not state.env.core_system or state.gateway is None:
+        return []
+    from conformance.coresystem import CoreSystemSettings
+    from conformance.suite import load_suite
+
+    settings = CoreSystemSettings.from_dict(state.env.core_system)
+    registry = load_suite(state.suite_dir).registry
+    rows = [spec.case_id for spec in state.specs
+            if spec.binding and (step := registry.get(spec.binding)) is not None and step.core is not None]
+    from conformance.evidence import redact_text
+
+    lines = [
+        f"Kjernesystemet utfører: {', '.join(rows) or 'ingen rader i dette arket'} "
+        f"({redact_text(settings.describe_nb())})",
+        f"KFR-base-URL for kjernesystemet (opptaksgatewayen): {state.gateway.kfr_base_url}",
     ]
+    if settings.robustness:
+        lines.append("Robusthetsrader etter arket: " + ", ".join(_robustness_ids()) + " (rapporteres for seg, utenfor C-2)")
+    return lines
+
+
+def _robustness_ids() -> list[str]:
+    from conformance.coresystem.robustness import SCENARIOS
+
+    return [scenario.id for scenario in SCENARIOS]
 
 
 # ------------------------------------------------------------------ collection
@@ -532,6 +679,12 @@ class SheetFile(pytest.File):
                 name = f"{name}#{seen[name]}"
             step = registry.get(spec.binding) if spec.binding else None
             yield CaseItem.from_parent(self, name=name, spec=spec, step=step)
+        core = state.env.core_system
+        if core and core.get("robustness"):
+            from conformance.coresystem.robustness import SCENARIOS
+
+            for scenario in SCENARIOS:  # after the sheet, and never part of it
+                yield RobustnessItem.from_parent(self, name=scenario.id, scenario=scenario)
 
 
 class CaseFailed(Exception):
@@ -607,6 +760,43 @@ class CaseItem(pytest.Item):
         return self.path, max(0, self.spec.row - 1), f"{self.spec.case_id}: {self.spec.title}"
 
 
+class RobustnessFailed(Exception):
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result.get("message", ""))
+        self.result = result
+
+
+class RobustnessItem(pytest.Item):
+    """A robustness row: reported apart from Bits' sheet (``robustness.json``), never in
+    run.json's cases, the manifest, ``verify`` or the C-3 gate."""
+
+    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.add_marker(pytest.mark.kfr_robustness)
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        result = _session(state).run_robustness(self.scenario, lambda message: None)
+        self.user_properties.append((ROBUSTNESS_PROPERTY, json.dumps(result, ensure_ascii=False)))
+        if result["outcome"] != str(Outcome.PASSED):
+            raise RobustnessFailed(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, RobustnessFailed):
+            r = excinfo.value.result
+            lines = [f"{r['id']} {r['title']} (robusthet – utenfor C-2)", f"  Status:  {r['label']}"]
+            if r.get("message"):
+                lines.append(f"  Hvorfor: {r['message']}")
+            if r.get("evidence_file"):
+                lines.append(f"  Bevis:   {r['evidence_file']}")
+            return "\n".join(lines)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.scenario.id}: {self.scenario.title}"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
@@ -643,6 +833,9 @@ class _ResultCollector:
                 result = CaseResult.from_dict(json.loads(value))
                 self.state.results[result.case_id] = result
                 self.state.ran_now.add(result.case_id)
+            elif name == ROBUSTNESS_PROPERTY:
+                row = json.loads(value)
+                self.state.robustness[row["id"]] = row
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -653,6 +846,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.session is not None:
         state.session.close()
         state.session = None
+    _stop_core_system(state)  # its journal and robustness.json complete before the pack
     _finish_run(state)
 
 
@@ -684,6 +878,13 @@ def _finish_run(state: RunState) -> None:
             "finished_at": record.finished_at,
             "rows": sorted(state.ran_now),
         }]
+    if state.robustness:  # before the report, which shows them in a section of their own
+        from conformance.coresystem.robustness import write_robustness
+
+        try:
+            write_robustness(state.results_dir, state.bank_orgnr, state.env.run_id, list(state.robustness.values()))
+        except OSError as exc:
+            state.finish_notes.append(f"robustness.json kunne ikke skrives: {exc}")
     written = write_outputs(state.results_dir, record)
     state.finish_notes.extend(written.problems)
     if state.build_pack:
@@ -749,6 +950,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for case in record.cases:
             if case.outcome not in (Outcome.PASSED,):
                 tr.write_line(f"  {case.case_id:<10} {case.outcome.label_nb:<32} {case.title}")
+    if state.robustness:
+        tr.write_line("Robusthet (rapporteres for seg, inngår ikke i C-2-resultatet):")
+        for row in sorted(state.robustness.values(), key=lambda r: r["id"]):
+            tr.write_line(f"  {row['id']:<10} {row['label']:<32} {row['title']}")
     tr.write_line(f"Resultater: {state.results_dir}")
     pack = state.pack_result
     if pack is not None:

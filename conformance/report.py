@@ -35,7 +35,7 @@ import jinja2
 
 from conformance.atomic import atomic_write_bytes
 from conformance.judge import PARTY_NB
-from conformance.models import CaseResult, Outcome, RunRecord
+from conformance.models import PERFORMED_BY_CORE, PERFORMED_BY_TOOL, CaseResult, Outcome, RunRecord
 from conformance.references import references_for
 from conformance.runner import safe_file_name
 
@@ -374,6 +374,7 @@ def _case_view(
         "manual": case.manual,
         "basis": _basis_nb(case),
         "answered_by": PARTY_NB.get(case.answered_by or "", ""),
+        "performed_by": _performed_by_nb(case),
         "identities": [redact(i) for i in case.identities],
         "attempts": case.attempts or 1,
         "confirmed_by": redact(case.confirmed_by or ""),
@@ -386,6 +387,45 @@ def _case_view(
         "evidence_problem": problem,
         "exchanges": views,
     }
+
+
+def _performed_by_nb(case: CaseResult) -> str:
+    """Who carried the row out: the bank's core system (through the recording gateway) or
+    the tool's own client."""
+    if case.performed_by == PERFORMED_BY_CORE:
+        return "kjernesystemet (bankens egen integrasjon, gjennom opptaksgatewayen)"
+    if case.performed_by == PERFORMED_BY_TOOL:
+        return "verktøyet (kfr-conformance sin egen klient)"
+    return ""
+
+
+def _robustness_view(results_dir: Path, redact: Callable[[str], str]) -> dict[str, Any] | None:
+    """The robustness rows (``robustness.json``): shown in their own section, never counted
+    with the sheet's rows."""
+    from conformance.coresystem.robustness import load_robustness
+
+    data = load_robustness(results_dir)
+    if data is None:
+        return None
+    rows = []
+    for row in data["rows"]:
+        if not isinstance(row, dict):
+            continue
+        try:
+            outcome = Outcome(str(row.get("outcome")))
+        except ValueError:
+            continue
+        rows.append({
+            "id": redact(str(row.get("id", ""))), "title": redact(str(row.get("title", ""))),
+            "outcome": OUTCOME_SLUGS[outcome], "label": outcome.label_nb, "symbol": OUTCOME_SYMBOLS[outcome],
+            "message": redact(str(row.get("message") or "")),
+            "evidence_file": redact(str(row.get("evidence_file") or "")),
+            "verdicts": [
+                {"rule": redact(str(v.get("rule", ""))), "ok": bool(v.get("ok")), "reason": redact(str(v.get("reason") or ""))}
+                for v in row.get("verdicts") or [] if isinstance(v, dict)
+            ],
+        })
+    return {"note": redact(str(data.get("note") or "")), "rows": rows}
 
 
 def _basis_nb(case: CaseResult) -> str:
@@ -464,6 +504,8 @@ def _context(record: RunRecord, results_dir: Path) -> dict[str, Any]:
         "duration": _duration_nb(duration),
         "summary": _summary(record),
         "cases": [_case_view(i, c, results_dir, redact) for i, c in enumerate(record.cases, 1)],
+        "robustness": _robustness_view(results_dir, redact),
+        "by_core_system": sum(1 for c in record.cases if c.performed_by == PERFORMED_BY_CORE),
         "has_oslo": _OSLO is not None,
     }
 

@@ -23,7 +23,7 @@ import httpx
 
 from conformance.errors import AuthError, ConformanceError, TargetEnvironmentError
 from conformance.ids import synthetic_d_nummer, synthetic_fodselsnummer, synthetic_orgnr
-from conformance.models import CaseResult, CaseSpec, Outcome
+from conformance.models import PERFORMED_BY_CORE, PERFORMED_BY_TOOL, CaseResult, CaseSpec, Outcome
 from conformance.steps import Actual, Step
 
 WRITE_SCOPE = "bits:kundeforhold.write"
@@ -96,6 +96,9 @@ class CaseContext:
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
     write_scope: str = WRITE_SCOPE
     identities: Any = None              # conformance.testids.TestIdentities (--test-ids), or synthetic
+    # conformance.coresystem.CaseCoreSystem when the bank's core system performs this row
+    # (``--core-system``): the step's core act asks it through ``ctx.core.open/close/batch``.
+    core: Any = None
 
     @property
     def fid(self) -> str:
@@ -165,18 +168,25 @@ def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any,
     the evidence file, so ``verify`` reaches the same verdict from the pack. A row whose
     attempt ended in an environment failure is tried again (fresh customers, every attempt
     kept in the evidence), up to ``MAX_ROW_ATTEMPTS``, unless the step forbids it.
-    ``earlier``: the row's exchanges from earlier sessions of a resumed run."""
+    ``earlier``: the row's exchanges from earlier sessions of a resumed run.
+
+    With ``ctx.core`` set and a step that has a core act, the bank's core system performs
+    the row (the core act asks it; the tool checks KFR's state) and the judge adds the core
+    system's conditions."""
     from conformance.judge import decide
 
     started = utc_now()
     t0 = time.perf_counter()
     attempts = MAX_ROW_ATTEMPTS if step.retryable else 1
     crash: str | None = None
+    by_core = ctx.core is not None and step.core is not None
+    act = step.core if by_core else step.func
+    core = step.core_conditions if by_core else None
     for number in range(1, attempts + 1):
         with recorder.attempt(number):
-            crash = _act(step, ctx)
+            crash = _act(step, act, ctx)
         decision = decide(spec.expected, step.judge,
-                          [*(earlier or ()), *recorder.exchanges(spec.case_id)], ctx.fid)
+                          [*(earlier or ()), *recorder.exchanges(spec.case_id)], ctx.fid, core=core)
         if decision.outcome is not Outcome.ERROR or crash is not None or number == attempts:
             break
         ctx.progress(f"feil i testmiljøet ({decision.message}); prøver raden på nytt")
@@ -190,10 +200,13 @@ def run_step(spec: CaseSpec, step: Step, ctx: CaseContext, recorder: Any,
         actual=describe_actual(actual),
         checks=[{"description": c.description, "ok": c.ok, "detail": c.detail} for c in actual.checks],
         answered_by=actual.answered_by, identities=[i for i in actual.identities if i],
-        attempts=decision.attempts,
+        attempts=decision.attempts, performed_by=PERFORMED_BY_CORE if by_core else PERFORMED_BY_TOOL,
     )
     if decision.notes:
         result.message = "; ".join([*decision.notes, result.message]).strip("; ")
+    if by_core and ctx.core.notes and result.outcome is not Outcome.PASSED:
+        # What the core system's command or hook said: context for the bank, not evidence.
+        result.message = "\n".join([result.message, *dict.fromkeys(ctx.core.notes)]).strip()
     if crash is not None:
         # A bug in a step is never the bank's failure, and never a pass.
         result.outcome = Outcome.ERROR
@@ -219,11 +232,12 @@ def redact_result(result: CaseResult, secrets: tuple[str, ...] = ()) -> CaseResu
     return result
 
 
-def _act(step: Step, ctx: CaseContext) -> str | None:
-    """Run the step's requests. What the environment or Maskinporten answered is in the
-    evidence; only a bug in the step itself comes back, as text."""
+def _act(step: Step, act: Callable[[Any], Any], ctx: CaseContext) -> str | None:
+    """Run the step's requests (``act``: its act, or its core act). What the environment or
+    Maskinporten answered is in the evidence; only a bug in the step itself comes back, as
+    text."""
     try:
-        step.func(ctx)
+        act(ctx)
     except (AuthError, TargetEnvironmentError, *_NETWORK_ERRORS):
         return None
     except ConformanceError as exc:

@@ -53,6 +53,7 @@ class ProcessSession:
                              auth=MaskinportenAuth(self.maskinporten, [WRITE_SCOPE]))
         self._allure = _allure_module(state)
         self.identities = _test_identities(state)
+        self.core = _core_system_driver(state, self.recorder)
 
     def run(self, spec: CaseSpec, step: Any, progress: Callable[[str], None]) -> CaseResult:
         rel = f"{EVIDENCE_DIR}/{safe_file_name(spec.case_id)}.json"
@@ -61,7 +62,13 @@ class ProcessSession:
             ctx = CaseContext(case=spec, config=self.config, kfr=self.kfr,
                               maskinporten=self.maskinporten, progress=progress,
                               identities=self.identities)
-            result = run_step(spec, step, ctx, self.recorder, earlier)
+            if self.core is not None and getattr(step, "core", None) is not None:
+                ctx.core = self.core.for_case(spec.case_id, ctx.today, progress)
+            try:
+                result = run_step(spec, step, ctx, self.recorder, earlier)
+            finally:
+                if ctx.core is not None:
+                    self.core.end_case()
         exchanges = self.recorder.exchanges(spec.case_id)
         result.correlation_ids = correlation_ids([*earlier, *exchanges])
         try:
@@ -72,6 +79,22 @@ class ProcessSession:
         if self._allure is not None:
             self._attach(spec, exchanges)
         return result
+
+    def run_robustness(self, scenario: Any, progress: Callable[[str], None]) -> dict[str, Any]:
+        """One robustness row (``conformance.coresystem.robustness``): its result as data,
+        for ``robustness.json``; never part of the sheet's results."""
+        from conformance.coresystem.robustness import run_scenario
+
+        if self.core is None:
+            raise RuntimeError("robustness rows need a core system")
+        with self.recorder.case(scenario.id):
+            ctx = CaseContext(case=None, config=self.config, kfr=self.kfr,  # type: ignore[arg-type]
+                              maskinporten=self.maskinporten, progress=progress,
+                              identities=self.identities)
+            result = run_scenario(scenario, driver=self.core, kfr=self.kfr, recorder=self.recorder,
+                                  customer_id=ctx.new_fodselsnummer(), today=ctx.today,
+                                  results_dir=self.results_dir)
+        return result.to_dict()
 
     def _earlier(self, path: Path) -> list[dict[str, Any]]:
         """The row's exchanges from earlier sessions (a resumed run), kept in its evidence."""
@@ -93,6 +116,23 @@ class ProcessSession:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _core_system_driver(state: Any, recorder: Any) -> Any:
+    """The core system that performs the rows it can (``--core-system``), or None: the
+    gateway the plugin started in front of the environment, and the run's adapter."""
+    settings = getattr(state.env, "core_system", None)
+    gateway = getattr(state, "gateway", None)
+    if not settings or gateway is None:
+        return None
+    from conformance.coresystem import CoreSystemDriver, CoreSystemSettings, make_adapter
+
+    core_settings = CoreSystemSettings.from_dict(settings)
+    adapter = make_adapter(core_settings, display=getattr(state, "core_display", None),
+                           cwd=getattr(state, "invocation_dir", None),
+                           ca_bundle=Path(state.env.ca_bundle) if state.env.ca_bundle else None,
+                           secrets=recorder.secrets)
+    return CoreSystemDriver(core_settings, gateway, adapter, recorder, state.bank_orgnr)
 
 
 def _test_identities(state: Any) -> Any:

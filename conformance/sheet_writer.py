@@ -254,6 +254,9 @@ def _write_result(
         executed_by = None
     else:
         executed_by = result.confirmed_by or run_by
+        if result.performed_by and not result.manual:
+            # Which party sent the row's requests: the bank's core system or the tool.
+            executed_by = f"{executed_by} ({result.performed_by})" if executed_by else result.performed_by
     if executed_by:
         _write(ws, row, columns["executed_by"], executed_by)
     if result.comment:

@@ -69,6 +69,19 @@ class StepSignature:
     hints: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CoreConditions:
+    """What the judge requires of a row the core system performed: the ``requests`` (role,
+    operation) came through the recording gateway, with the bank's own token, following the
+    contract; and the tool looked KFR's state up afterwards (a ``check…`` lookup)."""
+
+    requests: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(role for role, _ in self.requests)
+
+
 class StepFunc(Protocol):
     def __call__(self, ctx: Any) -> Actual: ...
 
@@ -91,6 +104,9 @@ class Step:
     # missing, the row is decided at start-up to be a manual procedure, described by ``without``.
     requires: tuple[str, ...] = ()
     without: str = ""
+    # The core act (``ctx.core`` asks the bank's core system) and what the judge then requires.
+    core: Callable[[Any], Any] | None = None
+    core_conditions: CoreConditions | None = None
 
 
 class StepRegistry:
@@ -155,6 +171,24 @@ class StepRegistry:
             if step is None:
                 raise ValueError(f"judge for unknown step {name!r}")
             self._steps[name] = replace(step, judge=func)
+            return func
+
+        return decorator
+
+    def core(self, name: str, **requests: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """Register the core act of step ``name``: ``core(ctx)`` asks the core system
+        (``ctx.core.open/close/batch``) for the ``requests`` (role=operation, e.g.
+        ``main="add"``) and checks KFR's state with the tool. Rows of such a step are
+        performed by the core system when a run has one (``--core-system``)."""
+        if not requests:
+            raise ValueError(f"core act for {name!r} names no request")
+
+        def decorator(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            step = self._steps.get(name)
+            if step is None:
+                raise ValueError(f"core act for unknown step {name!r}")
+            conditions = CoreConditions(tuple((role.replace("_", "-"), op) for role, op in requests.items()))
+            self._steps[name] = replace(step, core=func, core_conditions=conditions)
             return func
 
         return decorator

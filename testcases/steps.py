@@ -9,6 +9,13 @@ exchanges (``conformance.judge.CaseEvidence``) and returns an ``Actual``; the en
 compares it with the row's own "Forventet resultat". ``kfr-conformance verify`` runs the
 same judges on a pack's evidence, so a verdict is proven by what was recorded, never by
 what a results file says.
+
+A row the bank's core system can carry out also has a *core act* (``@core(name, role=op)``):
+when a run has a core system (``--core-system``), the core act asks it, through ``ctx.core``,
+for the requests the roles name (they reach KFR through the recording gateway and are
+recorded under those roles), and the tool then looks KFR's state up (``check…``). The judge
+is the same; ``conformance.judge`` adds the core system's conditions. Rows about malformed
+requests stay with the tool: a core system never sends them on purpose.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from conformance.steps import Actual, StepRegistry
 REGISTRY = StepRegistry()
 step = REGISTRY.step
 judge = REGISTRY.judge
+core = REGISTRY.core
 
 DSOPBANK = "DSOPBANK"
 WRITE_SCOPE = "bits:kundeforhold.write"
@@ -257,6 +265,28 @@ def _judge_registered(ev: CaseEvidence, operation: str, summary: str, what: str)
     return _same_customer(actual, ex, setup.customer_id, what), ex
 
 
+def _core_add_new(ctx: Any, customer_id: str) -> None:
+    """The core system registers a new customer today; the tool then looks it up."""
+    ex = ctx.core.open(customer_id, role="main")
+    if ex is not None and ex.status in ACCEPTED:
+        ctx.kfr.lookup(customer_id, role="check")
+
+
+@core("add_fodselsnummer", main="add")
+def core_add_fodselsnummer(ctx: Any) -> None:
+    _core_add_new(ctx, ctx.new_fodselsnummer())
+
+
+@core("add_d_nummer", main="add")
+def core_add_d_nummer(ctx: Any) -> None:
+    _core_add_new(ctx, ctx.new_d_nummer())
+
+
+@core("add_orgnr", main="add")
+def core_add_orgnr(ctx: Any) -> None:
+    _core_add_new(ctx, ctx.new_orgnr())
+
+
 @step("add_existing", operation="add", status=200, case_ids=["KFR-05"],
       keywords=[("finnes", "eksisterer", "already", "exists", "allerede", "eksisterende",
                  "existing", "igjen", "på nytt", "en gang til", "to ganger", "again",
@@ -267,10 +297,23 @@ def add_existing(ctx: Any) -> None:
     _register_then(ctx, ctx.kfr.add)
 
 
+@core("add_existing", main="add")
+def core_add_existing(ctx: Any) -> None:
+    """The relationship is already in KFR (the tool put it there, the core system does not
+    know): the core system registers the customer, and KFR answers 200."""
+    customer = ctx.new_fodselsnummer()
+    if _register(ctx, customer) and ctx.core.open(customer, role="main") is not None:
+        ctx.kfr.lookup(customer, role="check")
+
+
 @judge("add_existing")
 def judge_add_existing(ev: CaseEvidence) -> Actual:
-    return _judge_registered(ev, "add", "Ny registrering av eksisterende kundeforhold {customer}.",
-                             "den nye registreringen")[0]
+    actual, ex = _judge_registered(ev, "add", "Ny registrering av eksisterende kundeforhold {customer}.",
+                                   "den nye registreringen")
+    if ev.optional("check") is not None and ex.status in ACCEPTED:
+        _lookup_check(actual, ev, "check", ex.customer_id or "", listed=True,
+                      description="kundeforholdet finnes fortsatt ved oppslag etterpå")
+    return actual
 
 
 @step("lookup_own_bank", operation="lookup", status=200, case_ids=["KFR-06"],
@@ -309,9 +352,29 @@ def end_relationship(ctx: Any) -> None:
     _register_then(ctx, ctx.kfr.end)
 
 
+@core("end_relationship", setup="add", main="end")
+def core_end_relationship(ctx: Any) -> None:
+    """The core system registers a customer and ends the relationship; the tool then looks
+    it up for a period after the end."""
+    customer = ctx.new_fodselsnummer()
+    opened = ctx.core.open(customer, role="setup")
+    if opened is None or opened.status not in ACCEPTED:
+        return
+    ended = ctx.core.close(customer, role="main")
+    if ended is not None and ended.status == 204:
+        after = (ended.oslo_date or ctx.today()) + dt.timedelta(days=1)
+        ctx.kfr.lookup(customer, from_date=after, to_date=after + dt.timedelta(days=30), role="check")
+
+
 @judge("end_relationship")
 def judge_end_relationship(ev: CaseEvidence) -> Actual:
-    return _judge_registered(ev, "end", "Avslutning av kundeforhold {customer}.", "avslutningen")[0]
+    actual, ex = _judge_registered(ev, "end", "Avslutning av kundeforhold {customer}.", "avslutningen")
+    if ev.optional("check") is not None and ex.status == 204:
+        after = (ex.oslo_date or dt.date.min) + dt.timedelta(days=1)
+        _lookup_check(actual, ev, "check", ex.customer_id or "", listed=False,
+                      description="ikke funnet for en periode etter avslutningen",
+                      period=(after, after + dt.timedelta(days=30)))
+    return actual
 
 
 @step("history_after_end", operation="history", status=200, case_ids=["KFR-08"],
@@ -330,10 +393,27 @@ def history_after_end(ctx: Any) -> None:
         return
     if ctx.kfr.end(customer, role="setup-end").status != 204:
         return
+    _history_lookups(ctx, customer)
+
+
+def _history_lookups(ctx: Any, customer: str) -> None:
     ended = ctx.today()
     ctx.kfr.lookup(customer, from_date=HISTORY_START, to_date=ended - dt.timedelta(days=1))
     after = ended + dt.timedelta(days=1)
     ctx.kfr.lookup(customer, from_date=after, to_date=after + dt.timedelta(days=30), role="check")
+
+
+@core("history_after_end", setup="batch", setup_end="end")
+def core_history_after_end(ctx: Any) -> None:
+    """The core system registers a relationship that started in the past (which only a batch
+    can carry) and, once KFR has read it, ends it; the tool looks up the history."""
+    customer = ctx.new_fodselsnummer()
+    opened = ctx.core.open(customer, HISTORY_START, role="setup")
+    if opened is None or opened.status != 201 or _wait_visible(ctx, [customer]):
+        return
+    ended = ctx.core.close(customer, role="setup-end")
+    if ended is not None and ended.status == 204:
+        _history_lookups(ctx, customer)
 
 
 @judge("history_after_end")
@@ -394,17 +474,32 @@ def judge_end_missing(ev: CaseEvidence) -> Actual:
       hints=["startdato", "start date", "egen dato", "own date", "egen startdato",
              "per kunde", "per customer", "each customer", "hver kunde"])
 def batch_with_dates(ctx: Any) -> None:
-    entries = [(ctx.new_fodselsnummer(), dt.date(2019, 11, 8)),
-               (ctx.new_orgnr(), dt.date(2011, 11, 5)),
-               (ctx.new_d_nummer(), dt.date(2019, 10, 15))]
-    if ctx.kfr.batch(build_batch_text(entries)).status != 201:
-        return
+    entries = _dated_entries(ctx)
+    if ctx.kfr.batch(build_batch_text(entries)).status == 201:
+        _dated_lookups(ctx, entries)
+
+
+def _dated_entries(ctx: Any) -> list[tuple[str, dt.date]]:
+    return [(ctx.new_fodselsnummer(), dt.date(2019, 11, 8)),
+            (ctx.new_orgnr(), dt.date(2011, 11, 5)),
+            (ctx.new_d_nummer(), dt.date(2019, 10, 15))]
+
+
+def _dated_lookups(ctx: Any, entries: list[tuple[str, dt.date]]) -> None:
     if _wait_visible(ctx, [c for c, _ in entries]):
         return
     customer, start = entries[0]
     ctx.kfr.lookup(customer, from_date=start - dt.timedelta(days=30),
                    to_date=start - dt.timedelta(days=1), role="check-before")
     ctx.kfr.lookup(customer, from_date=start, to_date=start + dt.timedelta(days=1), role="check-from")
+
+
+@core("batch_with_dates", main="batch")
+def core_batch_with_dates(ctx: Any) -> None:
+    entries = _dated_entries(ctx)
+    ex = ctx.core.batch(list(entries), role="main")
+    if ex is not None and ex.status == 201:
+        _dated_lookups(ctx, entries)
 
 
 @judge("batch_with_dates")
@@ -434,8 +529,20 @@ def judge_batch_with_dates(ev: CaseEvidence) -> Actual:
              "no dates", "ingen dato", "i dag", "today", "dagens dato"])
 def batch_without_dates(ctx: Any) -> None:
     customers = [ctx.new_fodselsnummer(), ctx.new_orgnr(), ctx.new_d_nummer()]
-    response = ctx.kfr.batch(build_batch_text([(c, None) for c in customers]))
-    if response.status != 201 or _wait_visible(ctx, customers):
+    if ctx.kfr.batch(build_batch_text([(c, None) for c in customers])).status == 201:
+        _undated_lookups(ctx, customers)
+
+
+@core("batch_without_dates", main="batch")
+def core_batch_without_dates(ctx: Any) -> None:
+    customers = [ctx.new_fodselsnummer(), ctx.new_orgnr(), ctx.new_d_nummer()]
+    ex = ctx.core.batch([(c, None) for c in customers], role="main")
+    if ex is not None and ex.status == 201:
+        _undated_lookups(ctx, customers)
+
+
+def _undated_lookups(ctx: Any, customers: list[str]) -> None:
+    if _wait_visible(ctx, customers):
         return
     yesterday = ctx.today() - dt.timedelta(days=1)
     ctx.kfr.lookup(customers[0], from_date=yesterday - dt.timedelta(days=7), to_date=yesterday,

@@ -154,6 +154,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "check.attested": ("Bekreftet av person", "Attested by a person"),
     "check.timestamp": ("Tidsstempel", "Timestamp"),
     "check.revocation": ("Tilbakekalling", "Revocation"),
+    "check.core_system": ("Kjernesystemets rader", "Core-system rows"),
     # -- signature ------------------------------------------------------------------------------
     "sig.ok": (
         "Signaturen over manifest.json er gyldig ({digest}).",
@@ -587,6 +588,44 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "(med mindre Bits godtar det: --accept-attested): {cases}.",
         "Rows whose sheet expects an HTTP answer can only pass on evidence, not on an attestation "
         "(unless Bits accepts it: --accept-attested): {cases}.",
+    ),
+    # -- rows the core system performed ----------------------------------------------------------
+    "core.none": (
+        "Ingen rader er oppgitt som utført av kjernesystemet.",
+        "No row is stated as performed by the core system.",
+    ),
+    "core.ok": (
+        "{count} rader utført av kjernesystemet har forespørslene fra opptaksgatewayen, med bankens eget token, "
+        "og verktøyets kontroll av KFRs tilstand etterpå.",
+        "{count} rows performed by the core system have its requests from the recording gateway, with the bank's "
+        "own token, and the tool's check of KFR's state afterwards.",
+    ),
+    "core.no_sheet": (
+        "Uten testarket kan det ikke avgjøres hvilke forespørsler kjernesystemet skulle sende.",
+        "Without the test sheet it cannot be decided which requests the core system was to send.",
+    ),
+    "core.not_core_step": (
+        "{case} er oppgitt som utført av kjernesystemet, men raden er ikke en kjernesystemet kan utføre",
+        "{case} is stated as performed by the core system, but the core system cannot perform that row",
+    ),
+    "core.no_gateway": (
+        "{case} er oppgitt som utført av kjernesystemet, men beviset har ingen forespørsel «{role}» fra "
+        "kjernesystemet gjennom opptaksgatewayen",
+        "{case} is stated as performed by the core system, but its evidence has no request «{role}» from the "
+        "core system through the recording gateway",
+    ),
+    "core.token": (
+        "{case}: kjernesystemets forespørsel «{role}» hadde ikke bankens eget token ({reason})",
+        "{case}: the core system's request «{role}» did not carry the bank's own token ({reason})",
+    ),
+    "core.no_token": ("ingen lesbart token", "no readable token"),
+    "core.no_state_check": (
+        "{case}: beviset har ikke verktøyets oppslag av KFRs tilstand etter kjernesystemets forespørsler",
+        "{case}: the evidence lacks the tool's lookup of KFR's state after the core system's requests",
+    ),
+    "core.failed": (
+        "Radene oppgitt som utført av kjernesystemet er ikke bevist: {problems}.",
+        "The rows stated as performed by the core system are not proven: {problems}.",
     ),
     # -- correlation ids -------------------------------------------------------------------------
     "corr.ok": (

@@ -105,6 +105,7 @@ class CaseEntry:
     manual: bool = False
     confirmed_by: str | None = None
     confirmed_at: str | None = None
+    performed_by: str | None = None  # "verktøyet" | "kjernesystemet"; None in older packs
 
     @property
     def passed(self) -> bool:
@@ -128,6 +129,7 @@ class CaseEntry:
             "confirmed_at": self.confirmed_at,
             "correlation_ids": list(self.correlation_ids),
             "evidence_file": self.evidence_file,
+            "performed_by": self.performed_by,
         }
 
 
@@ -314,6 +316,7 @@ def _case_from_dict(item: Any, index: int) -> CaseEntry:
         manual=manual,
         confirmed_by=_optional(item, "confirmed_by", str, where),
         confirmed_at=_optional(item, "confirmed_at", str, where),
+        performed_by=_optional(item, "performed_by", str, where),
     )
 
 
@@ -367,6 +370,7 @@ def build_manifest(results_dir: Path, record: RunRecord) -> Manifest:
             manual=case.manual,
             confirmed_by=case.confirmed_by,
             confirmed_at=case.confirmed_at,
+            performed_by=case.performed_by,
         )
         for case in record.cases
     )

@@ -15,6 +15,11 @@ runner ran (``conformance.judge``) on the recorded exchanges:
                   environment's hosts; tokens were issued by its Maskinporten
     attested      rows passed on a person's word are counted apart; a row whose sheet
                   expects an HTTP answer is passed only by evidence (policy may relax it)
+    core_system   every passed row claimed as performed by the bank's core system has the
+                  core system's requests in its evidence — recorded by the gateway, each
+                  with a token issued to the bank — and the tool's lookup of KFR's state
+                  afterwards (the judge's core conditions decide the verdict; this check
+                  names what a claim lacks)
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from conformance.errors import ConformanceError
-from conformance.models import CaseSpec, Outcome
+from conformance.models import PERFORMED_BY_CORE, CaseSpec, Outcome
 from conformance.pack._text import join, text
 from conformance.pack.manifest import Manifest, parse_time
 
@@ -137,6 +142,7 @@ def evidence_checks(members: _Members, manifest: Manifest, evidence: Any, policy
         _check_journal(ctx),
         _check_environment(ctx, policy),
         _check_attested(ctx, policy),
+        _check_core_system(ctx),
     ]
 
 
@@ -215,7 +221,8 @@ def _check_verdicts(ctx: _Context) -> _Check:
             if case.outcome == str(Outcome.PASSED):
                 problems.append(text("verdicts.no_evidence", lang, case=case.id))
             continue
-        decision = decide(spec.expected, step.judge, exchanges, ctx.manifest.bank_orgnr)
+        core = step.core_conditions if case.performed_by == PERFORMED_BY_CORE else None
+        decision = decide(spec.expected, step.judge, exchanges, ctx.manifest.bank_orgnr, core=core)
         judged += 1
         derived = str(decision.outcome)
         if derived != case.outcome and case.outcome != str(Outcome.ERROR):
@@ -382,11 +389,13 @@ def _token_owners(exchanges: Iterable[tuple[str, dict[str, Any]]], bank: str, la
     from conformance.judge import Exchange
 
     for file, raw in exchanges:
-        claims = Exchange(raw).token_claims
-        if claims and "consumer" in claims:
-            verdict = contract.token_consumer_is_bank(claims, bank)
-            if not verdict.ok:
-                return [text("env.token_consumer", lang, file=file, reason=verdict.reason)]
+        ex = Exchange(raw)
+        # Tokens the tool was issued, and the tokens the core system sent through the gateway.
+        for claims in (ex.token_claims, ex.sent_token_claims if ex.from_gateway else {}):
+            if claims and "consumer" in claims:
+                verdict = contract.token_consumer_is_bank(claims, bank)
+                if not verdict.ok:
+                    return [text("env.token_consumer", lang, file=file, reason=verdict.reason)]
     return []
 
 
@@ -415,3 +424,68 @@ def _check_attested(ctx: _Context, policy: Any) -> _Check:
     if attested:
         return _Check("attested", True, text("attested.some", lang, count=len(attested), cases=", ".join(attested)))
     return _Check("attested", True, text("attested.none", lang))
+
+
+# ---------------------------------------------------------------- rows the core system performed
+
+
+def _check_core_system(ctx: _Context) -> _Check:
+    """Every passed row the pack says the core system performed shows it: the requests its
+    step asks of the core system came through the recording gateway, each with a token
+    issued to this bank, and the tool looked KFR's state up afterwards. (A row that did not
+    pass claims nothing; its verdict is re-derived by ``verdicts`` all the same.)"""
+    lang = ctx.lang
+    claimed = [c for c in ctx.manifest.cases
+               if c.performed_by == PERFORMED_BY_CORE and c.outcome == str(Outcome.PASSED)]
+    if not claimed:
+        return _Check("core_system", True, text("core.none", lang))
+    if ctx.rows.problem:
+        return _Check("core_system", False, text("core.no_sheet", lang))
+    specs = {spec.case_id: spec for spec in ctx.rows.specs}
+    problems: list[str] = []
+    for case in claimed:
+        spec = specs.get(case.id)
+        step = ctx.rows.registry.get(spec.binding) if spec is not None and spec.binding else None
+        if step is None or step.core_conditions is None:
+            problems.append(text("core.not_core_step", lang, case=case.id))
+            continue
+        if case.evidence_file in ctx.evidence.untrusted:
+            continue  # already a "files" failure
+        problems += _core_claim_problems(case.id, step.core_conditions, ctx.by_case.get(case.id, []),
+                                         ctx.manifest.bank_orgnr, lang)
+    if problems:
+        return _Check("core_system", False, text("core.failed", lang, problems=join(problems)))
+    return _Check("core_system", True, text("core.ok", lang, count=len(claimed)))
+
+
+def _core_claim_problems(case_id: str, core: Any, exchanges: list[dict[str, Any]], bank: str,
+                         lang: str) -> list[str]:
+    from conformance import contract
+    from conformance.judge import CaseEvidence, core_customers
+
+    latest = CaseEvidence.sessions(exchanges)[-1]
+    ev = CaseEvidence.attempts(latest, bank, core)[-1]
+    problems: list[str] = []
+    core_exchanges = []
+    for role, _operation in core.requests:
+        sent = [e for e in ev.sent(role) if e.from_gateway]
+        if not sent:
+            problems.append(text("core.no_gateway", lang, case=case_id, role=role))
+            continue
+        core_exchanges += sent
+        for ex in sent:
+            claims = ex.sent_token_claims
+            verdict = contract.token_consumer_is_bank(claims, bank) if claims else None
+            if verdict is None or not verdict.ok:
+                reason = verdict.reason if verdict is not None else text("core.no_token", lang)
+                problems.append(text("core.token", lang, case=case_id, role=role, reason=reason))
+                break
+    customers = core_customers(core_exchanges)
+    checked = any(
+        not e.from_gateway and e.operation == "lookup" and e.role.startswith("check") and e.fid == bank
+        and e.status == 200 and e.customer_id in customers
+        for e in ev.exchanges
+    )
+    if core_exchanges and not checked:
+        problems.append(text("core.no_state_check", lang, case=case_id))
+    return problems

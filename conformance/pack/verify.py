@@ -77,6 +77,7 @@ CHECK_NAMES = (
     "verdicts",
     "journal",
     "attested",
+    "core_system",
 )
 KFR_OPERATIONS = frozenset({"add", "end", "batch", "lookup", "agency_lookup", "account_lookup"})
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -385,7 +386,7 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
     files_check, evidence = _check_files(members, manifest, limits, lang)
     correlations = _correlations(evidence)
     rows = sheet_rows(members, manifest, lang, evidence.untrusted)
-    rows_check, verdicts_check, journal_check, environment_check, attested_check = (
+    rows_check, verdicts_check, journal_check, environment_check, attested_check, *rejudged = (
         CheckResult(c.name, c.ok, c.reason)
         for c in evidence_checks(members, manifest, evidence, policy, rows)
     )
@@ -416,6 +417,7 @@ def _verify(members: _Members, policy: VerificationPolicy) -> VerificationReport
         verdicts_check,
         journal_check,
         attested_check,
+        *rejudged,  # further checks of conformance.pack.rejudge (core_system)
     ]
     signer = None
     if certificate is not None:
