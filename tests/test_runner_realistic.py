@@ -146,7 +146,7 @@ def test_bank_supplied_identities_where_the_environment_refuses_synthetic_ones(
     rows = "KFR-02 or KFR-05 or KFR-07 or KFR-13"
     _, plain = run(pytester, realistic, tmp_path / "plain", "-k", rows)
     refused = cases(plain)["KFR-02"]
-    assert refused.outcome is Outcome.FAILED and "fikk 400" in refused.message
+    assert refused.outcome is Outcome.FAILED and "fikk HTTP 400" in refused.message
     assert "KFR-005" in refused.actual  # the environment refused the synthetic person
     rng = random.Random(11)
     own = tmp_path / "testkunder.txt"
