@@ -684,7 +684,7 @@ def _finish_run(state: RunState) -> None:
             "finished_at": record.finished_at,
             "rows": sorted(state.ran_now),
         }]
-    written = write_outputs(state.results_dir, record)
+    written = write_outputs(state.results_dir, record, sheet_info=state.sheet_info)
     state.finish_notes.extend(written.problems)
     if state.build_pack:
         try:

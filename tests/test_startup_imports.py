@@ -11,6 +11,7 @@ half checks they are still exactly the engine's.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,48 @@ def test_the_sandbox_token_help_names_the_write_scope_the_sandbox_grants() -> No
 
     scope = _option(_subparser("sandbox", "token"), "--scope")
     assert f"standard {WRITE_SCOPE}" in scope.help
+
+
+# --- what a bank's run loads ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = '''
+import json, os, sys
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    names = sorted(name for name, plugin in config.pluginmanager.list_name_plugin() if plugin)
+    with open(os.environ["PLUGIN_PROBE_OUT"], "w") as out:
+        json.dump({"plugins": names, "hypothesis_imported": "hypothesis" in sys.modules}, out)
+'''
+
+
+def _session_plugins(args: list[str], tmp_path: Path) -> dict:
+    """Plugins registered at the end of a real pytest session started from the repository
+    root (the way the README starts both the main job and the project's tests)."""
+    (tmp_path / "plugin_probe.py").write_text(PROBE)
+    out = tmp_path / "probe.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KFR_"))}
+    env.update(PYTHONPATH=str(tmp_path), PLUGIN_PROBE_OUT=str(out),
+               KFR_CONFORMANCE_HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "plugin_probe", "-p", "no:cacheprovider", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.exists(), done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_a_bank_run_leaves_the_test_only_plugins_out(tmp_path: Path) -> None:
+    seen = _session_plugins(
+        ["--bank=311000004", f"--reports-dir={tmp_path / 'reports'}", "--co", "-q"], tmp_path
+    )
+    assert "kfr_conformance" in seen["plugins"]  # it was a bank's run …
+    assert not {"pytester", "hypothesispytest", "anyio"} & set(seen["plugins"])
+    assert seen["hypothesis_imported"] is False  # … that never paid for Hypothesis
+
+
+def test_the_project_tests_keep_pytester_and_hypothesis(tmp_path: Path) -> None:
+    seen = _session_plugins(["--co", "-q", "tests/test_ids.py"], tmp_path)
+    assert {"pytester", "hypothesispytest"} <= set(seen["plugins"])
