@@ -1,4 +1,5 @@
-"""Sandbox speed: single POSTs per second over keep-alive, and batch ingestion IDs per second.
+"""Sandbox speed and memory: single POSTs per second over keep-alive, batch ingestion IDs per
+second, and the server's peak memory (RSS) while it accepts and ingests a 10 MB batch.
 
     python3 benchmarks/bench_sandbox.py [--seconds 5] [--clients 4] [--batch-mb 10] [--no-write]
 
@@ -8,7 +9,10 @@ the client's cost is kept off the server's core. The server's CPU time is read f
 /proc, which gives requests per CPU-second of the server alongside the wall-clock rate.
 
 Goals (issue 2): ≥ 1 000 single POSTs/s on one core; ≥ 50 000 IDs/s ingestion of a 10 MB
-batch at an unlimited rate. Figures go to the "## Sandbox" section of docs/performance.md.
+batch at an unlimited rate. Goal (issue 11): the server's peak RSS while it accepts and
+ingests the 10 MB batch ≤ 64 MiB. The peak is the kernel's high-water mark (VmHWM in
+/proc/<pid>/status), reset just before the upload by writing 5 to /proc/<pid>/clear_refs.
+Figures go to the "## Sandbox" section of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -45,6 +49,18 @@ def _serve(data_dir: str, info: Any, stop: Any) -> None:
         creds = sb.register_bank(synthetic_orgnr(), out_dir=Path(data_dir) / "bank")
         info.put((sb.port, sb.maskinporten_issuer, creds, os.getpid()))
         stop.wait(600)
+
+
+def _memory_mib(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since start or the last reset) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"/proc/{pid}/status has no {field}")
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -112,9 +128,15 @@ def _batch_body(megabytes: float) -> tuple[bytes, int]:
     return body, len(parts)
 
 
-def bench_ingestion(port: int, fid: str, token: str, megabytes: float) -> dict[str, float]:
+def bench_ingestion(
+    port: int, fid: str, token: str, megabytes: float, pid: int
+) -> dict[str, float]:
     body, count = _batch_body(megabytes)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    peak_before = _memory_mib(pid, "VmHWM")
+    rss_before = _memory_mib(pid, "VmRSS")
+    _reset_peak(pid)
+    cpu_started = _cpu_seconds(pid)
     headers = {
         "Authorization": f"Bearer {token}",
         "CorrelationID": str(uuid.uuid4()),
@@ -130,6 +152,8 @@ def bench_ingestion(port: int, fid: str, token: str, megabytes: float) -> dict[s
     response = conn.getresponse()
     response.read()
     accepted = time.monotonic()
+    accept_peak = _memory_mib(pid, "VmHWM")
+    cpu_accepted = _cpu_seconds(pid)
     if response.status != 201:
         raise SystemExit(f"batch refused: HTTP {response.status}")
     while True:
@@ -139,12 +163,19 @@ def bench_ingestion(port: int, fid: str, token: str, megabytes: float) -> dict[s
             break
         time.sleep(0.05)
     done = time.monotonic()
+    cpu_done = _cpu_seconds(pid)
     conn.close()
     return {
         "ids": count,
         "bytes": len(body),
         "accept_s": accepted - started,
         "ingest_s": done - accepted,
+        "accept_cpu_s": cpu_accepted - cpu_started,
+        "ingest_cpu_s": cpu_done - cpu_accepted,
+        "peak_before_mib": peak_before,
+        "rss_before_mib": rss_before,
+        "accept_peak_mib": accept_peak,
+        "peak_mib": _memory_mib(pid, "VmHWM"),
     }
 
 
@@ -155,7 +186,8 @@ def write_section(text: str) -> None:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
         end = current.find("\n## ", start + len(SECTION) + 2)
-        updated = current[: start + 1] + text + (current[end + 1 :] if end >= 0 else "")
+        rest = current[end + 1 :] if end >= 0 else ""
+        updated = current[: start + 1] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     PERFORMANCE_DOC.write_text(updated, "utf-8")
 
 
@@ -181,9 +213,7 @@ def main() -> int:
             cpu_before = _cpu_seconds(pid)
             posts = bench_posts(port, creds.orgnr, token, args.seconds, args.clients)
             cpu_posts = _cpu_seconds(pid) - cpu_before
-            cpu_before = _cpu_seconds(pid)
-            ingest = bench_ingestion(port, creds.orgnr, token, args.batch_mb)
-            cpu_ingest = _cpu_seconds(pid) - cpu_before
+            ingest = bench_ingestion(port, creds.orgnr, token, args.batch_mb, pid)
         finally:
             stop.set()
             server.join(15)
@@ -197,10 +227,13 @@ def main() -> int:
     today = time.strftime("%Y-%m-%d")
     verdict_posts = "met" if post_rate >= 1000 else "MISSED"
     verdict_ingest = "met" if ingest_rate >= 50_000 else "MISSED"
+    verdict_memory = "met" if ingest["peak_mib"] <= 64 else "MISSED"
+    load = os.getloadavg()
     text = f"""{SECTION}
 
 Command: `python3 benchmarks/bench_sandbox.py` (last run {today}, Python {platform.python_version()},
-{os.cpu_count()} cores shared with other work; figures vary by ±20 % between runs).
+{os.cpu_count()} cores shared with other work, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at
+the end; figures vary by ±20 % between runs on a quiet machine, more under load).
 
 Method: the sandbox runs in its own process (one asyncio event loop under uvicorn/h11, i.e. one
 core) on a temporary data folder, SQLite in WAL mode. The load generator is this script's
@@ -209,8 +242,11 @@ process: {args.clients} threads, each with one keep-alive `http.client` connecti
 fødselsnumre for {args.seconds:g} s after a 1 s warm-up. The server's CPU time comes from
 `/proc/<pid>/stat`. Then one batch of {ingest["bytes"] / 1048576:.1f} MB ({ingest["ids"]:,} unique synthetic IDs,
 20 % with a start date) is posted at an unlimited ingest rate; "accept" is the time to the
-201 (reading, parsing and validating every ID with `conformance.ids.classify`), "ingest" the
-time from the 201 until `/_sandbox/status` shows no pending batch.
+201 (reading, parsing and validating every ID through `conformance/sandbox/identifiers.py`),
+"ingest" the
+time from the 201 until `/_sandbox/status` shows no pending batch. Memory: the server's
+resident set (VmRSS) before the upload, and its peak (VmHWM, reset just before the upload via
+`/proc/<pid>/clear_refs`) at the 201 and after ingestion.
 
 | measure | result | goal |
 |---|---|---|
@@ -218,14 +254,43 @@ time from the 201 until `/_sandbox/status` shows no pending batch.
 | single POSTs per server CPU-second | {post_per_cpu:,.0f} /s | |
 | batch accept (to 201) | {ingest["accept_s"]:.1f} s = {accept_rate:,.0f} IDs/s | |
 | batch ingestion (after 201) | {ingest["ingest_s"]:.1f} s = {ingest_rate:,.0f} IDs/s | ≥ 50 000 /s — {verdict_ingest} |
-| server CPU for accept + ingestion | {cpu_ingest:.1f} s | |
+| server CPU: accept / ingestion | {ingest["accept_cpu_s"]:.1f} s / {ingest["ingest_cpu_s"]:.1f} s = {ingest["ids"] / ingest["ingest_cpu_s"]:,.0f} IDs per CPU-second | |
+| server RSS before the upload | {ingest["rss_before_mib"]:.1f} MiB (peak so far {ingest["peak_before_mib"]:.1f} MiB) | |
+| peak RSS until the 201 | {ingest["accept_peak_mib"]:.1f} MiB | |
+| peak RSS until ingested | {ingest["peak_mib"]:.1f} MiB | ≤ 64 MiB — {verdict_memory} |
 
 Notes: access tokens are validated once and then cached (the expiry is still checked on every
 request); a TCP_NODELAY fix on the listening socket removed a 40 ms delayed-ACK stall per
-response. Ingestion first measured 36 000 IDs/s (goal missed); a 64 MB page cache and
-checkpoints every ~40 MB of WAL for the ingesting connection, with 10 000 rows per
-transaction, brought it over the goal. Accepting a full 10 MB file is dominated by
-identifier validation (python-stdnum, 6–8 µs per ID), which KFR also must do before its 201.
+response. Accepting a full 10 MB file is dominated by identifier validation (python-stdnum,
+6–8 µs per ID, behind one call, `conformance/sandbox/identifiers.py`), which KFR also must do
+before its 201. Wall-clock rates on this shared machine follow the other engineers' load
+(the ingestion goal was met at 81 000 IDs/s on a quiet machine on 2026-11-23); the server's
+CPU seconds are the steadier comparison.
+
+Memory (issue 11): the upload used to be read whole into memory, copied, split with a regex,
+decoded, split into 771 000 strings and tuples, and joined again; ingestion split the stored
+list into 771 000 strings once more, and the ingesting connection had a 64 MiB page cache.
+Now the body is parsed as it streams (`BatchStream`: the `customers` part goes element by
+element to a spooled temporary file, only the element that straddles two reads is kept, in a
+bounded form), copied into SQLite with incremental BLOB I/O into its own table (a
+`zeroblob()` in the middle of a row made SQLite build all 10 MB in memory), and ingested a
+64 KiB window at a time; each 10 000-row chunk is inserted in key order, so a 4 MiB page
+cache ingests as fast as 64 MiB did. Before and after, this script back to back on
+2026-11-30 at the same load (≈ 4 on 2 cores):
+
+| | peak RSS until the 201 | peak RSS until ingested | accept (wall / server CPU) | ingestion (wall / server CPU) | single POSTs/s (per CPU-second) |
+|---|---:|---:|---:|---:|---:|
+| before (main at `a2fb2d5`) | 220.0 MiB | 250.9 MiB | 14.0 s / 10.7 s | 37.7 s / 20.4 s | 646 (1 530) |
+| after | 52.7 MiB | 62.3 MiB | 12.2 s / 8.9 s | 22.0 s / 14.9 s | 927 (1 668) |
+
+The single-POST goal (met at 3 772 /s on a quiet machine on 2026-11-23) is missed at this
+load by the old code too; the gateway layer adds a few dictionary look-ups per request.
+
+The 10 MB limit counts the `customers` part (1 MiB more for the rest of the form); a file
+part over it, or a `Content-Length` over both, is answered 413 with `Connection: close` as
+soon as it is seen, without reading the rest — measured at the socket level in
+`tests/test_sandbox_realistic.py` (the answer and the close arrive with the upload, not after
+the 30 s keep-alive).
 """
     print(text)
     if not args.no_write:

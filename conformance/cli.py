@@ -44,6 +44,7 @@ PROG = "kfr-conformance"
 # Order is the order of ``--help``.
 COMMAND_MODULES = (
     "conformance.commands.sandbox",
+    "conformance.commands.gateway",
     "conformance.commands.sheet",
     "conformance.commands.doctor",
     "conformance.commands.token",

@@ -577,6 +577,21 @@ def oversize_batch_text(start: int, min_bytes: int) -> str:
 # ---------------------------------------------------------------- errors
 
 
+def _refused_add(ev: CaseEvidence, summary: str, fault: str, has_fault: bool, detail: str,
+                 control_what: str, *, own_fid: bool = True) -> tuple[Actual, Exchange, Exchange]:
+    """A registration the row expects KFR to refuse, with its positive control: the same
+    registration for the same customer with the one fault fixed, which KFR must accept."""
+    ex = ev.request("main", "add")
+    actual = answer(ex, summary)
+    if own_fid:
+        _own(actual, ex, ev)
+    actual.identities = [ex.customer_id or ""]
+    actual.check(fault, has_fault, detail)
+    control = _control(actual, ev, "add", control_what)
+    actual.check("kontrollen gjelder samme kunde", control.customer_id == ex.customer_id, "")
+    return actual, ex, control
+
+
 @step("bad_customer_id", operation="add", status=400, error_code="KFR-005", case_ids=["KFR-13"],
       hints=["ugyldig kunde", "invalid customer", "kontrollsiffer", "check digit", "checksum",
              "malformed customer", "ugyldig fødselsnummer", "invalid national"])
@@ -610,13 +625,11 @@ def bad_relationship_type(ctx: Any) -> None:
 @judge("bad_relationship_type")
 def judge_bad_relationship_type(ev: CaseEvidence) -> Actual:
     ex = ev.request("main", "add")
-    actual = _own(answer(ex, f"Registrering med kundeforholdstype {ex.relationship_type}."), ex, ev)
-    actual.identities = [ex.customer_id or ""]
-    actual.check("relasjonstypen er ikke DSOPBANK", ex.relationship_type not in (None, DSOPBANK),
-                 str(ex.relationship_type))
-    control = _control(actual, ev, "add", "samme registrering med DSOPBANK")
-    actual.check("kontrollen bruker DSOPBANK for samme kunde",
-                 control.relationship_type == DSOPBANK and control.customer_id == ex.customer_id, "")
+    actual, _, control = _refused_add(
+        ev, f"Registrering med kundeforholdstype {ex.relationship_type}.",
+        "relasjonstypen er ikke DSOPBANK", ex.relationship_type not in (None, DSOPBANK),
+        str(ex.relationship_type), "samme registrering med DSOPBANK")
+    actual.check("kontrollen bruker DSOPBANK", control.relationship_type == DSOPBANK, "")
     return actual
 
 
@@ -631,13 +644,11 @@ def missing_correlation_id(ctx: Any) -> None:
 @judge("missing_correlation_id")
 def judge_missing_correlation_id(ev: CaseEvidence) -> Actual:
     ex = ev.request("main", "add")
-    actual = _own(answer(ex, "Registrering uten CorrelationID-header."), ex, ev)
-    actual.identities = [ex.customer_id or ""]
-    actual.check("forespørselen har ingen CorrelationID", ex.header("CorrelationID") is None, "")
-    control = _control(actual, ev, "add", "samme registrering med CorrelationID")
-    actual.check("kontrollen har en gyldig CorrelationID for samme kunde",
-                 contract.correlation_id_is_uuid(control.header("CorrelationID")).ok
-                 and control.customer_id == ex.customer_id, "")
+    actual, _, control = _refused_add(
+        ev, "Registrering uten CorrelationID-header.", "forespørselen har ingen CorrelationID",
+        ex.header("CorrelationID") is None, "", "samme registrering med CorrelationID")
+    actual.check("kontrollen har en gyldig CorrelationID",
+                 contract.correlation_id_is_uuid(control.header("CorrelationID")).ok, "")
     return actual
 
 
@@ -654,13 +665,11 @@ def other_bank_fid(ctx: Any) -> None:
 @judge("other_bank_fid")
 def judge_other_bank_fid(ev: CaseEvidence) -> Actual:
     ex = ev.request("main", "add")
-    actual = answer(ex, f"Registrering på en annen banks fid ({ex.fid}).")
-    actual.identities = [ex.customer_id or ""]
-    actual.check("fid er et annet gyldig organisasjonsnummer enn bankens",
-                 ex.fid != ev.bank and classify(ex.fid or "") == "orgnr", str(ex.fid))
-    control = _control(actual, ev, "add", "samme registrering på bankens egen fid")
-    actual.check("kontrollen gjelder samme kunde", control.customer_id == ex.customer_id, "")
-    return actual
+    return _refused_add(
+        ev, f"Registrering på en annen banks fid ({ex.fid}).",
+        "fid er et annet gyldig organisasjonsnummer enn bankens",
+        ex.fid != ev.bank and classify(ex.fid or "") == "orgnr", str(ex.fid),
+        "samme registrering på bankens egen fid", own_fid=False)[0]
 
 
 @step("no_token", operation="add", status=401, error_code="KFR-001", case_ids=["KFR-17"],
@@ -677,14 +686,12 @@ def no_token(ctx: Any) -> None:
 @judge("no_token")
 def judge_no_token(ev: CaseEvidence) -> Actual:
     ex = ev.request("main", "add")
-    actual = _own(answer(ex, "Registrering uten Authorization-header."), ex, ev)
-    actual.identities = [ex.customer_id or ""]
-    actual.check("forespørselen har ingen Authorization-header", not ex.has_authorization, "")
+    actual, _, _ = _refused_add(
+        ev, "Registrering uten Authorization-header.", "forespørselen har ingen Authorization-header",
+        not ex.has_authorization, "", "samme registrering med gyldig token")
     forged = ev.request("check", "add")
     actual.check("et ugyldig token avvises også med 401", forged.status == 401 and forged.has_authorization,
                  f"HTTP {forged.status}")
-    control = _control(actual, ev, "add", "samme registrering med gyldig token")
-    actual.check("kontrollen gjelder samme kunde", control.customer_id == ex.customer_id, "")
     return actual
 
 

@@ -20,12 +20,16 @@ from conformance.ids import (
 )
 from conformance.sandbox import BankCredentials, RunningSandbox
 from conformance.sandbox.batch import (
+    FORM_ALLOWANCE,
     BatchRejected,
+    BatchStream,
+    BatchTooLarge,
     boundary_from_content_type,
     parse_batch,
     parse_customers,
 )
 from conformance.sandbox.context import oslo_today
+from conftest import multipart_body
 
 BOUNDARY = "873380600719114776488944"
 
@@ -119,6 +123,113 @@ def test_customer_list_rules() -> None:
         with pytest.raises(BatchRejected) as info:
             parse_customers(text)
         assert info.value.code == code, text
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def _outcome(parse: Callable[[], Any]) -> Any:
+    try:
+        return ("accepted", parse())
+    except BatchRejected as exc:
+        return (exc.status, exc.code, exc.message)
+
+
+def _streamed(body: bytes, cuts: list[int], **options: Any) -> list[Any]:
+    stream = BatchStream(BOUNDARY, collect=True, **options)
+    position = 0
+    for size in cuts:
+        stream.feed(body[position : position + size])
+        position += size
+    stream.feed(body[position:])
+    stream.finish()
+    return stream.customers.entries or []
+
+
+_good_ids = [synthetic_orgnr(), synthetic_fodselsnummer(), synthetic_d_nummer()]
+_element = st.tuples(
+    st.sampled_from(
+        [*_good_ids, invalid_check_digit(_good_ids[0]), "", "12345", "æø", "\u00a0" + _good_ids[1]]
+    ),
+    st.sampled_from(["", "#2019-11-08", "#2019-13-45", "# 2019-11-08 ", "#", "##"]),
+    st.sampled_from(["", " ", "\r\n", " " * 70]),
+).map(lambda t: t[2] + t[0] + t[1] + t[2])
+_form = st.tuples(
+    st.sampled_from(["DSOPBANK", " DSOPBANK\n", "DSOPFOO"]),
+    st.lists(_element, max_size=8).map(",".join),
+    st.sampled_from(["", "\r\n", f"--{BOUNDARY}", "--", "\n\n", "\xff"]),
+    st.integers(0, 400),
+).map(
+    lambda t: (
+        multipart_body({"customer_type": t[0], "customers": t[1]}, BOUNDARY)[: t[3]]
+        + t[2].encode("latin-1")
+        + multipart_body({"customer_type": t[0], "customers": t[1]}, BOUNDARY)[t[3] :]
+    )
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=_form, cuts=st.lists(st.integers(0, 40), max_size=30), lenient=st.booleans())
+def test_any_split_of_the_body_gives_the_same_answer(
+    body: bytes, cuts: list[int], lenient: bool
+) -> None:
+    whole = _outcome(lambda: parse_batch(body, BOUNDARY, lenient_boundary=lenient).entries)
+    pieces = _outcome(lambda: _streamed(body, cuts, lenient_boundary=lenient))
+    assert pieces == whole
+
+
+def test_an_element_and_a_character_split_across_pieces() -> None:
+    first, second = synthetic_fodselsnummer(), synthetic_orgnr()
+    body = multipart_body(
+        {"customer_type": "DSOPBANK", "customers": f"{first}#2019-11-08,{second}"}, BOUNDARY
+    )
+    cut = body.index(first.encode()) + 5
+    assert _streamed(body, [cut, 7]) == [(first, "2019-11-08"), (second, None)]
+    bad = multipart_body({"customer_type": "DSOPBANK", "customers": f"{first},æ"}, BOUNDARY)
+    inside_ae = bad.index("æ".encode()) + 1  # between the two bytes of one character
+    assert _outcome(lambda: _streamed(bad, [inside_ae])) == _outcome(
+        lambda: parse_batch(bad, BOUNDARY).entries
+    )
+    assert _outcome(lambda: _streamed(bad, [inside_ae]))[1] == "KFR-005"
+
+
+def test_megabytes_of_padding_around_one_element_are_read_in_pieces() -> None:
+    customer = synthetic_orgnr()
+    padding = " " * (3 * 1024 * 1024)
+    for customers, expected in [
+        (f"{padding}{customer}{padding},", [(customer, None)]),
+        (f"{customer}{padding}#{padding}2019-11-08{padding}", [(customer, "2019-11-08")]),
+        (f"{customer}{padding}{customer}", "KFR-005"),  # one element, two IDs: not an ID
+    ]:
+        body = multipart_body({"customer_type": "DSOPBANK", "customers": customers}, BOUNDARY)
+        outcome = _outcome(lambda body=body: _streamed(body, [64 * 1024] * 200))
+        assert outcome == ("accepted", expected) or outcome[1] == expected
+
+
+def test_the_file_limit_stops_the_stream_where_it_is_passed() -> None:
+    body = _multipart_with_file(150, synthetic_orgnr())
+    stream = BatchStream(BOUNDARY, max_file_bytes=100)
+    file_starts = body.index(b"text/plain\r\n\r\n") + len(b"text/plain\r\n\r\n")
+    stream.feed(body[: file_starts + 60])  # 60 bytes of the file: under the limit
+    with pytest.raises(BatchTooLarge) as info:
+        stream.feed(body[file_starts + 60 : file_starts + 160])
+    assert (info.value.status, info.value.code) == (413, "KFR-004")
+
+
+def test_accepted_entries_go_to_the_sink_in_compact_form() -> None:
+    import io
+
+    dated, plain = synthetic_fodselsnummer(), synthetic_orgnr()
+    sink = io.BytesIO()
+    stream = BatchStream(BOUNDARY, sink=sink)
+    body = multipart_body(
+        {"customer_type": "DSOPBANK", "customers": f" {dated} # 2019-11-08 ,\r\n{plain} ,"},
+        BOUNDARY,
+    )
+    for i in range(0, len(body), 7):
+        stream.feed(body[i : i + 7])
+    assert stream.finish() == 2
+    assert sink.getvalue() == f"{dated}#2019-11-08,{plain}".encode()
 
 
 # ---------------------------------------------------------------- over HTTP
@@ -243,25 +354,59 @@ def test_quoted_or_mismatched_boundary_is_403_like_kfr(api: Any) -> None:
     )
 
 
-def _multipart_of_size(size: int, customer: str) -> bytes:
-    """A valid batch body of exactly ``size`` bytes: one customer, padded with spaces (which
-    KFR's list format allows), so that the size is tested rather than the validation speed."""
+def _multipart_with_file(file_size: int, customer: str, *, padding: int = 0) -> bytes:
+    """A valid batch body whose ``customers`` part is exactly ``file_size`` bytes: one
+    customer, padded with spaces (which KFR's list format allows), so that the size is
+    tested rather than the validation speed. ``padding`` adds an unrelated form field, so
+    the body can be much larger than its file part."""
+    extra = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="comment"\r\n\r\n{"x" * padding}\r\n'
+        if padding
+        else ""
+    )
     head = (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customer_type"\r\n\r\nDSOPBANK\r\n'
+        f"{extra}"
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="customers"\r\nContent-Type: text/plain\r\n\r\n'
     )
     tail = f"\r\n--{BOUNDARY}--\r\n"
-    return (head + customer.ljust(size - len(head) - len(tail)) + tail).encode()
+    return (head + customer.ljust(file_size) + tail).encode()
 
 
-def test_ten_megabytes_is_the_limit(api: Any) -> None:
-    limit = 10 * 1024 * 1024
+LIMIT = 10 * 1024 * 1024
+
+
+def test_the_ten_megabyte_limit_counts_the_customers_part(
+    api: Any, sandbox: RunningSandbox
+) -> None:
     customer = synthetic_orgnr()
-    too_big = api.batch(body=_multipart_of_size(limit + 1, customer))
+    # The whole body is over 10 MB, the file part is exactly 10 MB: KFR takes it.
+    body = _multipart_with_file(LIMIT, customer, padding=4096)
+    assert len(body) > LIMIT + 4096
+    accepted = api.batch(body=body)
+    assert accepted.status_code == 201, accepted.text
+    assert sandbox.wait_for_ingestion(10)
+    assert api.found(customer)
+    # One byte more in the file part is refused, and the connection is not kept.
+    too_big = api.batch(body=_multipart_with_file(LIMIT + 1, synthetic_orgnr()))
     assert too_big.status_code == 413, too_big.text
     assert error_code(too_big) == "KFR-004"
-    just_right = api.batch(body=_multipart_of_size(limit, customer))
-    assert just_right.status_code == 201, just_right.text
+    assert too_big.headers["connection"] == "close"
+
+
+def test_the_body_may_exceed_the_file_limit_by_the_form_allowance(
+    sandbox_factory: Callable[..., RunningSandbox], bank_api: Callable[..., Any], tmp_path: Any
+) -> None:
+    sb = sandbox_factory(max_batch_bytes=2000)
+    api = bank_api(sb.register_bank(synthetic_orgnr(), out_dir=tmp_path / "b"), sb=sb)
+    within = api.batch(
+        body=_multipart_with_file(2000, synthetic_orgnr(), padding=FORM_ALLOWANCE // 2)
+    )
+    assert within.status_code == 201, within.text
+    beyond = api.batch(
+        body=_multipart_with_file(100, synthetic_orgnr(), padding=FORM_ALLOWANCE + 2000)
+    )
+    assert beyond.status_code == 413 and beyond.headers["connection"] == "close"
 
 
 def test_size_is_checked_on_the_stream_when_no_length_is_given(
@@ -277,14 +422,15 @@ def test_size_is_checked_on_the_stream_when_no_length_is_given(
 
     too_big = api.http.post(
         f"/customers/financialInstitutions/{api.creds.orgnr}/batch",
-        content=chunks(_multipart_of_size(2001, customer) * 50),
+        content=chunks(_multipart_with_file(2001, customer)),
         headers=api.headers(None, **{"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}),
     )
     assert "content-length" not in too_big.request.headers
     assert too_big.status_code == 413, too_big.text
+    assert too_big.headers["connection"] == "close"
     ok = api.http.post(
         f"/customers/financialInstitutions/{api.creds.orgnr}/batch",
-        content=chunks(_multipart_of_size(2000, customer)),
+        content=chunks(_multipart_with_file(2000, customer)),
         headers=api.headers(None, **{"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}),
     )
     assert ok.status_code == 201, ok.text

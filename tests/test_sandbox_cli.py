@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,9 @@ def test_sandbox_without_a_command_shows_help(capsys: pytest.CaptureFixture[str]
     assert code == 2 and "serve" in err and "issue-cert" in err
 
 
-def test_serve_runs_in_the_foreground_until_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    """``sandbox serve`` as a real process; yields it and the lines it printed, by label."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "KFR_CONFORMANCE_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
         [
@@ -224,6 +227,7 @@ def test_serve_runs_in_the_foreground_until_sigterm(tmp_path: Path) -> None:
             str(tmp_path / "data"),
             "--ingest-rate",
             "0",
+            *extra,
         ],
         cwd=REPO,
         env=env,
@@ -235,24 +239,51 @@ def test_serve_runs_in_the_foreground_until_sigterm(tmp_path: Path) -> None:
         lines = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(
-            line.startswith("Maskinporten-issuer:") for line in lines
+            line.startswith("Sandkasse –") for line in lines
         ):
             line = proc.stdout.readline()  # type: ignore[union-attr]
             if not line:
                 break
             lines.append(line.strip())
-        urls = dict(line.split(":", 1) for line in lines if ":" in line)
-        kfr_url, issuer = urls["KFR-base-URL"].strip(), urls["Maskinporten-issuer"].strip()
+        yield proc, {k: v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_serve_runs_in_the_foreground_until_sigterm(tmp_path: Path) -> None:
+    with _serving(tmp_path) as (proc, printed):
+        kfr_url, issuer = printed["KFR-base-URL"], printed["Maskinporten-issuer"]
         assert kfr_url.startswith("http://127.0.0.1:") and kfr_url.endswith("/kar-ws/api/v1")
+        assert printed["Modus"] == "KFR direkte"
         meta = httpx.get(issuer + ".well-known/oauth-authorization-server", timeout=5).json()
         assert meta["issuer"] == issuer
         assert httpx.get(kfr_url + "/customers/customerRelationships", timeout=5).status_code == 401
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "stoppet" in out
     assert "GET /kar-ws/api/v1/customers/customerRelationships 401 CorrelationID=-" in err
+
+
+def test_serve_realistic_puts_the_gateway_in_front_of_kfr(tmp_path: Path) -> None:
+    with _serving(tmp_path, "--realistic") as (proc, printed):
+        assert printed["Modus"].startswith("realistisk")
+        kfr_url = printed["KFR-base-URL"]
+        response = httpx.post(
+            kfr_url + "/customers/financialInstitutions/910000004/relationshipType/DSOPBANK",
+            headers={"CorrelationID": "2b6fc544-e708-4887-8425-378733eea631"},
+            timeout=5,
+        )
+        assert response.status_code == 401
+        assert response.json() == {
+            "statusCode": 401,
+            "message": "Unauthorized. Access token is missing or invalid",
+        }
+        base = kfr_url.split("/kar-ws/")[0]
+        assert httpx.get(base + "/_sandbox/status", timeout=5).json()["realistic"] is True
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "(gateway: unauthorized)" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from conformance.errors import SandboxError
@@ -53,6 +55,20 @@ def test_faults_are_validated() -> None:
         {"token_lifetime_s": 0},
         {"misbehave": frozenset({"no_such_switch"})},
         {"misbehave": "always_201"},
+        {"throttle_rate": 2},
+        {"firewall_rate": 0.6, "throttle_rate": 0.6},
+        {"gateway_error_rate": -1},
+        {"throttle_next": -1},
+        {"gateway_error_next": True},
+        {"retry_after_s": -1},
+        {"retry_after_s": 1.5},
+        {"gateway_error_statuses": (500,)},
+        {"gateway_error_statuses": ()},
+        {"gateway_error_statuses": "502"},
+        {"gateway_error_statuses": (502.0,)},
+        {"gateway_error_statuses": (True,)},
+        {"gateway_error_body": "xml"},
+        {"validate_birth_dates": "yes"},
     ):
         with pytest.raises(SandboxError):
             Faults(**bad)
@@ -61,6 +77,26 @@ def test_faults_are_validated() -> None:
     ) == Faults(fail_next=2, misbehave=frozenset({"always_201"}))
     with pytest.raises(SandboxError):
         Faults.from_dict({"nonsense": 1})
+
+
+def test_gateway_faults_round_trip_through_json() -> None:
+    faults = Faults(
+        firewall_rate=0.1,
+        firewall_next=1,
+        throttle_rate=0.2,
+        throttle_next=2,
+        retry_after_s=5,
+        gateway_error_rate=0.3,
+        gateway_error_next=3,
+        gateway_error_statuses=[502, 504],  # type: ignore[arg-type]  # a JSON list is accepted
+        gateway_error_body="mixed",
+        validate_birth_dates=True,
+        seed=4,
+    )
+    assert faults.gateway_error_statuses == (502, 504)
+    data = json.loads(json.dumps(faults.to_dict()))
+    assert data["gateway_error_statuses"] == [502, 504]
+    assert Faults.from_dict(data) == faults
 
 
 def test_latency_is_added_to_kfr_and_maskinporten(env: Env) -> None:
@@ -126,7 +162,8 @@ def test_token_lifetime_fault_makes_kfr_refuse_soon(env: Env, bank_api: Callable
     env.sb.set_faults(Faults(token_lifetime_s=1))
     short = bank_api(env.bank)
     assert short.add(synthetic_fodselsnummer()).status_code == 201
-    time.sleep(1.2)
+    exp = jwt.decode(short.token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, exp - time.time()) + 0.05)
     assert short.add(synthetic_fodselsnummer()).json()["errorCode"] == "KFR-001"
 
 
@@ -137,9 +174,30 @@ def test_faults_over_http_from_another_process_view(env: Env) -> None:
         assert put.status_code == 200 and put.json()["fail_next"] == 1
         assert env.sb.faults == Faults(fail_next=1, misbehave=frozenset({"lookup_empty"}))
         assert env.api.lookup(synthetic_fodselsnummer()).status_code == 500
-        for bad in ({"drop_rate": 3}, {"misbehave": ["nope"]}, {"unknown": 1}, [1, 2]):
+        for bad in (
+            {"drop_rate": 3},
+            {"misbehave": ["nope"]},
+            {"unknown": 1},
+            [1, 2],
+            {"gateway_error_statuses": [404]},
+            {"gateway_error_statuses": 502},
+            {"retry_after_s": "soon"},
+        ):
             response = http.put("/_sandbox/faults", json=bad)
             assert response.status_code == 400 and response.json()["error"]
+        gateway = {
+            "throttle_next": 2,
+            "retry_after_s": 3,
+            "gateway_error_statuses": [503],
+            "gateway_error_body": "html",
+            "validate_birth_dates": True,
+        }
+        put = http.put("/_sandbox/faults", json=gateway)
+        assert put.status_code == 200
+        assert {k: put.json()[k] for k in gateway} == gateway
+        assert env.sb.faults.throttle_next == 2 and env.sb.faults.gateway_error_statuses == (503,)
+        assert env.api.lookup(synthetic_fodselsnummer()).status_code == 429
+        assert http.get("/_sandbox/faults").json()["throttle_next"] == 1, "the burst counts down"
         assert http.put("/_sandbox/faults", content=b"{not json").status_code == 400
         status = http.get("/_sandbox/status").json()
         assert status["maskinporten_issuer"] == env.sb.maskinporten_issuer

@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -108,7 +110,8 @@ def test_access_token_is_a_maskinporten_shaped_jwt_signed_by_the_published_key(
     assert claims["client_amr"] == "virksomhetssertifikat"
     assert claims["consumer"] == {"authority": "iso6523-actorid-upis", "ID": f"0192:{client.orgnr}"}
     assert claims["scope"] == WRITE_SCOPE and claims["token_type"] == "Bearer"
-    assert claims["exp"] - claims["iat"] == 120 and claims["jti"]
+    # iat whole seconds down, exp up: valid for at least the 120 s that expires_in says.
+    assert claims["exp"] - claims["iat"] in (120, 121) and claims["jti"]
 
 
 def test_a_key_registered_for_the_client_works_as_kid_instead_of_x5c(
@@ -175,18 +178,126 @@ def _x5c(*certs: Any) -> list[str]:
     return [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in certs]
 
 
-def test_x5c_must_be_an_array_with_the_leaf_only(
+def test_x5c_must_be_an_array_of_readable_certificates(
     sandbox: RunningSandbox, client: BankCredentials, http: httpx.Client
 ) -> None:
     _, cert = load_key_and_cert(client)
     as_string = _assertion(sandbox, client, cert=None, headers={"x5c": _x5c(cert)[0]})
     _assert_refused(_post(http, sandbox, as_string), "invalid_grant", "MP-120")
-    with_chain = _assertion(
-        sandbox, client, cert=None, headers={"x5c": _x5c(cert, sandbox.ca.cert)}
-    )
-    _assert_refused(_post(http, sandbox, with_chain), "invalid_grant", "MP-120")
     garbage = _assertion(sandbox, client, cert=None, headers={"x5c": ["not base64 DER!"]})
     _assert_refused(_post(http, sandbox, garbage), "invalid_grant", "MP-120")
+    unreadable_ca = _assertion(
+        sandbox, client, cert=None, headers={"x5c": [*_x5c(cert), "not base64 DER!"]}
+    )
+    _assert_refused(_post(http, sandbox, unreadable_ca), "invalid_grant", "MP-120")
+
+
+def test_x5c_with_the_full_chain_is_accepted(
+    sandbox: RunningSandbox, client: BankCredentials, http: httpx.Client
+) -> None:
+    _, cert = load_key_and_cert(client)
+    assertion = _assertion(sandbox, client, cert=None, headers={"x5c": _x5c(cert, sandbox.ca.cert)})
+    response = _post(http, sandbox, assertion)
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["consumer"]["ID"] == f"0192:{client.orgnr}"
+
+
+def _intermediate_ca(issuer_cert: Any, issuer_key: Any, name: str) -> tuple[Any, Any]:
+    """A CA certificate signed by ``issuer``: what a chain's middle would hold."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf_under(ca_cert: Any, ca_key: Any, template: Any) -> tuple[Any, Any]:
+    """A copy of the client's certificate (same subject, so the same orgnr) issued by ``ca``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(template.not_valid_after_utc)
+    )
+    for extension in template.extensions:
+        if extension.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            builder = builder.add_extension(extension.value, extension.critical)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+    )
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def test_x5c_chain_in_the_wrong_order_is_mp_120(
+    sandbox: RunningSandbox, client: BankCredentials, http: httpx.Client
+) -> None:
+    _, cert = load_key_and_cert(client)
+    assertion = _assertion(sandbox, client, cert=None, headers={"x5c": _x5c(sandbox.ca.cert, cert)})
+    body = _assert_refused(_post(http, sandbox, assertion), "invalid_grant", "MP-120")
+    assert "x5c[0] is not issued by x5c[1]" in body["error_description"]
+
+
+def test_x5c_chain_through_a_foreign_intermediate_is_mp_120(
+    sandbox: RunningSandbox, client: BankCredentials, http: httpx.Client, tmp_path: Path
+) -> None:
+    _, cert = load_key_and_cert(client)
+    foreign_ca = TestCA(tmp_path / "foreign")
+    # Our leaf, with a CA after it that did not issue it.
+    wrong_issuer = _assertion(
+        sandbox, client, cert=None, headers={"x5c": _x5c(cert, sandbox.ca.cert, foreign_ca.cert)}
+    )
+    body = _assert_refused(_post(http, sandbox, wrong_issuer), "invalid_grant", "MP-120")
+    assert "x5c[1] is not issued by x5c[2]" in body["error_description"]
+    # A complete, well-ordered chain under another CA.
+    leaf, key = _leaf_under(foreign_ca.cert, foreign_ca.key, cert)
+    foreign_chain = _assertion(
+        sandbox, client, key=key, cert=None, headers={"x5c": _x5c(leaf, foreign_ca.cert)}
+    )
+    body = _assert_refused(_post(http, sandbox, foreign_chain), "invalid_grant", "MP-120")
+    assert "not trusted" in body["error_description"]
+    # An intermediate signed by the sandbox CA, which may not have any (path length 0).
+    middle, middle_key = _intermediate_ca(sandbox.ca.cert, sandbox.ca.key, "Uautorisert mellom-CA")
+    leaf, key = _leaf_under(middle, middle_key, cert)
+    for chain in (_x5c(leaf, middle), _x5c(leaf, middle, sandbox.ca.cert)):
+        through_middle = _assertion(sandbox, client, key=key, cert=None, headers={"x5c": chain})
+        body = _assert_refused(_post(http, sandbox, through_middle), "invalid_grant", "MP-120")
+        assert "path to the trusted CA fails" in body["error_description"]
+    # The same leaf without its intermediate: not directly issued by the sandbox CA.
+    alone = _assertion(sandbox, client, key=key, cert=None, headers={"x5c": _x5c(leaf)})
+    _assert_refused(_post(http, sandbox, alone), "invalid_grant", "MP-120")
 
 
 def test_neither_x5c_nor_a_known_kid_is_mp_120(
@@ -383,9 +494,12 @@ def test_token_lifetime_fault_makes_tokens_expire_early(
     sandbox: RunningSandbox, client: BankCredentials, http: httpx.Client
 ) -> None:
     sandbox.set_faults(Faults(token_lifetime_s=5))
+    asked = time.time()
     body = _post(http, sandbox, _assertion(sandbox, client)).json()
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert body["expires_in"] == 5 and claims["exp"] - claims["iat"] == 5
+    assert body["expires_in"] == 5 and claims["exp"] - claims["iat"] in (5, 6)
+    # Valid for at least the stated lifetime, however late in its second it was issued.
+    assert asked + 5 <= claims["exp"] <= time.time() + 6
 
 
 def test_token_wrong_scope_misbehaviour_drops_the_write_scope(

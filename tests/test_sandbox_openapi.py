@@ -11,8 +11,15 @@ import yaml
 
 from conformance.sandbox import kfr
 
-REFERENCE = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "kfr-openapi-1.1.2.yaml"
+_REFERENCE_PATH = Path("shared") / "reference" / "kfr-openapi-1.1.2.yaml"
+# The shared reference sits beside the checkout; a git worktree may be one level deeper.
+REFERENCE = next(
+    (
+        folder / _REFERENCE_PATH
+        for folder in Path(__file__).resolve().parents[1].parents
+        if (folder / _REFERENCE_PATH).is_file()
+    ),
+    Path(__file__).resolve().parents[1].parent / _REFERENCE_PATH,
 )
 METHODS = ("get", "post", "put", "delete", "patch")
 

@@ -4,6 +4,7 @@ nothing, loopback only, one log line per request without secrets."""
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -73,6 +74,32 @@ def test_a_pending_batch_resumes_after_restart_without_duplicates(
     with start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=None)) as fast:
         assert fast.wait_for_ingestion(10)
         assert fast.relationship_count(creds.orgnr) == len(customers)
+
+
+def test_batches_of_an_older_data_folder_are_ingested_and_lists_are_deleted(
+    tmp_path: Path, bank_api: Callable[..., Any]
+) -> None:
+    data_dir = tmp_path / "data"
+    old, new = [synthetic_fodselsnummer() for _ in range(3)], [synthetic_orgnr() for _ in range(3)]
+    with start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=None)) as first:
+        creds = first.register_bank(synthetic_orgnr(), out_dir=tmp_path / "c")
+    # A batch accepted by an earlier version kept its list as text in ``batches.entries``.
+    with sqlite3.connect(data_dir / "sandbox.sqlite3") as db:
+        db.execute(
+            "INSERT INTO batches (fid, correlation_id, total, state, default_start, entries,"
+            " received_at) VALUES (?, NULL, 3, 'pending', '2020-01-01', ?, '2020-01-01T00:00:00')",
+            (creds.orgnr, ",".join(old)),
+        )
+    with start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=None)) as second:
+        api = bank_api(creds, sb=second)
+        assert api.batch(",".join(new)).status_code == 201
+        assert second.wait_for_ingestion(10)
+        assert all(api.found(c, from_date="2020-01-01") for c in old + new)
+    with sqlite3.connect(data_dir / "sandbox.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM batch_files").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM batches WHERE entries IS NOT NULL").fetchone() == (
+            0,
+        )
 
 
 def test_two_sandboxes_on_one_data_folder_share_everything(

@@ -1,7 +1,9 @@
 """``kfr-conformance sandbox serve | issue-cert | token | ca | revoke``: the embedded test environment.
 
     serve        run the sandbox in the foreground; prints the KFR base URL and the
-                 Maskinporten issuer; stops on Ctrl-C / SIGTERM
+                 Maskinporten issuer; stops on Ctrl-C / SIGTERM; ``--realistic`` puts an
+                 API gateway in front of KFR, as in Bits' test environment
+    log          the request log: every KFR request with the contract's findings
     issue-cert   issue a bank's test certificate and register its Maskinporten client;
                  prints {"orgnr","client_id","p12","cert_pem","key_pem","ca_pem"}
     token        print an access token obtained through the real JWT grant
@@ -61,6 +63,12 @@ def register(subparsers: Any) -> None:
         "--allow-non-loopback",
         action="store_true",
         help="tillat å lytte på en adresse som ikke er loopback",
+    )
+    serve.add_argument(
+        "--realistic",
+        action="store_true",
+        help="svar som Bits' testmiljø: en API-gateway foran KFR svarer selv på "
+        "autentiseringsfeil (401 uten KFR-feilkode)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -127,6 +135,18 @@ def register(subparsers: Any) -> None:
     _data_dir_option(revoke)
     revoke.set_defaults(func=cmd_revoke)
 
+    log = sub.add_parser(
+        "log", help="vis sandkassens forespørselslogg med kontraktsfunn",
+        description="Viser hver KFR-forespørsel sandkassen har fått, med funnene fra KFRs kontrakt "
+        "(de samme reglene som opptaksgatewayen bruker). Også som side: /_sandbox/log.",
+    )
+    log.add_argument("--follow", "-f", action="store_true", help="fortsett å vise nye forespørsler")
+    log.add_argument("--bank", metavar="ORGNR", help="bare denne bankens forespørsler")
+    log.add_argument("--last", type=int, default=50, metavar="N", help="vis de N siste (standard 50)")
+    log.add_argument("--json", action="store_true", help="én JSON-linje per forespørsel")
+    _data_dir_option(log)
+    log.set_defaults(func=cmd_log)
+
 
 def _revocation_reason_names() -> list[str]:
     from conformance.sandbox.pki import REVOCATION_REASONS
@@ -179,6 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         allow_non_loopback=args.allow_non_loopback,
+        realistic=args.realistic,
     )
     _log_to_stderr()
     stop = threading.Event()
@@ -193,6 +214,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Maskinporten-issuer: {sandbox.maskinporten_issuer}")
         print(f"Datamappe:           {sandbox.data_dir}")
         print(f"Batch-innlesing:     {rate}")
+        mode = "realistisk – API-gateway foran KFR" if settings.realistic else "KFR direkte"
+        print(f"Modus:               {mode}")
         print("Sandkasse – ikke Bits' testmiljø. Stopp med Ctrl-C.", flush=True)
         sandbox.serve_forever(stop)
     finally:
@@ -263,6 +286,43 @@ def cmd_token(args: argparse.Namespace) -> int:
         with RunningSandbox(SandboxSettings(data_dir=data_dir)) as sandbox:
             token = obtain_token(creds, sandbox.maskinporten_issuer, scopes)
     print(token)
+    return 0
+
+
+# ---------------------------------------------------------------- log
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from conformance.sandbox.request_log import follow_log, format_entry, read_log
+
+    bank = require_orgnr(args.bank) if args.bank else None
+    if args.last < 0:
+        raise UsageError("--last må være 0 eller mer.")
+    data_dir = _data_dir(args)
+
+    def show(entry: dict[str, Any]) -> None:
+        text = json.dumps(entry, ensure_ascii=False) if args.json else format_entry(entry)
+        print(text, flush=True)
+
+    entries, position = read_log(data_dir, bank)
+    if not entries and not args.follow:
+        print(f"Ingen forespørsler i loggen i {data_dir}.", file=sys.stderr)
+    for entry in entries[-args.last:] if args.last else []:
+        show(entry)
+    if args.follow:
+        stop = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        print(f"Følger {data_dir / 'request-log.jsonl'} – stopp med Ctrl-C.", file=sys.stderr, flush=True)
+        try:
+            for entry in follow_log(data_dir, bank, stop, start=position):
+                show(entry)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return 0
 
 

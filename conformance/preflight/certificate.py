@@ -21,24 +21,13 @@ EXPIRY_WARN_DAYS = 30
 def _looks_like_pkcs12(data: bytes) -> bool:
     """A PFX structure (SEQUENCE { INTEGER 3, ContentInfo, … }): when such a file will not
     open, the password is what is wrong, not the file."""
-    from conformance.pack._der import (
-        INTEGER,
-        SEQUENCE,
-        DerError,
-        decode_integer,
-        read_all,
-        read_one,
-    )
+    from asn1crypto import pkcs12 as asn1_pkcs12
 
     try:
-        outer, _ = read_one(data)
-        if outer.tag != SEQUENCE:
-            return False
-        parts = read_all(outer.value)
-    except DerError:
+        pfx = asn1_pkcs12.Pfx.load(data, strict=True)
+        return pfx["version"].native == "v3" and pfx["auth_safe"]["content_type"].native is not None
+    except (ValueError, TypeError, KeyError):
         return False
-    return (len(parts) >= 2 and parts[0].tag == INTEGER and decode_integer(parts[0]) == 3
-            and parts[1].tag == SEQUENCE)
 
 
 def _pkcs12_refuses_password(data: bytes, password: str | None) -> bool:

@@ -5,7 +5,9 @@
         ...  # talk to sb.kfr_base_url with a token from sb.token_endpoint
 
 A real HTTP server on loopback (uvicorn in a background thread), real JWT validation and
-SQLite storage. See ``docs/architecture.md`` for the contract.
+SQLite storage. ``start_sandbox(settings, realistic=True)`` puts an API gateway in front of
+KFR, as in Bits' test environment (``gateway.py``). See ``docs/architecture.md`` for the
+contract.
 """
 
 from conformance.sandbox.credentials import BankCredentials, issue_bank_credentials

@@ -1,8 +1,9 @@
 """The sandbox as one ASGI app: Maskinporten and KFR routers plus the control endpoint.
 
 ``SandboxMiddleware`` wraps everything: it logs one line per request (method, path,
-status, CorrelationID — never a token), injects the configured faults, and turns any
-unexpected exception into KFR's JSON 500 (KFR-007) so no traceback reaches a client.
+status, CorrelationID — never a token), lets the API gateway (``gateway.py``) answer first
+for KFR requests, injects KFR's own faults, and turns any unexpected exception into KFR's
+JSON 500 (KFR-007) so no traceback reaches a client.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conformance.errors import SandboxError
 from conformance.sandbox import kfr, maskinporten, pki_http
 from conformance.sandbox.context import KFR_PREFIX, MASKINPORTEN_PREFIX, SandboxContext
+from conformance.sandbox.gateway import Gateway, revoke_tokens_endpoint
 from conformance.sandbox.pki import PKI_PREFIX
+from conformance.sandbox.request_log import RequestLogMiddleware
 from conformance.sandbox.settings import Faults, is_loopback_host
 
 log = logging.getLogger("conformance.sandbox")
@@ -70,6 +73,7 @@ async def status_endpoint(request: Request) -> Response:
         {
             "kfr_base_url": ctx.base_url + KFR_PREFIX,
             "maskinporten_issuer": ctx.issuer,
+            "realistic": ctx.settings.realistic,
             "pending_batches": ctx.store.pending_count(),
             "relationships": ctx.store.relationship_count(),
         }
@@ -98,6 +102,7 @@ class SandboxMiddleware:
     def __init__(self, app: ASGIApp, ctx: SandboxContext) -> None:
         self.app = app
         self.ctx = ctx
+        self.gateway = Gateway(ctx)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,6 +165,10 @@ class SandboxMiddleware:
             if latency:
                 await asyncio.sleep(latency / 1000)
         if is_kfr:
+            answered = await self.gateway.intercept(scope, receive, send_logged)
+            if answered is not None:
+                status[0] = f"{status[0]} (gateway: {answered})"
+                return
             outcome = fault_state.draw()
             if outcome == "drop":
                 status[0] = "dropped"
@@ -198,8 +207,10 @@ def create_app(ctx: SandboxContext) -> ASGIApp:
             Mount(PKI_PREFIX, routes=pki_http.ROUTES),
             Route("/_sandbox/faults", faults_endpoint, methods=["GET", "PUT"]),
             Route("/_sandbox/status", status_endpoint, methods=["GET"]),
+            Route("/_sandbox/revoke-tokens", revoke_tokens_endpoint, methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.ctx = ctx
-    return SandboxMiddleware(app, ctx)
+    # Inside SandboxMiddleware: its "drop" fault needs uvicorn's own send callable.
+    return SandboxMiddleware(RequestLogMiddleware(app, ctx), ctx)

@@ -9,6 +9,7 @@ failure gets (``invalid_grant`` unless noted):
     alg not RS256/RS384/RS512, bad signature         MP-124
     iss not a registered client                      MP-100
     x5c/kid missing or malformed, not our CA         MP-120
+    x5c chain out of order or through a foreign CA  MP-120
     certificate expired or not yet valid             MP-121
     certificate orgnr ≠ the client's orgnr           MP-122
     aud ≠ the issuer (trailing slash included)       MP-110
@@ -16,8 +17,14 @@ failure gets (``invalid_grant`` unless noted):
     jti used before                                  MP-012
     scope the client does not have                   invalid_scope (MP-200)
 
+``x5c`` may hold the leaf alone (what the KFR FAQ asks) or the full chain, leaf first and
+then its issuing CA(s), as Digdir allows: each certificate must be issued by the next, and
+the chain must end at (or be issued by) the sandbox CA and pass path validation against it.
+
 Access tokens are RS256 JWTs signed by the simulator's own key (``token-signing-key.pem`` in
-the data folder, so tokens survive a restart), published at ``/maskinporten/jwk``.
+the data folder, so tokens survive a restart), published at ``/maskinporten/jwk``. Tokens
+already issued can be revoked (``AccessTokens.revoke_all``): afterwards they are refused as
+if invalid, while new ones work.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -38,8 +46,10 @@ from typing import Any
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import verification as x509_verification
 from jwt.algorithms import RSAAlgorithm
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,6 +70,7 @@ MAX_ASSERTION_LIFETIME_S = 120
 CLOCK_SKEW_S = 10
 DEFAULT_TOKEN_LIFETIME_S = 120
 MAX_FORM_BYTES = 64 * 1024
+MAX_X5C_CERTIFICATES = 5
 ERROR_URI = "https://docs.digdir.no/docs/Maskinporten/maskinporten_protocol_token#{code}"
 SIGNING_KEY_FILE = "token-signing-key.pem"
 
@@ -146,13 +157,19 @@ class InvalidToken(Exception):
 
 
 class AccessTokens:
-    """Validates access tokens for the KFR side: our signature, a sandbox issuer, not expired.
+    """Validates access tokens for the KFR side: our signature, a sandbox issuer, not expired,
+    not revoked.
 
     The issuer is checked by shape (``…/maskinporten/``), not by port: the signing key is
     this data folder's own, so a token from an earlier run on another port (e.g. from
     ``sandbox token``) is still good, while a token signed by any other key is not.
-    Validated tokens are cached (a client sends the same token many times); the expiry is
-    still checked on every use.
+    Validated tokens are cached (a client sends the same token many times); the expiry and
+    revocation are still checked on every use.
+
+    Revocation: the ``jti`` of every token this process issued is remembered until it
+    expires; ``revoke_all`` moves them to the revoked set, and refuses tokens from other
+    processes on the same data folder by their ``iat`` (issued in or before the second of
+    the revocation).
     """
 
     _CACHE_SIZE = 4096
@@ -161,6 +178,43 @@ class AccessTokens:
         self._key = key
         self._cache: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._issued: dict[str, float] = {}  # jti -> exp, tokens issued here and not revoked
+        self._revoked: dict[str, float] = {}  # jti -> exp
+        self._revoked_through: int | None = None  # iat cut-off for tokens issued elsewhere
+
+    def issued(self, claims: Mapping[str, Any]) -> None:
+        """Remember a token this process issued (so a revocation can name it)."""
+        with self._lock:
+            self._prune()
+            self._issued[str(claims["jti"])] = float(claims["exp"])
+
+    def revoke_all(self) -> int:
+        """Revoke every token issued so far; returns how many unexpired ones this process
+        had issued."""
+        with self._lock:
+            self._prune()
+            count = len(self._issued)
+            self._revoked.update(self._issued)
+            self._issued.clear()
+            self._revoked_through = int(time.time())
+            return count
+
+    def _prune(self) -> None:
+        now = time.time()
+        for table in (self._issued, self._revoked):
+            if len(table) > self._CACHE_SIZE:
+                for jti in [j for j, exp in table.items() if exp <= now]:
+                    del table[jti]
+
+    def _is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        jti = claims.get("jti")
+        with self._lock:
+            if jti in self._revoked:
+                return True
+            if self._revoked_through is None or jti in self._issued:
+                return False
+        iat = claims.get("iat")
+        return not _number(iat) or iat <= self._revoked_through
 
     def verify(self, token: str) -> dict[str, Any]:
         claims = self._cache.get(token)
@@ -185,6 +239,8 @@ class AccessTokens:
                 self._cache[token] = claims
         if claims["exp"] <= time.time():
             raise InvalidToken("token expired")
+        if self._is_revoked(claims):
+            raise InvalidToken("token revoked")
         return claims
 
 
@@ -226,7 +282,8 @@ class JwtGrant:
     def __init__(self, ctx: SandboxContext) -> None:
         self.ctx = ctx
 
-    def _certificate(self, header: dict[str, Any], client_id: str) -> x509.Certificate:
+    def _certificates(self, header: dict[str, Any], client_id: str) -> list[x509.Certificate]:
+        """The client's certificate, first, then any CA certificates ``x5c`` carried."""
         x5c = header.get("x5c")
         kid = header.get("kid")
         if x5c is not None:
@@ -235,17 +292,22 @@ class JwtGrant:
                     "MP-120",
                     "Invalid assertion: x5c must be a JSON array of base64-encoded DER certificates.",
                 )
-            if len(x5c) > 1:
+            if len(x5c) > MAX_X5C_CERTIFICATES:
                 raise _invalid_grant(
                     "MP-120",
-                    "Invalid assertion: x5c must hold only the client's own certificate, not the chain.",
+                    f"Invalid assertion: x5c holds more than {MAX_X5C_CERTIFICATES} certificates.",
                 )
-            try:
-                return x509.load_der_x509_certificate(base64.b64decode(x5c[0], validate=True))
-            except (ValueError, binascii.Error) as exc:
-                raise _invalid_grant(
-                    "MP-120", "Invalid assertion: the certificate in x5c cannot be read."
-                ) from exc
+            chain = []
+            for position, encoded in enumerate(x5c):
+                try:
+                    der = base64.b64decode(encoded, validate=True)
+                    chain.append(x509.load_der_x509_certificate(der))
+                except (ValueError, binascii.Error) as exc:
+                    raise _invalid_grant(
+                        "MP-120",
+                        f"Invalid assertion: certificate {position} in x5c cannot be read.",
+                    ) from exc
+            return chain
         if kid is not None:
             pem = self.ctx.store.client_key(client_id, str(kid))
             if pem is None:
@@ -253,8 +315,59 @@ class JwtGrant:
                     "MP-120",
                     f"Invalid assertion: kid «{kid}» is not a key registered for the client.",
                 )
-            return x509.load_pem_x509_certificate(pem.encode())
+            return [x509.load_pem_x509_certificate(pem.encode())]
         raise _invalid_grant("MP-120", "Invalid assertion: the header has neither x5c nor kid.")
+
+    def _check_chain(self, chain: list[x509.Certificate]) -> None:
+        """The leaf must chain to the sandbox CA: alone, issued by it directly; with CA
+        certificates after it, each issued by the next, ending at (or issued by) the
+        sandbox CA, and valid as a path under it (CA flags, path length, validity)."""
+        ca = self.ctx.ca
+        leaf, carried = chain[0], chain[1:]
+        if not carried:
+            if not ca.issued_by_me(leaf):
+                raise _invalid_grant(
+                    "MP-120",
+                    "Invalid certificate: not issued by a trusted CA (the sandbox's test CA).",
+                )
+            return
+        for position, (child, parent) in enumerate(zip(chain, carried, strict=False)):
+            try:
+                child.verify_directly_issued_by(parent)
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
+                raise _invalid_grant(
+                    "MP-120",
+                    f"Invalid certificate chain: x5c[{position}] is not issued by x5c[{position + 1}]; "
+                    "x5c must start with the client's certificate, followed by its issuing CA(s).",
+                ) from exc
+        top = chain[-1]
+        if top != ca.cert and not ca.issued_by_me(top):
+            raise _invalid_grant(
+                "MP-120",
+                "Invalid certificate chain: x5c leads to a CA that is not trusted "
+                "(not the sandbox's test CA).",
+            )
+        now = dt.datetime.now(dt.UTC)
+        if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+            return  # MP-121 follows: an expired client certificate is named as such
+        try:
+            verifier = (
+                x509_verification.PolicyBuilder()
+                .time(now)
+                .store(x509_verification.Store([ca.cert]))
+                .max_chain_depth(MAX_X5C_CERTIFICATES)
+                .extension_policies(
+                    ca_policy=x509_verification.ExtensionPolicy.webpki_defaults_ca(),
+                    ee_policy=x509_verification.ExtensionPolicy.permit_all(),
+                )
+                .build_client_verifier()
+            )
+            verifier.verify(leaf, [c for c in carried if c != ca.cert])
+        except (x509_verification.VerificationError, ValueError, UnsupportedAlgorithm) as exc:
+            detail = str(exc).split(" (encountered")[0][:200]
+            raise _invalid_grant(
+                "MP-120", f"Invalid certificate chain: the path to the trusted CA fails: {detail}."
+            ) from exc
 
     def grant(self, assertion: str) -> dict[str, Any]:
         ctx = self.ctx
@@ -273,11 +386,9 @@ class JwtGrant:
         if client is None:
             raise _invalid_grant("MP-100", f"Invalid client: client id «{iss[:80]}» is unknown.")
 
-        cert = self._certificate(header, client.client_id)
-        if not ctx.ca.issued_by_me(cert):
-            raise _invalid_grant(
-                "MP-120", "Invalid certificate: not issued by a trusted CA (the sandbox's test CA)."
-            )
+        chain = self._certificates(header, client.client_id)
+        self._check_chain(chain)
+        cert = chain[0]
         now_dt = dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now_dt <= cert.not_valid_after_utc:
             raise _invalid_grant(
@@ -379,6 +490,10 @@ class JwtGrant:
             granted = [s for s in requested if s != WRITE_SCOPE] or [BANK_ALT_SCOPE]
         lifetime = ctx.faults.token_lifetime_s or DEFAULT_TOKEN_LIFETIME_S
         issued_at = int(now)
+        # exp rounded up, iat down (whole seconds, as Maskinporten's): a token is valid for at
+        # least the expires_in it states. Rounded down, a 1 s token issued at x.999 s was dead
+        # a millisecond later — a sandbox artefact, not a client's mistake.
+        expires_at = math.ceil(now) + lifetime
         token_claims: dict[str, Any] = {
             "iss": ctx.issuer,
             "client_amr": "virksomhetssertifikat",
@@ -387,11 +502,12 @@ class JwtGrant:
             "client_id": client.client_id,
             "consumer": {"authority": "iso6523-actorid-upis", "ID": f"0192:{client.orgnr}"},
             "iat": issued_at,
-            "exp": issued_at + lifetime,
+            "exp": expires_at,
             "jti": str(uuid.uuid4()),
         }
         if resource:
             token_claims["aud"] = resource[0] if len(resource) == 1 else resource
+        ctx.tokens.issued(token_claims)
         return {
             "access_token": ctx.signing_key.sign(token_claims),
             "token_type": "Bearer",

@@ -4,6 +4,7 @@ known before the first request), in a background thread or in the foreground."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import socket
@@ -125,6 +126,11 @@ class RunningSandbox:
     @property
     def ca_pem(self) -> bytes:
         return self.ca.cert_pem
+
+    @property
+    def realistic(self) -> bool:
+        """True when an API gateway sits in front of KFR, as in Bits' test environment."""
+        return self.settings.realistic
 
     @property
     def pki_urls(self) -> PkiUrls:
@@ -257,6 +263,12 @@ class RunningSandbox:
             raise SandboxError("set_faults trenger en Faults.")
         self._ctx.fault_state.set(faults)
 
+    def revoke_tokens(self) -> int:
+        """Revoke every access token issued so far (the gateway — or, by default, KFR —
+        then answers 401 for them); new tokens work. Returns how many unexpired tokens
+        this sandbox had issued. ``POST /_sandbox/revoke-tokens`` does the same."""
+        return self._ctx.tokens.revoke_all()
+
     def relationship_count(self, fid: str | None = None, active_only: bool = False) -> int:
         return self.store.relationship_count(fid, active_only=active_only)
 
@@ -281,6 +293,12 @@ class RunningSandbox:
             self.stop()
 
 
-def start_sandbox(settings: SandboxSettings | None = None) -> RunningSandbox:
-    """Start a sandbox in a background thread; returns when it accepts connections."""
-    return RunningSandbox(settings or SandboxSettings()).start()
+def start_sandbox(
+    settings: SandboxSettings | None = None, *, realistic: bool | None = None
+) -> RunningSandbox:
+    """Start a sandbox in a background thread; returns when it accepts connections.
+    ``realistic`` overrides ``settings.realistic`` (an API gateway in front of KFR)."""
+    settings = settings or SandboxSettings()
+    if realistic is not None:
+        settings = dataclasses.replace(settings, realistic=realistic)
+    return RunningSandbox(settings).start()

@@ -49,12 +49,46 @@ def _rate(name: str, value: float) -> float:
     return float(value)
 
 
+GATEWAY_ERROR_STATUSES = (502, 503, 504)
+GATEWAY_ERROR_BODIES = ("json", "html", "mixed")
+MAX_RETRY_AFTER_S = 3600
+
+
+def _burst(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SandboxError(f"Faults.{name} må være et heltall ≥ 0, ikke {value!r}.")
+
+
+def _switch(name: str, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise SandboxError(f"Faults.{name} må være true eller false, ikke {value!r}.")
+
+
 @dataclass(frozen=True)
 class Faults:
     """Fault injection for testing clients. The default injects nothing.
 
-    ``fail_next`` is a burst: the next N KFR requests answer 500 KFR-007; the running
-    sandbox counts it down, and ``RunningSandbox.faults`` shows what is left of it.
+    Faults come in three layers, drawn in this order for every KFR request (Maskinporten
+    gets only the latency); each layer with a rate makes one draw from the fault RNG
+    (``seed``), so a seeded sandbox repeats the same sequence for the same requests:
+
+    * the gateway's edge — ``firewall_*`` (an HTML 403 "Request Rejected" page) and
+      ``throttle_*`` (429 with ``Retry-After: retry_after_s``);
+    * the gateway towards KFR — ``gateway_error_*``: 502/503/504 (one of
+      ``gateway_error_statuses``) with a gateway JSON body, an HTML page, or either
+      (``gateway_error_body``);
+    * KFR itself — ``error_rate_500``/``error_rate_504``/``drop_rate``/``fail_next``: KFR's
+      JSON KFR-007, or a dropped connection.
+
+    Gateway faults answer before KFR sees the request, so they never change KFR's state.
+    Each ``*_next`` is a burst: the next N requests get that fault; the running sandbox
+    counts it down, and ``RunningSandbox.faults`` shows what is left of it. Rates of one
+    layer may add up to at most 1.
+
+    ``validate_birth_dates`` is not a fault but a stricter KFR: fødselsnumre and
+    D-numre must carry a real birth date as python-stdnum reads it (Tenor's month + 80
+    is then refused with KFR-005 / ERR-002, and a batch holding one is refused).
+
     ``clock_offset_s`` runs the sandbox's clock that many seconds ahead (negative: behind):
     its ``Date`` header and Maskinporten's iat/exp checks use the shifted clock, so a
     client's wrong clock can be shown without changing the client's.
@@ -68,6 +102,16 @@ class Faults:
     token_lifetime_s: int | None = None
     seed: int | None = None
     misbehave: frozenset[str] = field(default_factory=frozenset)
+    firewall_rate: float = 0
+    firewall_next: int = 0
+    throttle_rate: float = 0
+    throttle_next: int = 0
+    retry_after_s: int = 1
+    gateway_error_rate: float = 0
+    gateway_error_next: int = 0
+    gateway_error_statuses: tuple[int, ...] = GATEWAY_ERROR_STATUSES
+    gateway_error_body: str = "json"
+    validate_birth_dates: bool = False
     clock_offset_s: float = 0
 
     def __post_init__(self) -> None:
@@ -89,18 +133,51 @@ class Faults:
             or not 0 <= latency <= 60_000
         ):
             raise SandboxError(f"Faults.latency_ms må være mellom 0 og 60000, ikke {latency!r}.")
-        for name in ("error_rate_500", "error_rate_504", "drop_rate"):
+        for name in (
+            "error_rate_500",
+            "error_rate_504",
+            "drop_rate",
+            "firewall_rate",
+            "throttle_rate",
+            "gateway_error_rate",
+        ):
             _rate(name, getattr(self, name))
         if self.error_rate_500 + self.error_rate_504 + self.drop_rate > 1:
             raise SandboxError(
                 "Summen av error_rate_500, error_rate_504 og drop_rate kan ikke overstige 1."
             )
+        if self.firewall_rate + self.throttle_rate > 1:
+            raise SandboxError("Summen av firewall_rate og throttle_rate kan ikke overstige 1.")
+        for name in ("fail_next", "firewall_next", "throttle_next", "gateway_error_next"):
+            _burst(name, getattr(self, name))
+        retry = self.retry_after_s
         if (
-            not isinstance(self.fail_next, int)
-            or isinstance(self.fail_next, bool)
-            or self.fail_next < 0
+            not isinstance(retry, int)
+            or isinstance(retry, bool)
+            or not 0 <= retry <= MAX_RETRY_AFTER_S
         ):
-            raise SandboxError(f"Faults.fail_next må være et heltall ≥ 0, ikke {self.fail_next!r}.")
+            raise SandboxError(
+                f"Faults.retry_after_s må være et heltall mellom 0 og {MAX_RETRY_AFTER_S} sekunder, "
+                f"ikke {retry!r}."
+            )
+        statuses = self.gateway_error_statuses
+        if isinstance(statuses, str) or not isinstance(statuses, Iterable):
+            raise SandboxError("Faults.gateway_error_statuses må være en liste med statuskoder.")
+        statuses = tuple(statuses)
+        if not statuses or any(
+            type(s) is not int or s not in GATEWAY_ERROR_STATUSES for s in statuses
+        ):
+            raise SandboxError(
+                f"Faults.gateway_error_statuses må være en ikke-tom liste av "
+                f"{', '.join(map(str, GATEWAY_ERROR_STATUSES))}, ikke {self.gateway_error_statuses!r}."
+            )
+        object.__setattr__(self, "gateway_error_statuses", statuses)
+        if self.gateway_error_body not in GATEWAY_ERROR_BODIES:
+            raise SandboxError(
+                f"Faults.gateway_error_body må være en av {', '.join(GATEWAY_ERROR_BODIES)}, "
+                f"ikke {self.gateway_error_body!r}."
+            )
+        _switch("validate_birth_dates", self.validate_birth_dates)
         lifetime = self.token_lifetime_s
         if lifetime is not None and (
             not isinstance(lifetime, int)
@@ -132,6 +209,7 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["misbehave"] = sorted(self.misbehave)
+        data["gateway_error_statuses"] = list(self.gateway_error_statuses)
         return data
 
     @classmethod
@@ -151,6 +229,13 @@ class Faults:
             if not isinstance(misbehave, list | tuple | set | frozenset):
                 raise SandboxError("Faults.misbehave må være en liste med navn.")
             values["misbehave"] = frozenset(misbehave)
+        if "gateway_error_statuses" in values:
+            statuses = values["gateway_error_statuses"]
+            if not isinstance(statuses, list | tuple):
+                raise SandboxError(
+                    "Faults.gateway_error_statuses må være en liste med statuskoder."
+                )
+            values["gateway_error_statuses"] = tuple(statuses)
         return cls(**values)
 
 
@@ -174,7 +259,10 @@ class SandboxSettings:
     port: int = 0
     allow_non_loopback: bool = False
     faults: Faults = field(default_factory=Faults)
-    max_batch_bytes: int = MAX_BATCH_BYTES
+    max_batch_bytes: int = MAX_BATCH_BYTES  # limit on the batch's ``customers`` file part
+    # An API gateway in front of KFR, as in Bits' test environment: authentication
+    # failures are answered by the gateway in its own shape (see ``gateway.py``).
+    realistic: bool = False
 
     def __post_init__(self) -> None:
         if self.data_dir is not None and not isinstance(self.data_dir, Path):
@@ -202,6 +290,8 @@ class SandboxSettings:
             raise SandboxError("SandboxSettings.faults må være en Faults.")
         if not isinstance(self.max_batch_bytes, int) or self.max_batch_bytes < 1:
             raise SandboxError("max_batch_bytes må være et positivt heltall.")
+        if not isinstance(self.realistic, bool):
+            raise SandboxError("SandboxSettings.realistic må være true eller false.")
 
     @property
     def unlimited_ingest(self) -> bool:
