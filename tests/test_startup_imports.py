@@ -188,8 +188,11 @@ import pytest
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     names = sorted(name for name, plugin in config.pluginmanager.list_name_plugin() if plugin)
+    loaders = {name: type(getattr(sys.modules.get(name), "__loader__", None)).__name__
+               for name in ("conformance.runner", "test_ids")}
     with open(os.environ["PLUGIN_PROBE_OUT"], "w") as out:
-        json.dump({"plugins": names, "hypothesis_imported": "hypothesis" in sys.modules}, out)
+        json.dump({"plugins": names, "hypothesis_imported": "hypothesis" in sys.modules,
+                   "loaders": loaders}, out)
 '''
 
 
@@ -216,8 +219,11 @@ def test_a_bank_run_leaves_the_test_only_plugins_out(tmp_path: Path) -> None:
     assert "kfr_conformance" in seen["plugins"]  # it was a bank's run …
     assert not {"pytester", "hypothesispytest", "anyio"} & set(seen["plugins"])
     assert seen["hypothesis_imported"] is False  # … that never paid for Hypothesis
+    # … nor for pytest's assertion rewriting of the engine it imported while configuring
+    assert seen["loaders"]["conformance.runner"] not in ("AssertionRewritingHook", "NoneType")
 
 
 def test_the_project_tests_keep_pytester_and_hypothesis(tmp_path: Path) -> None:
     seen = _session_plugins(["--co", "-q", "tests/test_ids.py"], tmp_path)
     assert {"pytester", "hypothesispytest"} <= set(seen["plugins"])
+    assert seen["loaders"]["test_ids"] == "AssertionRewritingHook"  # asserts still explained

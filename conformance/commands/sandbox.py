@@ -293,6 +293,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from conformance.ids import require_orgnr
     from conformance.sandbox.request_log import follow_log, format_entry, read_log
 
     bank = require_orgnr(args.bank) if args.bank else None
