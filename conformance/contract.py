@@ -289,22 +289,45 @@ R_FIRST_LOAD = rule(
 def batch_multipart_shape(content_type: str | None, body: bytes) -> tuple[Verdict, dict[str, bytes]]:
     """The verdict on the multipart shape and the named parts. A quoted boundary is read
     as if unquoted here: :func:`boundary_unquoted` is the one rule that judges quoting."""
-    from conformance.sandbox.batch import BatchRejected, split_form
-
     mime, _, params = (content_type or "").partition(";")
     if mime.strip().lower() != "multipart/form-data":
         return Verdict(R_BATCH_SHAPE, False, f"Content-Type er «{mime.strip()[:60]}», ikke multipart/form-data"), {}
     match = re.search(r"boundary=(\"[^\"]*\"|[^;\s]+)", params, re.IGNORECASE)
     if match is None:
         return Verdict(R_BATCH_SHAPE, False, "Content-Type har ingen boundary"), {}
-    try:
-        parts = split_form(body, match.group(1).strip('"'))
-    except BatchRejected as exc:
-        return Verdict(R_BATCH_SHAPE, False, exc.message), {}
+    parts, problem = _form_parts(body, match.group(1).strip('"'))
+    if problem:
+        return Verdict(R_BATCH_SHAPE, False, problem), {}
     missing = [name for name in ("customer_type", "customers") if name not in parts]
     if missing:
         return Verdict(R_BATCH_SHAPE, False, f"feltet {' og '.join(missing)} mangler"), parts
     return Verdict(R_BATCH_SHAPE, True), parts
+
+
+_PART_NAME = re.compile(rb'name="([^"]*)"|name=([^;\s]+)', re.IGNORECASE)
+
+
+def _form_parts(body: bytes, boundary: str) -> tuple[dict[str, bytes], str | None]:
+    """The named parts of a multipart body as recorded (not streamed: the gateway and the
+    request log judge a body they already hold), or why it is not a well-formed form."""
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    if not (body.startswith(delimiter) or b"\n" + delimiter in body):
+        return {}, "boundary i Content-Type stemmer ikke med innholdet"
+    parts: dict[str, bytes] = {}
+    for segment in re.split(rb"(?:\r?\n)?" + re.escape(delimiter), body)[1:]:
+        if segment.startswith(b"--"):
+            return parts, None
+        head, sep, content = segment.partition(b"\r\n\r\n")
+        if not sep:
+            return parts, "en del av multipart-innholdet mangler hoder"
+        name = _PART_NAME.search(head)
+        if name is None:
+            return parts, "en del mangler name i Content-Disposition"
+        key = (name.group(1) or name.group(2) or b"").decode("latin-1")
+        if key in parts:
+            return parts, f"feltet {key} finnes mer enn én gang"
+        parts[key] = content
+    return parts, "multipart-innholdet mangler avsluttende boundary"
 
 
 def batch_customer_type(value: bytes) -> Verdict:

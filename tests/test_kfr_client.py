@@ -8,6 +8,7 @@ import email.parser
 import email.policy
 import http.server
 import ipaddress
+import json
 import random
 import select
 import socket
@@ -569,3 +570,25 @@ def test_add_is_retried_when_it_never_reached_the_server(bank, recorder) -> None
         kfr.add(synthetic_fodselsnummer())
     assert [e["operation"] for e in recorder.exchanges(None)] == ["add"] * 3
     http.close()
+
+
+def test_a_token_the_gateway_refuses_is_renewed_and_the_request_sent_anew(
+    sandbox_factory, tmp_path, recorder
+) -> None:
+    """Behind Bits' gateway a revoked token gets the gateway's 401: the client renews the token
+    once and sends the request again as a new request (new CorrelationID), both in evidence."""
+    sb = sandbox_factory(realistic=True)
+    bank = sb.register_bank(synthetic_orgnr(), name="Testbank AS", out_dir=tmp_path / "creds")
+    client = _client_for(sb, bank, recorder)
+    try:
+        assert client.add(synthetic_fodselsnummer()).status == 201
+        sb.revoke_tokens()
+        assert client.add(synthetic_fodselsnummer()).status == 201
+    finally:
+        client.http.close()
+    adds = [e for e in recorder.exchanges(None) if e["operation"] == "add"]
+    assert [e["response"]["status"] for e in adds] == [201, 401, 201]
+    refused, renewed = adds[1], adds[2]
+    assert json.loads(refused["response"]["body"])["statusCode"] == 401  # the gateway's shape
+    assert refused["request"]["token_sha256"] != renewed["request"]["token_sha256"]
+    assert refused["correlation_id"] != renewed["correlation_id"]
