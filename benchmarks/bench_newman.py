@@ -1,6 +1,6 @@
 """Benchmark: the main job against Newman sending the very same requests (issue 11, point 12).
 
-    python3 benchmarks/bench_newman.py --newman PATH/TO/newman [--rounds 5] [--write]
+    python3 benchmarks/bench_newman.py --newman PATH/TO/newman [--rounds 5] [--bytecode cache|none] [--write]
 
 Newman is not a dependency of the project: install it outside the repository, e.g.
 ``npm install --prefix /tmp/newman newman`` and pass ``--newman
@@ -32,9 +32,14 @@ Method:
    beforehand (not timed: Newman has no sandbox of its own). Both sandboxes ingest at
    KFR's 250 IDs/s, the runner's default.
 
+Bytecode: as in ``bench_startup.py``, ``--bytecode cache`` (default) gives our runs a
+bytecode cache of their own (filled by the warm-up run: a bank's second and later runs);
+``--bytecode none`` runs them as this machine's environment does (``PYTHONDONTWRITEBYTECODE``:
+the project's modules compiled from source on every run).
+
 Reported: the median of each, the ratio ours ÷ Newman's (goal ≤ 0.8), and the load average
-around the rounds. ``--write`` replaces the ``## Newman side by side`` section of
-docs/performance.md with the figures.
+around the rounds. ``--write`` replaces the section ``## Newman side by side, …`` for the
+``--bytecode`` mode in docs/performance.md with the figures.
 """
 
 from __future__ import annotations
@@ -72,18 +77,27 @@ NOT_REPLAYED = {"authorization", "host", "content-length"}
 # --- our main job --------------------------------------------------------------------------
 
 
-def _child_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KFR_"))}
+BYTECODE_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+
+
+def _child_env(home: Path, bytecode: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "KFR_")) and k not in BYTECODE_ENV}
     env["KFR_CONFORMANCE_HOME"] = str(home)
+    if bytecode == "cache":
+        env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def run_main_job(home: Path, reports: Path) -> tuple[float, Path]:
+def run_main_job(home: Path, reports: Path, bytecode: str = "cache") -> tuple[float, Path]:
     """Wall time of ``pytest --bank`` and the results folder it left."""
     command = [sys.executable, "-m", "pytest", f"--bank={BANK}", f"--reports-dir={reports}",
                "-q", "-o", f"cache_dir={home / 'pytest-cache'}"]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=_child_env(home), capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, env=_child_env(home, bytecode), capture_output=True,
+                          text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the main job failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -222,6 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--newman", default="newman", help="the newman executable")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bytecode", choices=("cache", "none"), default="cache",
+                        help="our runs keep a bytecode cache (a bank's later runs) or write none")
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     newman = shutil.which(args.newman) or args.newman
@@ -234,7 +250,7 @@ def main() -> None:
     failed_assertions: list[int] = []
     with tempfile.TemporaryDirectory(prefix="bench-newman-") as tmp:
         home = Path(tmp) / "home"
-        _, template = run_main_job(home, Path(tmp) / "warm-up")
+        _, template = run_main_job(home, Path(tmp) / "warm-up", args.bytecode)
         journal = read_journal(template)
         bodies = {i: rebuilt_body(ex) for i, ex in enumerate(journal)
                   if isinstance(ex["request"].get("body"), dict)}
@@ -246,7 +262,7 @@ def main() -> None:
             order = ("ours", "newman") if round_no % 2 == 0 else ("newman", "ours")
             for who in order:
                 if who == "ours":
-                    wall, _ = run_main_job(home, Path(tmp) / f"reports-{round_no}")
+                    wall, _ = run_main_job(home, Path(tmp) / f"reports-{round_no}", args.bytecode)
                     ours.append(wall)
                 else:
                     wall, count, failed = run_newman(newman, journal, bodies,
@@ -260,11 +276,14 @@ def main() -> None:
 
     ours_med, theirs_med = statistics.median(ours), statistics.median(theirs)
     ratio = ours_med / theirs_med
+    title = ("## Newman side by side, "
+             + ("warm bytecode cache" if args.bytecode == "cache" else "no bytecode cache"))
     lines = [
-        "## Newman side by side",
+        title,
         "",
         "Method: `python3 benchmarks/bench_newman.py --newman …/newman --rounds "
-        f"{args.rounds} --write` (the method is in the script's docstring): one warm-up run of",
+        f"{args.rounds} --bytecode {args.bytecode} --write` (the method is in the script's "
+        "docstring): one warm-up run of",
         f"the main job (`pytest --bank={BANK}`), a Postman collection built from its journal",
         f"({len(journal)} exchanges: the same requests, bodies and headers but `Authorization`,",
         "token requests with assertions signed beforehand, the over-10 MB batch rebuilt and",
@@ -298,7 +317,7 @@ def main() -> None:
     if args.write:
         doc = ROOT / "docs" / "performance.md"
         current = doc.read_text(encoding="utf-8")
-        pattern = re.compile(r"## Newman side by side\n.*?(?=\n## |\Z)", re.S)
+        pattern = re.compile(re.escape(title) + r"\n.*?(?=\n## |\Z)", re.S)
         if pattern.search(current):
             current = pattern.sub(lambda _: text.rstrip() + "\n", current)
         else:
