@@ -10,6 +10,7 @@ soon as the run is known to be one (``pytest_configure`` below, before the plugi
 configure imports the engine); the project's own test session keeps everything.
 """
 
+import gc
 import sys
 from importlib.metadata import entry_points
 
@@ -49,3 +50,13 @@ def _stop_assertion_rewriting(config: pytest.Config) -> None:
         if not (type(finder).__name__ == "AssertionRewritingHook"
                 and getattr(finder, "config", None) is config)
     ]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Once a bank's run is set up (engine imported, sheet read, sandbox started), what exists
+    stays: ``gc.freeze`` keeps the garbage collector from walking those objects again, in
+    its own passes during the rows and in the two full passes pytest makes at the end (some
+    0.1 s on a run's heap of ~80 000 objects). A short-lived process loses nothing by it."""
+    if session.config.getoption("bank", None) is not None:
+        gc.freeze()

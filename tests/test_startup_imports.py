@@ -182,7 +182,7 @@ def test_the_sandbox_token_help_names_the_write_scope_the_sandbox_grants() -> No
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = '''
-import json, os, sys
+import gc, json, os, sys
 import pytest
 
 @pytest.hookimpl(trylast=True)
@@ -192,7 +192,7 @@ def pytest_unconfigure(config):
                for name in ("conformance.runner", "test_ids")}
     with open(os.environ["PLUGIN_PROBE_OUT"], "w") as out:
         json.dump({"plugins": names, "hypothesis_imported": "hypothesis" in sys.modules,
-                   "loaders": loaders}, out)
+                   "loaders": loaders, "frozen": gc.get_freeze_count()}, out)
 '''
 
 
@@ -221,9 +221,11 @@ def test_a_bank_run_leaves_the_test_only_plugins_out(tmp_path: Path) -> None:
     assert seen["hypothesis_imported"] is False  # … that never paid for Hypothesis
     # … nor for pytest's assertion rewriting of the engine it imported while configuring
     assert seen["loaders"]["conformance.runner"] not in ("AssertionRewritingHook", "NoneType")
+    assert seen["frozen"] > 10_000  # the set-up's objects are out of the collector's way
 
 
 def test_the_project_tests_keep_pytester_and_hypothesis(tmp_path: Path) -> None:
     seen = _session_plugins(["--co", "-q", "tests/test_ids.py"], tmp_path)
     assert {"pytester", "hypothesispytest"} <= set(seen["plugins"])
     assert seen["loaders"]["test_ids"] == "AssertionRewritingHook"  # asserts still explained
+    assert seen["frozen"] == 0
