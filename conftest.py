@@ -20,7 +20,7 @@ if not any(ep.name == "kfr_conformance" for ep in entry_points(group="pytest11")
     pytest_plugins = ["conformance.plugin"]
 
 # Plugin names (as pytest registers them) that a bank's run never uses.
-# hypothesispytest: its terminal summary imports all of Hypothesis (~0.5-1 s) in every
+# hypothesispytest: its terminal summary imports all of Hypothesis (~0.25 s) in every
 # session, whether a test used Hypothesis or not; a bank's rows never do.
 TEST_ONLY_PLUGINS = ("hypothesispytest",)
 

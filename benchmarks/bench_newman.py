@@ -1,6 +1,7 @@
 """Benchmark: the main job against Newman sending the very same requests (issue 11, point 12).
 
-    python3 benchmarks/bench_newman.py --newman PATH/TO/newman [--rounds 5] [--bytecode cache|none] [--write]
+    python3 benchmarks/bench_newman.py --newman PATH/TO/newman [--rounds 5] [--bytecode cache|none]
+                                       [--before DIR] [--write]
 
 Newman is not a dependency of the project: install it outside the repository, e.g.
 ``npm install --prefix /tmp/newman newman`` and pass ``--newman
@@ -36,6 +37,9 @@ Bytecode: as in ``bench_startup.py``, ``--bytecode cache`` (default) gives our r
 bytecode cache of their own (filled by the warm-up run: a bank's second and later runs);
 ``--bytecode none`` runs them as this machine's environment does (``PYTHONDONTWRITEBYTECODE``:
 the project's modules compiled from source on every run).
+
+``--before DIR`` also times another checkout's main job (for example ``git archive <commit>
+| tar -x -C DIR``), run from DIR, in every round.
 
 Reported: the median of each, the ratio ours ÷ Newman's (goal ≤ 0.8), and the load average
 around the rounds. ``--write`` replaces the section ``## Newman side by side, …`` for the
@@ -91,13 +95,14 @@ def _child_env(home: Path, bytecode: str) -> dict[str, str]:
     return env
 
 
-def run_main_job(home: Path, reports: Path, bytecode: str = "cache") -> tuple[float, Path]:
-    """Wall time of ``pytest --bank`` and the results folder it left."""
+def run_main_job(home: Path, reports: Path, bytecode: str = "cache",
+                 tree: Path = ROOT) -> tuple[float, Path]:
+    """Wall time of ``pytest --bank`` (run from ``tree``) and the results folder it left."""
     command = [sys.executable, "-m", "pytest", f"--bank={BANK}", f"--reports-dir={reports}",
                "-q", "-o", f"cache_dir={home / 'pytest-cache'}"]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=_child_env(home, bytecode), capture_output=True,
-                          text=True)
+    env = {**_child_env(home, bytecode), "PYTHONPATH": str(tree)}
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the main job failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -238,6 +243,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bytecode", choices=("cache", "none"), default="cache",
                         help="our runs keep a bytecode cache (a bank's later runs) or write none")
+    parser.add_argument("--before", type=Path, help="another checkout's main job, timed too")
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     newman = shutil.which(args.newman) or args.newman
@@ -245,12 +251,16 @@ def main() -> None:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
 
     ours: list[float] = []
+    before: list[float] = []
     theirs: list[float] = []
     loads: list[float] = []
     failed_assertions: list[int] = []
     with tempfile.TemporaryDirectory(prefix="bench-newman-") as tmp:
         home = Path(tmp) / "home"
         _, template = run_main_job(home, Path(tmp) / "warm-up", args.bytecode)
+        if args.before:
+            run_main_job(Path(tmp) / "home-before", Path(tmp) / "warm-up-before", args.bytecode,
+                         args.before.resolve())
         journal = read_journal(template)
         bodies = {i: rebuilt_body(ex) for i, ex in enumerate(journal)
                   if isinstance(ex["request"].get("body"), dict)}
@@ -259,9 +269,16 @@ def main() -> None:
               f"{len(bodies)} body rebuilt ({sum(map(len, bodies.values()))} bytes)")
         for round_no in range(args.rounds):
             loads.append(os.getloadavg()[0])
-            order = ("ours", "newman") if round_no % 2 == 0 else ("newman", "ours")
+            order = ["ours", "newman"] + (["before"] if args.before else [])
+            if round_no % 2:
+                order.reverse()
             for who in order:
-                if who == "ours":
+                if who == "before":
+                    wall, _ = run_main_job(Path(tmp) / "home-before",
+                                           Path(tmp) / f"reports-before-{round_no}", args.bytecode,
+                                           args.before.resolve())
+                    before.append(wall)
+                elif who == "ours":
                     wall, _ = run_main_job(home, Path(tmp) / f"reports-{round_no}", args.bytecode)
                     ours.append(wall)
                 else:
@@ -270,7 +287,8 @@ def main() -> None:
                     theirs.append(wall)
                     failed_assertions.append(failed)
             loads.append(os.getloadavg()[0])
-            print(f"round {round_no + 1}: ours {ours[-1]:.2f} s, newman {theirs[-1]:.2f} s "
+            shown_before = f", before {before[-1]:.2f} s" if before else ""
+            print(f"round {round_no + 1}: ours {ours[-1]:.2f} s{shown_before}, newman {theirs[-1]:.2f} s "
                   f"({count} assertions, {failed_assertions[-1]} failed), "
                   f"load {loads[-2]:.2f}→{loads[-1]:.2f}")
 
@@ -302,6 +320,9 @@ def main() -> None:
         + ", ".join(f"{t:.2f}" for t in ours) + " |",
         f"| `newman run` (same requests) | {theirs_med:.2f} s | "
         + ", ".join(f"{t:.2f}" for t in theirs) + " |",
+        *([f"| `pytest --bank={BANK}` before (`--before`) | {statistics.median(before):.2f} s | "
+           + ", ".join(f"{t:.2f}" for t in before) + " |",
+           f"| before ÷ Newman | {statistics.median(before) / theirs_med:.2f} | |"] if before else []),
         f"| ours ÷ Newman | **{ratio:.2f}** | |",
         "",
         f"Newman's failed status assertions per round: {failed_assertions} (a poll or a delete "
