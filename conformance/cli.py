@@ -2,6 +2,12 @@
 
 Each command group lives in its own module under ``conformance.commands`` and exposes
 ``register(subparsers)``; the handler it sets as ``func`` returns the exit code.
+Registering must stay cheap: every command builds the whole parser tree, so a group imports
+its implementation inside its handlers, never at module level (``--help`` and ``verify``
+would otherwise pay for the sandbox, openpyxl and the archive). A value the parser needs
+from the engine — an option's choices or default — is a :class:`DeferredChoices` or
+:class:`DeferredDefault`, read only when that command is parsed or its help is shown.
+``tests/test_startup_imports.py`` keeps it so.
 Every ConformanceError ends here as its plain-language diagnostics and exit code 2
 (or the error's own ``exit_code``); ``--verbose`` shows the traceback as well.
 
@@ -19,13 +25,19 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, NoReturn, overload
 
 from conformance import __version__
 from conformance.errors import ConformanceError
 
-__all__ = ["NorwegianArgumentParser", "build_parser", "main"]
+__all__ = [
+    "DeferredChoices",
+    "DeferredDefault",
+    "NorwegianArgumentParser",
+    "build_parser",
+    "main",
+]
 
 PROG = "kfr-conformance"
 
@@ -41,6 +53,78 @@ COMMAND_MODULES = (
     "conformance.commands.batch",
 )
 
+# --- engine values the parser needs, read when they are needed ----------------------------
+
+
+class DeferredChoices(Sequence[str]):
+    """An option's ``choices`` that live in the engine (the archive's standings, the CRL
+    reasons), loaded by ``load()`` on first use: when the option is parsed or its
+    command's help is shown. Building the parser for another command never loads them.
+
+    Set it on the action after ``add_argument`` (``action.choices = DeferredChoices(…)``):
+    ``add_argument`` formats the choices once to check the metavar, which would load them.
+    """
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self._values: tuple[str, ...] | None = None
+
+    def _resolved(self) -> tuple[str, ...]:
+        if self._values is None:
+            self._values = tuple(self._load())
+        return self._values
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._resolved()[index]
+
+    def __len__(self) -> int:
+        return len(self._resolved())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolved())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._resolved()
+
+    def __repr__(self) -> str:
+        shown = repr(self._values) if self._values is not None else "not loaded yet"
+        return f"DeferredChoices({shown})"
+
+
+class DeferredDefault:
+    """An option's default that lives in the engine (the batch size limit, KFR's reading
+    rate), loaded by ``load()`` on first use. :class:`NorwegianArgumentParser` puts the
+    real value in the parsed namespace, so a handler never sees this object; ``%(default)s``
+    in the option's help shows the value."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._loaded = False
+        self._value: Any = None
+
+    def resolve(self) -> Any:
+        if not self._loaded:
+            self._value, self._loaded = self._load(), True
+        return self._value
+
+    def __str__(self) -> str:  # argparse's %(default)s
+        return str(self.resolve())
+
+    def __repr__(self) -> str:
+        shown = repr(self._value) if self._loaded else "not loaded yet"
+        return f"DeferredDefault({shown})"
+
+
+def _resolve_deferred_defaults(namespace: argparse.Namespace) -> None:
+    for name, value in vars(namespace).items():
+        if isinstance(value, DeferredDefault):
+            setattr(namespace, name, value.resolve())
+
+
 # --- Norwegian argparse ------------------------------------------------------------------
 
 USAGE_PREFIX = "bruk: "
@@ -55,8 +139,9 @@ _ENGLISH_TITLES = {"positional arguments": POSITIONALS_TITLE, "options": OPTIONA
 _TYPE_NAMES_NB = {"int": "et heltall", "float": "et tall", "Path": "en filsti", "str": "tekst"}
 
 
-def _sub(pattern: str, render: Callable[[re.Match[str]], str]) -> tuple[re.Pattern[str], Callable]:
-    return re.compile(pattern, re.S), render
+def _sub(pattern: str, render: Callable[[re.Match[str]], str]) -> tuple[str, Callable]:
+    # Compiled on the first error only (re caches it): most commands never need one.
+    return pattern, render
 
 
 # argparse builds its messages from fixed English templates (gettext without a Norwegian
@@ -96,9 +181,9 @@ _MESSAGES = (
 )
 
 
-def _translate(message: str, table: Iterable[tuple[re.Pattern[str], Callable]]) -> str:
+def _translate(message: str, table: Iterable[tuple[str, Callable]]) -> str:
     for pattern, render in table:
-        match = pattern.fullmatch(message)
+        match = re.fullmatch(pattern, message, re.S)
         if match:
             return render(match)
     return message
@@ -141,6 +226,15 @@ class NorwegianArgumentParser(argparse.ArgumentParser):
         for group in container._action_groups:
             group.title = _ENGLISH_TITLES.get(group.title, group.title)
         super()._add_container_actions(container)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # Each sub-command's parser runs this too (argparse parses a sub-command into a
+        # namespace of its own), so every deferred default on the chosen path is resolved.
+        parsed, extras = super().parse_known_args(args, namespace)
+        _resolve_deferred_defaults(parsed)
+        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)

@@ -885,7 +885,7 @@ def _finish_run(state: RunState) -> None:
             write_robustness(state.results_dir, state.bank_orgnr, state.env.run_id, list(state.robustness.values()))
         except OSError as exc:
             state.finish_notes.append(f"robustness.json kunne ikke skrives: {exc}")
-    written = write_outputs(state.results_dir, record)
+    written = write_outputs(state.results_dir, record, sheet_info=state.sheet_info)
     state.finish_notes.extend(written.problems)
     if state.build_pack:
         try:

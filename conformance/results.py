@@ -8,15 +8,20 @@ lost.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.atomic import atomic_write_bytes
 from conformance.errors import ConformanceError
 from conformance.models import CaseResult, RunRecord
+
+if TYPE_CHECKING:
+    from conformance.sheet import SheetInfo
 
 RUN_FILE = "run.json"
 ORIGINAL_DIR = "original"
@@ -63,8 +68,14 @@ class WriteOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-def write_outputs(results_dir: Path, record: RunRecord) -> WriteOutcome:
-    """run.json, the filled sheet and report.html from a record. Never raises."""
+def write_outputs(
+    results_dir: Path, record: RunRecord, sheet_info: SheetInfo | None = None
+) -> WriteOutcome:
+    """run.json, the filled sheet and report.html from a record. Never raises.
+
+    ``sheet_info`` is the sheet as the caller already read it (the plugin reads it before
+    row 1): when it describes the very bytes in ``original/`` (same SHA-256), the filled
+    sheet is written from it instead of reading and parsing the sheet a second time."""
     out = WriteOutcome()
     try:
         atomic_write_bytes(results_dir / RUN_FILE, record.to_json())
@@ -74,10 +85,9 @@ def write_outputs(results_dir: Path, record: RunRecord) -> WriteOutcome:
 
     original = results_dir / ORIGINAL_DIR / record.sheet.get("file_name", "")
     try:
-        from conformance.sheet import read_sheet
         from conformance.sheet_writer import write_filled_sheet
 
-        info, _ = read_sheet(original)
+        info = _sheet_info_of(original, sheet_info)
         target = results_dir / filled_sheet_name(record.sheet.get("file_name", "ark.xlsx"))
         write_filled_sheet(
             info, record.cases, target,
@@ -95,6 +105,21 @@ def write_outputs(results_dir: Path, record: RunRecord) -> WriteOutcome:
     except Exception as exc:
         out.problems.append(f"report.html kunne ikke skrives: {_why(exc)}")
     return out
+
+
+def _sheet_info_of(original: Path, known: SheetInfo | None) -> SheetInfo:
+    """The filled sheet is always written from the pack's own copy of the sheet: ``known``
+    is used for it only when the copy's bytes are the ones ``known`` was read from."""
+    if (
+        known is not None
+        and original.is_file()
+        and hashlib.sha256(original.read_bytes()).hexdigest() == known.sha256
+    ):
+        return dataclasses.replace(known, path=original)
+    from conformance.sheet import read_sheet
+
+    info, _ = read_sheet(original)
+    return info
 
 
 def _run_by(record: RunRecord) -> str:

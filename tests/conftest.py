@@ -14,6 +14,12 @@ A bank's own ``kfr-conformance.toml`` in the repository root is never read by th
 tests: this session points the runs it starts from the repository root at an empty profile
 (see ``pytest_configure`` below), so a profile for, say, bank 311000004 against Bits' test
 environment cannot turn the sandbox tests into failures.
+
+The project's test session gets the ``pytester`` plugin here (not from ``addopts``, which
+every ``pytest --bank`` run would read too). Because this file is also loaded by every bank
+run started from the repository root, it imports the sandbox, httpx and python-stdnum only
+inside the fixtures that use them: a bank's run against Bits' test environment never needs
+them.
 """
 
 from __future__ import annotations
@@ -25,27 +31,16 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# Kept imported: pytester's in-process runs drop and re-import what they imported, but a
-# compiled extension cannot be loaded twice — httpx's error mapping must keep matching
-# httpcore's classes, and rfc3161-client's Rust enums must stay the ones its module holds.
-import httpcore  # noqa: F401
-import httpx
 import pytest
-import rfc3161_client  # noqa: F401
 
 from conformance.home import HOME_ENV
-from conformance.ids import synthetic_orgnr
-from conformance.sandbox import (
-    BankCredentials,
-    Faults,
-    RunningSandbox,
-    SandboxSettings,
-    start_sandbox,
-)
-from conformance.sandbox.assertion import obtain_token
-from conformance.sandbox.credentials import WRITE_SCOPE
+
+if TYPE_CHECKING:
+    import httpx
+
+    from conformance.sandbox import BankCredentials, RunningSandbox, SandboxSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILE_FILE = "kfr-conformance.toml"
@@ -66,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     bank = config.getoption("bank", None)
     if bank is None:  # the project's test session (or a pytester run inside it)
+        _project_test_session(config)
         if ISOLATED_PROFILE_ENV not in os.environ and not hasattr(config, "workerinput"):
             folder = tempfile.mkdtemp(prefix="kfr-tests-profile-")
             empty = Path(folder) / PROFILE_FILE
@@ -82,6 +78,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.profile = empty_profile
 
 
+def _project_test_session(config: pytest.Config) -> None:
+    """What only the project's own tests need: the ``pytester`` fixture (registered here,
+    as ``-p pytester`` would, so its options get their defaults and its fixture is found),
+    and some modules imported before any in-process pytester run. Such a run drops the
+    modules it imported, and a module imported again must not meet objects of its first
+    life: httpx's error mapping must keep matching httpcore's classes in use, and
+    rfc3161-client's compiled core (loaded once per process) keeps the classes of the
+    first import, so a second import's hash algorithms are "invalid" to it."""
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+    import httpcore  # noqa: F401
+    import rfc3161_client  # noqa: F401
+
+
 def _forget_isolated_profile(folder: str) -> None:
     os.environ.pop(ISOLATED_PROFILE_ENV, None)
     shutil.rmtree(folder, ignore_errors=True)
@@ -96,6 +106,8 @@ def set_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    from conformance.sandbox import SandboxSettings, start_sandbox
+
     data_dir = tmp_path_factory.mktemp("sandbox")
     with start_sandbox(SandboxSettings(data_dir=data_dir, ingest_rate=None)) as sb:
         yield sb
@@ -107,6 +119,8 @@ def _reset_sandbox_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     sb = request.getfixturevalue("sandbox") if "sandbox" in request.fixturenames else None
     yield
     if sb is not None:
+        from conformance.sandbox import Faults
+
         sb.set_faults(Faults())
 
 
@@ -114,6 +128,8 @@ def _reset_sandbox_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., RunningSandbox]]:
     """``sandbox_factory(settings)`` or ``sandbox_factory(**SandboxSettings fields)``; by
     default a fresh data folder and unlimited ingestion."""
+    from conformance.sandbox import SandboxSettings, start_sandbox
+
     started: list[RunningSandbox] = []
     numbers = itertools.count(1)
 
@@ -132,6 +148,8 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., RunningSandbox]]:
 
 
 def _new_bank(sb: RunningSandbox, out_dir: Path, avoid: str | None = None) -> BankCredentials:
+    from conformance.ids import synthetic_orgnr
+
     orgnr = synthetic_orgnr()
     while orgnr == avoid:
         orgnr = synthetic_orgnr()
@@ -150,6 +168,9 @@ def other_bank(sandbox: RunningSandbox, tmp_path: Path, bank: BankCredentials) -
 
 @pytest.fixture
 def sandbox_token(sandbox: RunningSandbox) -> Callable[..., str]:
+    from conformance.sandbox.assertion import obtain_token
+    from conformance.sandbox.credentials import WRITE_SCOPE
+
     def token(
         creds: BankCredentials,
         scopes: Iterable[str] = (WRITE_SCOPE,),
@@ -176,6 +197,8 @@ class BankApi:
     """Plain HTTP calls to the sandbox's KFR as one bank; every call returns the httpx.Response."""
 
     def __init__(self, sb: RunningSandbox, creds: BankCredentials, token: str) -> None:
+        import httpx
+
         self.sb = sb
         self.creds = creds
         self.token = token
@@ -270,6 +293,9 @@ class BankApi:
 
 @pytest.fixture(scope="module")
 def bank_api(sandbox: RunningSandbox) -> Iterator[Callable[..., BankApi]]:
+    from conformance.sandbox.assertion import obtain_token
+    from conformance.sandbox.credentials import WRITE_SCOPE
+
     opened: list[BankApi] = []
 
     def make(

@@ -16,20 +16,20 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from conformance.archive import audit as _audit
-from conformance.archive import replay
-from conformance.archive.export import export_correlations
-from conformance.archive.index import PackEntry
-from conformance.archive.policy import explicit_fields
-from conformance.archive.replay import ReplayMatch
-from conformance.archive.site import build_site
-from conformance.archive.store import ADDED, DUPLICATE, FAILED, RESTORED, AddOutcome, Archive
+from conformance.cli import DeferredChoices
 from conformance.commands.trust import add_trust_options, policy_from_args
 from conformance.errors import UsageError
 from conformance.home import default_archive_dir
-from conformance.ids import require_orgnr
+
+# The archive itself is imported inside the handlers: building the parser (every command,
+# ``--help``) must not load SQLite, the verifier and the site builder.
+if TYPE_CHECKING:
+    from conformance.archive import audit as _audit
+    from conformance.archive.index import PackEntry
+    from conformance.archive.replay import ReplayMatch
+    from conformance.archive.store import AddOutcome, Archive
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,12 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     filters.add_argument(
         "--since", metavar="DATO", type=_date, help="bare kjøringer fra og med DATO (ÅÅÅÅ-MM-DD)"
     )
-    filters.add_argument(
+    status = filters.add_argument(
         "--status",
-        choices=replay.STANDINGS,
         help="bare gyldige (valid), gyldig signert med gjenbrukt bevis (replayed) eller "
         "ugyldige (invalid) pakker, etter siste verifisering",
     )
+    status.choices = DeferredChoices(_standings)
     filters.add_argument(
         "--replayed",
         action="store_true",
@@ -156,6 +156,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- options -------------------------------------------------------------------------------
 
 
+def _standings() -> tuple[str, ...]:
+    from conformance.archive.replay import STANDINGS
+
+    return STANDINGS
+
+
 def _date(value: str) -> str:
     try:
         return dt.date.fromisoformat(value).isoformat()
@@ -176,21 +182,28 @@ def _print_json(data: Any) -> None:
 
 # --- add -----------------------------------------------------------------------------------
 
-_ACTION_LABELS = {
-    ADDED: "lagt til",
-    RESTORED: "lagt tilbake",
-    DUPLICATE: "finnes fra før",
-    FAILED: "IKKE ARKIVERT",
-}
+def _action_labels() -> dict[str, str]:
+    from conformance.archive.store import ADDED, DUPLICATE, FAILED, RESTORED
+
+    return {
+        ADDED: "lagt til",
+        RESTORED: "lagt tilbake",
+        DUPLICATE: "finnes fra før",
+        FAILED: "IKKE ARKIVERT",
+    }
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
+    from conformance.archive import replay
+    from conformance.archive.store import ADDED, DUPLICATE, FAILED, Archive
+
+    labels = _action_labels()
     policy = policy_from_args(args)
 
     def show(outcome: AddOutcome) -> None:
         if not args.json:  # one line per pack as it happens, so a long import shows progress
             print(
-                f"{outcome.source}: {_ACTION_LABELS[outcome.action]} – {outcome.message}",
+                f"{outcome.source}: {labels[outcome.action]} – {outcome.message}",
                 flush=True,
             )
             _print_links(outcome.links)
@@ -236,6 +249,8 @@ def _result(entry: PackEntry) -> str:
 
 
 def _verdict(entry: PackEntry, links: Sequence[ReplayMatch] = ()) -> str:
+    from conformance.archive import replay
+
     standing = replay.standing(entry, links)
     label = {
         replay.VALID: "gyldig",
@@ -251,6 +266,9 @@ def select(
     archive: Archive, args: argparse.Namespace
 ) -> tuple[list[PackEntry], dict[int, list[ReplayMatch]]]:
     """The packs the filter options pick, with every pack's links."""
+    from conformance.archive import replay
+    from conformance.ids import require_orgnr
+
     bank = require_orgnr(args.bank) if args.bank else None
     entries = archive.entries(bank=bank, since=args.since)
     links = replay.links(archive.index)
@@ -299,6 +317,8 @@ def render_table(
 def entry_json(entry: PackEntry, links: Sequence[ReplayMatch]) -> dict[str, Any]:
     """A pack for ``--json``: the index row (without its rows, which the site and
     ``add --json`` show), its standing and what it shares."""
+    from conformance.archive import replay
+
     row = entry.to_dict()
     row.pop("cases", None)
     return {
@@ -310,6 +330,9 @@ def entry_json(entry: PackEntry, links: Sequence[ReplayMatch]) -> dict[str, Any]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from conformance.archive import replay
+    from conformance.archive.store import Archive
+
     with Archive.open(_archive_dir(args)) as archive:
         entries, links = select(archive, args)
     if args.json:
@@ -359,6 +382,9 @@ class ProgressBar:
 
 def policy_choice(args: argparse.Namespace) -> _audit.PolicyChoice:
     """Today's options, and which of them were given (those override a stored policy)."""
+    from conformance.archive import audit as _audit
+    from conformance.archive.policy import explicit_fields
+
     given = policy_from_args(args)
     blank = argparse.ArgumentParser(add_help=False)
     add_trust_options(blank)
@@ -369,6 +395,9 @@ def policy_choice(args: argparse.Namespace) -> _audit.PolicyChoice:
 
 
 def _cmd_verify_all(args: argparse.Namespace) -> int:
+    from conformance.archive import audit as _audit
+    from conformance.archive.store import Archive
+
     choice = policy_choice(args)
     show_progress = args.progress or sys.stderr.isatty()
     with Archive.open(_archive_dir(args)) as archive:
@@ -386,6 +415,8 @@ def _cmd_verify_all(args: argparse.Namespace) -> int:
 
 
 def _print_audit(report: _audit.AuditReport) -> None:
+    from conformance.archive import audit as _audit
+
     for item in report.packs:
         if item.status == _audit.OK:
             continue
@@ -429,6 +460,9 @@ def _print_audit(report: _audit.AuditReport) -> None:
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
+    from conformance.archive.site import build_site
+    from conformance.archive.store import Archive
+
     with Archive.open(_archive_dir(args)) as archive:
         result = build_site(archive, args.out_dir)
     print(
@@ -442,6 +476,9 @@ def _cmd_html(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_correlations(args: argparse.Namespace) -> int:
+    from conformance.archive.export import export_correlations
+    from conformance.archive.store import Archive
+
     with Archive.open(_archive_dir(args)) as archive:
         entries, links = select(archive, args)
         if args.out == "-":
@@ -457,6 +494,8 @@ def _cmd_export_correlations(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
+    from conformance.archive.store import Archive
+
     policy = policy_from_args(args)
     with Archive.open(_archive_dir(args)) as archive:
         outcome = archive.repair(policy)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from conformance.ids import require_orgnr
 from conformance.profile import PROFILE_FILE, Settings, load_settings
 
 # Option dest → the name profile.Settings knows it by (the runner's names).
@@ -51,6 +50,8 @@ def add_bank_options(
 
 def bank_settings(args: argparse.Namespace, *, cwd: Path | None = None) -> Settings:
     """The bank's settings from the parsed options and the profile."""
+    from conformance.ids import require_orgnr  # python-stdnum: only once a command runs
+
     orgnr = require_orgnr(str(args.bank))
     options = {name: getattr(args, name, None) for name in _OPTION_NAMES}
     return load_settings(orgnr, options, cwd=cwd, profile=args.profile)

@@ -14,43 +14,22 @@ stopped upload, IDs not visible); 2 unusable input.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import io
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.atomic import atomic_file, atomic_write_bytes
+from conformance.cli import DeferredDefault
 from conformance.errors import UsageError
-from conformance.firstload.announce import (
-    announcement_email,
-    next_working_day,
-    plan_days,
-    write_announcement,
-)
-from conformance.firstload.batchfile import expand_batch_paths
-from conformance.firstload.build import (
-    BuildOptions,
-    BuildSummary,
-    build_first_load,
-    write_summary_json,
-)
-from conformance.firstload.check import CheckReport, Problem, check_files
-from conformance.firstload.export import ColumnMapping
-from conformance.firstload.rules import (
-    ANNOUNCE_ABOVE_PER_DAY,
-    KFR_READ_RATE,
-    KIND_LABELS,
-    MAX_CUSTOMERS_BYTES,
-    format_count,
-    format_duration,
-    oslo_today,
-)
-from conformance.ids import IdKind, require_orgnr
+
+# The first-load engine (and through it the KFR client and python-stdnum) is imported
+# inside the handlers: building the parser (every command, ``--help``) must not load it.
+if TYPE_CHECKING:
+    from conformance.firstload.build import BuildSummary
+    from conformance.firstload.check import CheckReport, Problem
 
 PROBLEMS_SHOWN = 20
 DEFAULT_LOOKUP_RATE = 10.0
@@ -85,8 +64,9 @@ def register(subparsers: Any) -> None:
                        help="statusverdi som betyr aktiv (kan gjentas)")
     build.add_argument("--allow-synthetic", action="store_true",
                        help="godta syntetiske test-ID-er (Tenor); bare for testdata")
-    build.add_argument("--max-bytes", type=int, default=MAX_CUSTOMERS_BYTES, metavar="N",
-                       help=f"største filstørrelse i byte (standard {MAX_CUSTOMERS_BYTES}: 10 MB med konvolutten)")
+    build.add_argument("--max-bytes", type=int, default=DeferredDefault(_max_customers_bytes),
+                       metavar="N",
+                       help="største filstørrelse i byte (standard %(default)s: 10 MB med konvolutten)")
     build.add_argument("--bank", metavar="ORGNR", help="bankens organisasjonsnummer (til kunngjøringen)")
     build.add_argument("--bank-name", help="bankens navn (standard: fra profilen)")
     build.add_argument("--contact", metavar="ADRESSE", help="kontaktperson i kunngjøringen")
@@ -109,7 +89,7 @@ def register(subparsers: Any) -> None:
     _bank_options(upload)
     upload.add_argument("--state", type=Path, metavar="FIL",
                         help="statusfil (standard opplasting-<orgnr>.json ved filene)")
-    upload.add_argument("--ingest-rate", type=float, default=KFR_READ_RATE, metavar="N",
+    upload.add_argument("--ingest-rate", type=float, default=DeferredDefault(_kfr_read_rate), metavar="N",
                         help="ID-er KFR leser per sekund (standard 250)")
     upload.add_argument("--max-queued", type=int, default=0, metavar="N",
                         help="ID-er som kan stå i KFRs kø når neste fil sendes (standard 0: forrige fil er lest)")
@@ -132,6 +112,18 @@ def register(subparsers: Any) -> None:
     confirm.add_argument("--missing-out", type=Path, metavar="CSV",
                          help="ID-er som ikke er synlige (standard ikke-synlige-<orgnr>.csv ved filene)")
     confirm.set_defaults(func=cmd_confirm)
+
+
+def _max_customers_bytes() -> int:
+    from conformance.firstload.rules import MAX_CUSTOMERS_BYTES
+
+    return MAX_CUSTOMERS_BYTES
+
+
+def _kfr_read_rate() -> float:
+    from conformance.firstload.rules import KFR_READ_RATE
+
+    return KFR_READ_RATE
 
 
 def _bank_options(parser: argparse.ArgumentParser) -> None:
@@ -165,6 +157,9 @@ def _say(text: str = "") -> None:
 
 
 def _kinds_line(by_kind: Any) -> str:
+    from conformance.firstload.rules import KIND_LABELS, format_count
+    from conformance.ids import IdKind
+
     return ", ".join(f"{KIND_LABELS[kind]} {format_count(by_kind.get(kind, 0))}" for kind in IdKind)
 
 
@@ -172,6 +167,10 @@ def _kinds_line(by_kind: Any) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from conformance.firstload.build import BuildOptions, build_first_load, write_summary_json
+    from conformance.firstload.export import ColumnMapping
+    from conformance.ids import require_orgnr
+
     options = BuildOptions(
         allow_synthetic=args.allow_synthetic,
         max_bytes=args.max_bytes,
@@ -206,6 +205,8 @@ def _delimiter(value: str | None) -> str | None:
 
 
 def _print_build(s: BuildSummary) -> None:
+    from conformance.firstload.rules import KFR_READ_RATE, format_count, format_duration
+
     _say(f"Eksport: {s.export} ({'CSV' if s.export_format == 'csv' else 'én ID per linje'}), "
          f"{format_count(s.rows)} datalinjer lest på {s.seconds:.1f} s")
     _say(f"Kundeforhold i filene: {format_count(s.unique)} ({_kinds_line(s.by_kind)})")
@@ -233,6 +234,21 @@ def _print_build(s: BuildSummary) -> None:
 
 
 def _plan_and_announce(summary: BuildSummary, args: argparse.Namespace, orgnr: str | None) -> dict[str, Any]:
+    from conformance.firstload.announce import (
+        announcement_email,
+        next_working_day,
+        plan_days,
+        write_announcement,
+    )
+    from conformance.firstload.rules import (
+        ANNOUNCE_ABOVE_PER_DAY,
+        KFR_READ_RATE,
+        KIND_LABELS,
+        format_count,
+        oslo_today,
+    )
+    from conformance.ids import IdKind
+
     start = args.start_date or next_working_day(oslo_today())
     per_day = args.per_day or int(KFR_READ_RATE * 86_400)
     plan = plan_days(summary.files, start, per_day)
@@ -271,6 +287,9 @@ def _plan_and_announce(summary: BuildSummary, args: argparse.Namespace, orgnr: s
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from conformance.firstload.batchfile import expand_batch_paths
+    from conformance.firstload.check import check_files
+
     paths = expand_batch_paths(args.paths)
     started = time.perf_counter()
     with _problem_csv(args.report) as sink:
@@ -284,6 +303,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _problem_csv(path: Path | None) -> Iterator[Callable[[Problem], None] | None]:
+    import csv
+    import io
+
+    from conformance.atomic import atomic_file
+
     if path is None:
         yield None
         return
@@ -301,6 +325,8 @@ def _problem_csv(path: Path | None) -> Iterator[Callable[[Problem], None] | None
 
 
 def _print_check(report: CheckReport, seconds: float) -> None:
+    from conformance.firstload.rules import format_count
+
     for f in report.files:
         verdict = "OK" if f.errors == 0 else f"{format_count(f.errors)} feil"
         _say(f"{f.name}: {format_count(f.ids)} ID-er, {format_count(f.bytes)} byte, "
@@ -330,6 +356,8 @@ def _print_check(report: CheckReport, seconds: float) -> None:
 
 
 def _checked_files(paths: Sequence[Path], allow_synthetic: bool, *, nothing_done: str) -> list[Any]:
+    from conformance.firstload.batchfile import expand_batch_paths
+    from conformance.firstload.check import check_files
     from conformance.firstload.upload import UploadFile
 
     files = expand_batch_paths(paths)
@@ -396,8 +424,10 @@ def _default_beside(files: Sequence[Any], name: str) -> Path:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from conformance.firstload.rules import format_count, format_duration
     from conformance.firstload.state import StateLock
     from conformance.firstload.upload import Uploader, UploadState
+    from conformance.ids import require_orgnr
 
     orgnr = require_orgnr(args.bank)
     files = _checked_files(args.paths, args.allow_synthetic, nothing_done="ingenting er sendt")
@@ -420,7 +450,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 def cmd_confirm(args: argparse.Namespace) -> int:
     from conformance.firstload.confirm import Confirmer
+    from conformance.firstload.rules import format_count
     from conformance.firstload.state import StateLock
+    from conformance.ids import require_orgnr
 
     orgnr = require_orgnr(args.bank)
     files = _checked_files(args.paths, allow_synthetic=True, nothing_done="ingenting er slått opp")
@@ -444,5 +476,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def _write_missing(path: Path, missing: Sequence[tuple[str, str]]) -> None:
+    from conformance.atomic import atomic_write_bytes
+
     lines = ["id;fil", *(f"{customer};{name}" for customer, name in missing)]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))

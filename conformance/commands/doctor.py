@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from conformance.commands.bank_options import add_bank_options, bank_settings
-from conformance.preflight import PreflightReport, Status, run_doctor
-from conformance.profile import open_environment
 
-_LABELS = {Status.OK: "ok", Status.WARN: "advarsel", Status.FAIL: "feil"}
+# The checks (network, TLS, Maskinporten, the sheet reader) are imported inside the
+# handlers: building the parser (every command, ``--help``) must not load them.
+if TYPE_CHECKING:
+    from conformance.preflight import PreflightReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from conformance.preflight import run_doctor
+    from conformance.profile import open_environment
+
     out = out or sys.stdout
     settings = bank_settings(args)
     signing_password = settings.secret("signing_cert_password_env", "passord til --signing-cert")
@@ -59,6 +63,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def print_report(report: PreflightReport, out: TextIO) -> None:
+    from conformance.preflight import Status
+
+    labels = {Status.OK: "ok", Status.WARN: "advarsel", Status.FAIL: "feil"}
     where = "sandkassen (SANDBOX)" if report.environment != "test" else "Bits' testmiljø"
     print(f"kfr-conformance doctor – bank {report.bank}, {where}", file=out)
     print(f"  KFR:          {report.kfr_base_url}", file=out)
@@ -68,7 +75,7 @@ def print_report(report: PreflightReport, out: TextIO) -> None:
         text = line.message
         if line.advice and line.status is not Status.OK:
             text += f"  → Tiltak: {line.advice}"
-        print(f"{_LABELS[line.status]:<9} {line.step:<8} {text}", file=out)
+        print(f"{labels[line.status]:<9} {line.step:<8} {text}", file=out)
     counts = report.counts()
     print(file=out)
     summary = (f"{counts['ok']} ok, {counts['advarsel']} advarsler, {counts['feil']} feil")

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import secrets
-import signal
 import sys
-import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from conformance.errors import UsageError
-from conformance.ids import require_orgnr
+
+# The gateway, the sandbox and python-stdnum are imported inside the handlers: building the
+# parser (every command, ``--help``) must not load them.
 
 UPSTREAM_HELP = "test (Bits' testmiljø), sandbox (start den innebygde) eller en URL til KFR"
 
@@ -83,14 +81,20 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def _default_record_dir(settings: Any, orgnr: str) -> Path:
+    import secrets
+
     reports = settings.path("reports_dir") or settings.cwd / "reports"
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return reports / orgnr / f"gateway-{stamp}-{secrets.token_hex(3)}"
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from conformance.gateway import GatewaySettings, RunningGateway
     from conformance.gateway.upstream import resolve_upstream
+    from conformance.ids import require_orgnr
     from conformance.profile import load_settings
 
     orgnr = require_orgnr(args.bank)
@@ -176,6 +180,8 @@ def _print_findings(exchange: dict[str, Any]) -> None:
 
 
 def _print_summary(gateway: Any) -> int:
+    from collections import Counter
+
     findings = gateway.findings()
     by_rule = Counter(verdict["rule"] for _, verdict in findings)
     print(f"Gatewayen er stoppet. {gateway.last_seq} utvekslinger tatt opp i {gateway.journal_path}.")

@@ -20,28 +20,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from conformance.cli import DeferredChoices
+from conformance.commands.token import WRITE_SCOPE
 from conformance.errors import SandboxError, UsageError
 from conformance.home import default_sandbox_dir
-from conformance.ids import require_orgnr
-from conformance.sandbox import RunningSandbox, SandboxSettings, TestCA, issue_bank_credentials
-from conformance.sandbox.assertion import obtain_token
-from conformance.sandbox.credentials import WRITE_SCOPE
-from conformance.sandbox.pki import (
-    CRL_FILE,
-    REVOCATION_REASONS,
-    bank_certificate,
-    orgnr_from_certificate,
-)
+
+# The sandbox itself (uvicorn, Starlette, the test CA) is imported inside the handlers:
+# building the parser (every command, ``--help``) must not start loading a server.
 
 
 def register(subparsers: Any) -> None:
@@ -130,12 +120,12 @@ def register(subparsers: Any) -> None:
         metavar="PEM",
         help="sertifikatet som skal tilbakekalles (standard: bankens i datamappen)",
     )
-    revoke.add_argument(
+    reason = revoke.add_argument(
         "--reason",
-        choices=sorted(r for r in REVOCATION_REASONS if r != "remove_from_crl"),
         default="key_compromise",
         help="årsak (standard key_compromise)",
     )
+    reason.choices = DeferredChoices(_revocation_reason_names)
     revoke.add_argument(
         "--at",
         metavar="TID",
@@ -156,6 +146,12 @@ def register(subparsers: Any) -> None:
     log.add_argument("--json", action="store_true", help="én JSON-linje per forespørsel")
     _data_dir_option(log)
     log.set_defaults(func=cmd_log)
+
+
+def _revocation_reason_names() -> list[str]:
+    from conformance.sandbox.pki import REVOCATION_REASONS
+
+    return sorted(r for r in REVOCATION_REASONS if r != "remove_from_crl")
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +176,8 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def _log_to_stderr() -> None:
+    import logging
+
     logger = logging.getLogger("conformance.sandbox")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -190,6 +188,11 @@ def _log_to_stderr() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from conformance.sandbox import RunningSandbox, SandboxSettings
+
     settings = SandboxSettings(
         data_dir=_data_dir(args),
         ingest_rate=args.ingest_rate or None,
@@ -226,6 +229,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_cert(args: argparse.Namespace) -> int:
+    from conformance.ids import require_orgnr
+    from conformance.sandbox import issue_bank_credentials
+
     password = args.password
     if args.password_env:
         password = os.environ.get(args.password_env)
@@ -243,6 +249,8 @@ def cmd_issue_cert(args: argparse.Namespace) -> int:
 
 def _issuer_from_url(url: str) -> str:
     """Find the Maskinporten issuer of a running sandbox from any of its URLs."""
+    import httpx
+
     base = url.strip().rstrip("/")
     for marker in ("/kar-ws/", "/maskinporten"):
         if marker in base + "/":
@@ -264,6 +272,10 @@ def _issuer_from_url(url: str) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from conformance.ids import require_orgnr
+    from conformance.sandbox import RunningSandbox, SandboxSettings, issue_bank_credentials
+    from conformance.sandbox.assertion import obtain_token
+
     orgnr = require_orgnr(args.bank)
     data_dir = _data_dir(args)
     scopes = [s for value in (args.scope or [WRITE_SCOPE]) for s in value.split()]
@@ -281,6 +293,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from conformance.ids import require_orgnr
     from conformance.sandbox.request_log import follow_log, format_entry, read_log
 
     bank = require_orgnr(args.bank) if args.bank else None
@@ -318,6 +334,8 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_ca(args: argparse.Namespace) -> int:
+    from conformance.sandbox import TestCA
+
     sys.stdout.write(TestCA(_data_dir(args)).cert_pem.decode())
     return 0
 
@@ -337,6 +355,15 @@ def _revocation_time(value: str | None) -> dt.datetime | None:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from cryptography import x509
+
+    from conformance.ids import require_orgnr
+    from conformance.sandbox import TestCA
+    from conformance.sandbox.pki import (
+        CRL_FILE,
+        REVOCATION_REASONS,
+        bank_certificate,
+        orgnr_from_certificate,
+    )
 
     orgnr = require_orgnr(args.bank)
     data_dir = _data_dir(args)

@@ -13,13 +13,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from conformance.binding import bind_cases, load_bindings_file
 from conformance.errors import UsageError
-from conformance.models import CaseSpec
-from conformance.sheet import SheetInfo, read_sheet
-from conformance.suite import default_suite_dir, load_suite
+
+# The sheet reader (openpyxl) and the binder are imported inside ``run``: building the
+# parser (every command, ``--help``) must not load them.
+if TYPE_CHECKING:
+    from conformance.models import CaseSpec
+    from conformance.sheet import SheetInfo
 
 NOT_AUTOMATED_NB = "ikke automatisert"
 
@@ -161,6 +163,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.out is not None and not args.suggest:
         raise UsageError("--out brukes bare sammen med --suggest.")
+    from conformance.binding import bind_cases, load_bindings_file
+    from conformance.sheet import read_sheet
+    from conformance.suite import default_suite_dir, load_suite
+
     info, cases = read_sheet(args.path)
     suite = load_suite(args.suite if args.suite else default_suite_dir())
     overrides = load_bindings_file(args.bindings) if args.bindings else None

@@ -18,22 +18,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shlex
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import jwt
-
-from conformance.auth import Credentials, MaskinportenClient
 from conformance.commands.bank_options import add_bank_options, bank_settings
 from conformance.errors import ConformanceError, UsageError
-from conformance.ids import synthetic_fodselsnummer
-from conformance.kfr import make_http_client
-from conformance.profile import BankEnvironment, open_environment
-from conformance.token_cache import CachedToken, TokenCache, default_cache_dir
+
+# Maskinporten, the HTTP client and the token cache are imported inside the handlers:
+# building the parser (every command, ``--help``) must not load them.
+if TYPE_CHECKING:
+    from conformance.auth import Credentials
+    from conformance.profile import BankEnvironment
+    from conformance.token_cache import CachedToken
 
 WRITE_SCOPE = "bits:kundeforhold.write"
 FORMATS = ("raw", "header", "curl", "json")
@@ -62,10 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _credentials(env: BankEnvironment) -> Credentials:
+    from conformance.auth import Credentials
+
     return Credentials.load(Path(env.cert_path), password=env.cert_password, key_path=env.key_path)
 
 
 def _fetch(env: BankEnvironment, credentials: Credentials, scopes: list[str]) -> Any:
+    from conformance.auth import MaskinportenClient
+    from conformance.kfr import make_http_client
+
     with make_http_client(ca_bundle=env.ca_bundle) as http:
         client = MaskinportenClient(issuer=env.maskinporten_issuer, client_id=env.client_id,
                                     credentials=credentials, http=http, retries=1)
@@ -73,6 +76,9 @@ def _fetch(env: BankEnvironment, credentials: Credentials, scopes: list[str]) ->
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    from conformance.profile import open_environment
+    from conformance.token_cache import CachedToken, TokenCache, default_cache_dir
+
     out, err = out or sys.stdout, err or sys.stderr
     settings = bank_settings(args)
     scopes = list(dict.fromkeys(s for value in (args.scope or [WRITE_SCOPE]) for s in value.split()))
@@ -113,6 +119,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
 
 def _decoded(token: str) -> dict[str, Any]:
+    import jwt
+
     try:
         return {"header": jwt.get_unverified_header(token),
                 "claims": jwt.decode(token, options={"verify_signature": False})}
@@ -121,6 +129,11 @@ def _decoded(token: str) -> dict[str, Any]:
 
 
 def _curl(token: str, env: BankEnvironment, kfr_base_url: str | None) -> str:
+    import shlex
+    import uuid
+
+    from conformance.ids import synthetic_fodselsnummer
+
     base = shlex.quote(kfr_base_url.rstrip("/")) if kfr_base_url else '"${KFR_BASE_URL}"'
     parts = [
         "curl --fail-with-body -sS",

@@ -14,8 +14,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from conformance.ids import is_valid_orgnr
-
 _ORG_SUFFIX = re.compile(r"-(\d{9})$")
 _NAMES = {
     NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
@@ -28,6 +26,9 @@ def _values(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
 
 
 def orgnr_candidates(cert: x509.Certificate) -> set[str]:
+    # Imported here: python-stdnum is not needed before a check looks at the signer.
+    from conformance.ids import is_valid_orgnr
+
     found: set[str] = set()
     for value in _values(cert.subject, NameOID.ORGANIZATION_IDENTIFIER):
         if value.upper().startswith("NTRNO-"):

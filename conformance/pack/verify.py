@@ -32,8 +32,6 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email import policy as email_policy
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -314,6 +312,10 @@ def _read_input(path: Path, policy: VerificationPolicy) -> bytes:
 
 def pack_from_email(raw: bytes, *, lang: str = "nb") -> bytes:
     """The one zip attached to a received e-mail."""
+    # Imported here: the e-mail package is a tenth of verify's start-up, for .eml input only.
+    from email import policy as email_policy
+    from email.parser import BytesParser
+
     try:
         message = BytesParser(policy=email_policy.default).parsebytes(raw)
         packs = []
