@@ -130,6 +130,21 @@ class Revocation:
         )
 
 
+# Signing and non-repudiation, nothing else: what a bank's virksomhetssertifikat for
+# signing and the sandbox TSA's certificate both carry.
+SIGNING_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=True,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -304,28 +319,8 @@ class TestCA:
                 x509.NameAttribute(NameOID.SERIAL_NUMBER, orgnr),
             ]
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=True,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            self._leaf_builder(x509.Name(attrs), key, start, end)
+            .add_extension(SIGNING_KEY_USAGE, critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
@@ -342,6 +337,21 @@ class TestCA:
         )
         cert = self._with_revocation_urls(builder).sign(self.key, hashes.SHA256())
         return IssuedCertificate(cert=cert, key=key, ca_cert=self.cert)
+
+    def _leaf_builder(
+        self, subject: x509.Name, key: rsa.RSAPrivateKey, start: dt.datetime, end: dt.datetime
+    ) -> x509.CertificateBuilder:
+        """An end-entity certificate issued by this CA: what every leaf it issues shares."""
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        )
 
     def _with_revocation_urls(self, builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
         if self.urls is None:
@@ -415,28 +425,11 @@ class TestCA:
             ]
         )
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(min(now + TSA_VALIDITY, self.cert.not_valid_after_utc))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=True,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
+            self._leaf_builder(
+                name, key, now - dt.timedelta(minutes=5),
+                min(now + TSA_VALIDITY, self.cert.not_valid_after_utc),
             )
+            .add_extension(SIGNING_KEY_USAGE, critical=True)
             # RFC 3161 §2.3: the TSA's certificate has exactly this one purpose, critical.
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
