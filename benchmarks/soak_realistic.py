@@ -101,7 +101,7 @@ def one_run(sandbox, bank, sheet: Path, work: Path, seed: int) -> dict:
     folder = run_dirs[-1].parent
     record = RunRecord.from_json((folder / "run.json").read_bytes())
     counts = record.counts()
-    failed = [c.case_id for c in record.cases if c.outcome is Outcome.FAILED]
+    failed = [f"{c.case_id}: {c.message} / {c.actual}"[:400] for c in record.cases if c.outcome is Outcome.FAILED]
     errors = [c.case_id for c in record.cases if c.outcome is Outcome.ERROR]
     retried = sum(1 for c in record.cases if c.attempts > 1)
     zip_path = next(folder.glob("*.zip"))

@@ -66,6 +66,7 @@ __all__ = [
     "core_customers",
     "decide",
     "environment_problem",
+    "never_reached_kfr",
 ]
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -366,6 +367,13 @@ def is_gateway_401(ex: Exchange) -> bool:
         and data.get("statusCode") == 401
         and isinstance(data.get("message"), str)
     )
+
+
+def never_reached_kfr(ex: Exchange) -> bool:
+    """The gateway in front of KFR turned this request away before forwarding it: throttled
+    (429) or not authenticated (its own 401 shape). Any other answer, or none, may have
+    come after KFR saw the request."""
+    return ex.status == 429 or is_gateway_401(ex)
 
 
 def environment_problem(ex: Exchange) -> str | None:

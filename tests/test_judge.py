@@ -131,3 +131,30 @@ def test_a_row_cut_short_by_the_environment_is_an_error() -> None:
     verdict = decide(Expectation("201", 201), lambda ev: answer(ev.request("control", "add")),
                      [ex(1, 201), token], BANK)
     assert verdict.outcome is Outcome.ERROR and "504" in verdict.message
+
+
+def test_the_oversize_file_counts_only_sends_that_may_have_reached_kfr() -> None:
+    """KFR-20 sends its file once. A send the gateway turned away — throttled, or refused for
+    a token revoked meanwhile and sent again with a new one — never reached KFR; a second
+    send after any other answer might have queued a million IDs twice."""
+    from conformance.suite import default_suite_dir, load_suite
+
+    judge_fn = load_suite(default_suite_dir()).registry.get("batch_too_large").judge
+    url = f"{BASE}/customers/financialInstitutions/{BANK}/batch"
+
+    def batch(seq: int, status: int, body: Any = "", *, role: str = "main", token: str = "aa") -> dict:
+        raw = ex(seq, status, body, role=role, token=token)
+        raw["operation"] = "batch"
+        raw["request"].update(url=url, body={"size": 10_486_784, "sha256": "0" * 64, "head": "380000003,"})
+        return raw
+
+    too_large = {"errorCode": "KFR-004", "errorMessage": "file too large", "timestamp": "x"}
+    expectation = Expectation("413", 413)
+    control = batch(9, 201, role="control")
+    for turned_away in (batch(1, 429, "slow down"), batch(1, 401, GATEWAY_401, token="old")):
+        sends = [turned_away, batch(2, 413, too_large), control]
+        verdict = decide(expectation, judge_fn, sends, BANK)
+        assert verdict.outcome is Outcome.PASSED, verdict.message
+    twice = [batch(1, 502, "<html>bad gateway</html>"), batch(2, 413, too_large), control]
+    verdict = decide(expectation, judge_fn, twice, BANK)
+    assert verdict.outcome is Outcome.FAILED and "2 sendinger" in verdict.message
