@@ -659,14 +659,18 @@ def parse_bindings(path: Path, raw: bytes) -> dict[str, str]:
     return result
 
 
+def bindings_are_json(path: Path, raw: bytes) -> bool:
+    """A ``.json`` file, or a file without ``.toml`` whose text starts as a JSON object."""
+    suffix = Path(path).suffix.lower()
+    return suffix == ".json" or (suffix != ".toml" and raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"))
+
+
 def _parse_bindings(path: Path, raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"Bindingsfilen «{path.name}» er ikke UTF-8-tekst.") from exc
-    as_json = path.suffix.lower() == ".json" or (
-        path.suffix.lower() != ".toml" and text.lstrip().startswith("{")
-    )
+    as_json = bindings_are_json(path, raw)
     try:
         return json.loads(text) if as_json else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:

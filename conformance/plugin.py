@@ -350,9 +350,11 @@ def _controller_state(config: pytest.Config, settings: Any, environment: Any, su
         invocation_dir=settings.cwd,
     )
     _read_cases(state)
-    from conformance.results import copy_original_sheet
+    from conformance.results import copy_bindings, copy_original_sheet
 
     copy_original_sheet(state.sheet_path, results_dir)
+    if state.bindings_path is not None:
+        copy_bindings(state.bindings_path, results_dir)
     return state
 
 

@@ -50,6 +50,22 @@ def copy_original_sheet(sheet: Path, results_dir: Path) -> Path:
     return target
 
 
+def copy_bindings(bindings: Path, results_dir: Path) -> Path:
+    """The bank's bindings file beside the sheet, as ``original/bindings.toml`` or ``.json``:
+    verify binds the sheet's rows with it, as the run did (without it, rows bound only by the
+    file would be "not automated" to verify, and the bank's own pack refused). A resumed run
+    with a new file replaces the old one."""
+    from conformance.binding import bindings_are_json
+
+    raw = bindings.read_bytes()
+    target = results_dir / ORIGINAL_DIR / ("bindings.json" if bindings_are_json(bindings, raw) else "bindings.toml")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob("bindings.*"):
+        stale.unlink()
+    target.write_bytes(raw)
+    return target
+
+
 def load_record(results_dir: Path) -> RunRecord:
     path = results_dir / RUN_FILE
     try:

@@ -299,6 +299,14 @@ def test_a_bindings_file_binds_a_row_the_text_cannot(
     case = next(c for c in record.cases if c.case_id == unknown_id)
     assert case.binding == "lookup_own_bank"
     assert case.outcome is Outcome.PASSED  # the row's own expectation (HTTP 200) was met
+    # The pack carries the bindings, so verify binds the row as the run did, and says so.
+    assert (run_dir / "original" / "bindings.toml").read_bytes() == bindings.read_bytes()
+    from conformance.pack.verify import VerificationPolicy, verify_path
+
+    report = verify_path(next(run_dir.glob("*.zip")), VerificationPolicy(allow_sandbox=True))
+    checks = {c.name: c for c in report.checks}
+    assert checks["verdicts"].ok, checks["verdicts"].reason
+    assert checks["rows"].ok and f"{unknown_id} → lookup_own_bank" in checks["rows"].reason
 
 
 def test_a_partial_run_marks_the_rest_not_run(

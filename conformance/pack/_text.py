@@ -510,6 +510,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Alle {count} rader i testarket er med ({manual} manuelle etter arket).",
         "All {count} rows of the test sheet are present ({manual} manual according to the sheet).",
     ),
+    "rows.bound_by_file": (
+        "Bundet med bankens egen bindingsfil (original/bindings.*), kontroller at trinnet passer raden: {rows}.",
+        "Bound by the bank's own bindings file (original/bindings.*), check that each step fits its row: {rows}.",
+    ),
     "rows.sheet_missing": (
         "Pakken mangler testarket den ble kjørt med ({name}).",
         "The pack lacks the test sheet it was run with ({name}).",

@@ -188,7 +188,12 @@ def _check_rows(ctx: _Context) -> _Check:
     if problems:
         return _Check("rows", False, text("rows.failed", lang, problems=join(problems)))
     manual = sum(1 for s in ctx.rows.specs if s.manual)
-    return _Check("rows", True, text("rows.ok", lang, count=len(ctx.rows.specs), manual=manual))
+    message = text("rows.ok", lang, count=len(ctx.rows.specs), manual=manual)
+    # The bank chose these steps itself: Bits should see that each fits its row.
+    by_file = [f"{s.case_id} → {s.binding or '–'}" for s in ctx.rows.specs if s.binding_source == "file"]
+    if by_file:
+        message += " " + text("rows.bound_by_file", lang, rows=join(by_file))
+    return _Check("rows", True, message)
 
 
 def _describe(expected: dict[str, Any]) -> str:
