@@ -104,6 +104,7 @@ def one_run(sandbox, bank, sheet: Path, work: Path, seed: int) -> dict:
     failed = [f"{c.case_id}: {c.message} / {c.actual}"[:400] for c in record.cases if c.outcome is Outcome.FAILED]
     errors = [c.case_id for c in record.cases if c.outcome is Outcome.ERROR]
     retried = sum(1 for c in record.cases if c.attempts > 1)
+    faults_met = _faults_met(folder / "journal.jsonl")
     zip_path = next(folder.glob("*.zip"))
     policy = VerificationPolicy(
         trust_roots=tuple(x509.load_pem_x509_certificates(sandbox.ca_pem)),
@@ -126,8 +127,24 @@ def one_run(sandbox, bank, sheet: Path, work: Path, seed: int) -> dict:
     return {
         "seed": seed, "seconds": round(elapsed, 1), "passed": counts["passed"], "total": counts["total"],
         "failed": failed, "errors": errors, "retried_rows": retried, "verify_refused": refused,
-        "all_ok": all_ok, "email_ready": all_ok and bool(blockers) and only_environment and report.ok and email_verified,
+        "faults_met": faults_met, "all_ok": all_ok, "email_ready": all_ok and bool(blockers) and only_environment and report.ok and email_verified,
     }
+
+
+def _faults_met(journal: Path) -> dict[str, int]:
+    """What the run met from the environment, counted from its own journal: throttling,
+    gateway 5xx, and the gateway's 401 for a revoked token."""
+    met = {"429": 0, "5xx": 0, "gateway_401": 0}
+    for line in journal.read_text(encoding="utf-8").splitlines():
+        response = json.loads(line).get("response") or {}
+        status = response.get("status")
+        if status == 429:
+            met["429"] += 1
+        elif isinstance(status, int) and status >= 500:
+            met["5xx"] += 1
+        elif status == 401 and "statusCode" in str(response.get("body") or ""):
+            met["gateway_401"] += 1
+    return met
 
 
 def main() -> int:
@@ -160,6 +177,8 @@ def main() -> int:
         f"false verdicts (rows judged Feilet): {false_verdicts}",
         f"rows judged Feil i miljø: {sum(len(r['errors']) for r in ran)}",
         f"rows that needed another attempt: {sum(r['retried_rows'] for r in ran)}",
+        "faults met (from the journals): "
+        + ", ".join(f"{k} {sum(r['faults_met'][k] for r in ran)}" for k in ("429", "5xx", "gateway_401")),
         f"packs verify refuses (any check but the outcomes): {refused}",
         f"all-OK runs: {len(all_ok)}; of these with a C-3 e-mail that verify accepts (blocked only by the sandbox URL): {email}",
         f"median run time: {sorted(r['seconds'] for r in ran)[len(ran) // 2] if ran else '-'} s",
