@@ -104,7 +104,8 @@ def one_run(sandbox, bank, sheet: Path, work: Path, seed: int) -> dict:
     failed = [f"{c.case_id}: {c.message} / {c.actual}"[:400] for c in record.cases if c.outcome is Outcome.FAILED]
     errors = [c.case_id for c in record.cases if c.outcome is Outcome.ERROR]
     retried = sum(1 for c in record.cases if c.attempts > 1)
-    faults_met = _faults_met(folder / "journal.jsonl")
+    expects_401 = {c.case_id for c in record.cases if c.expected.status == 401}
+    faults_met = _faults_met(folder / "journal.jsonl", expects_401)
     zip_path = next(folder.glob("*.zip"))
     policy = VerificationPolicy(
         trust_roots=tuple(x509.load_pem_x509_certificates(sandbox.ca_pem)),
@@ -131,18 +132,20 @@ def one_run(sandbox, bank, sheet: Path, work: Path, seed: int) -> dict:
     }
 
 
-def _faults_met(journal: Path) -> dict[str, int]:
+def _faults_met(journal: Path, expects_401: set[str]) -> dict[str, int]:
     """What the run met from the environment, counted from its own journal: throttling,
-    gateway 5xx, and the gateway's 401 for a revoked token."""
+    gateway 5xx, and the gateway's 401 for a revoked token (not in rows that expect one)."""
     met = {"429": 0, "5xx": 0, "gateway_401": 0}
     for line in journal.read_text(encoding="utf-8").splitlines():
-        response = json.loads(line).get("response") or {}
+        exchange = json.loads(line)
+        response = exchange.get("response") or {}
         status = response.get("status")
         if status == 429:
             met["429"] += 1
         elif isinstance(status, int) and status >= 500:
             met["5xx"] += 1
-        elif status == 401 and "statusCode" in str(response.get("body") or ""):
+        elif (status == 401 and "statusCode" in str(response.get("body") or "")
+              and exchange.get("case_id") not in expects_401):
             met["gateway_401"] += 1
     return met
 
