@@ -102,7 +102,7 @@ def one_run(sandbox, bank, sheet: Path, work: Path, seed: int) -> dict:
     record = RunRecord.from_json((folder / "run.json").read_bytes())
     counts = record.counts()
     failed = [f"{c.case_id}: {c.message} / {c.actual}"[:400] for c in record.cases if c.outcome is Outcome.FAILED]
-    errors = [c.case_id for c in record.cases if c.outcome is Outcome.ERROR]
+    errors = [f"{c.case_id}: {c.message} / {c.actual}"[:400] for c in record.cases if c.outcome is Outcome.ERROR]
     retried = sum(1 for c in record.cases if c.attempts > 1)
     expects_401 = {c.case_id for c in record.cases if c.expected.status == 401}
     faults_met = _faults_met(folder / "journal.jsonl", expects_401)

@@ -52,7 +52,7 @@ def test_a_token_echoed_in_a_message_never_reaches_the_blockers() -> None:
         _case(Outcome.ERROR, actual=f"Authorization: Bearer {TOKEN}"),
     )
     blockers = email_blockers(record)
-    assert len(blockers) == 2
+    assert len(blockers) == 3  # two rows and the command that reruns the error row
     assert all(TOKEN not in line and TOKEN.split(".")[1] not in line for line in blockers)
     assert "[REDACTED]" in blockers[0] and "invalid token" in blockers[0]
 
@@ -87,3 +87,17 @@ def test_blockers_say_outcomes_in_norwegian(outcome: Outcome) -> None:
     record = _record(_case(outcome, manual=outcome is Outcome.PENDING))
     blockers = email_blockers(record)
     assert blockers and RAW_CODES.findall(" ".join(blockers)) == []
+
+
+def test_rows_the_environment_failed_or_that_did_not_run_get_one_rerun_command() -> None:
+    """The rerun stays inside the run (one pack covers every row): --resume with the run id
+    and exactly the rows that need it, never the rows that passed or failed."""
+    from dataclasses import replace
+
+    rows = [replace(_case(outcome), case_id=f"KFR-{n:02d}")
+            for n, outcome in enumerate((Outcome.PASSED, Outcome.ERROR, Outcome.FAILED, Outcome.NOT_RUN), 1)]
+    blockers = email_blockers(_record(*rows))
+    assert blockers[-1].endswith(
+        'pytest --bank=311000004 --resume 20261123T090000Z-abc123 -k "KFR-02 or KFR-04"')
+    assert sum("--resume" in line for line in blockers) == 1
+    assert not any("--resume" in line for line in email_blockers(_record(rows[0], rows[2])))

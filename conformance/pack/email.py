@@ -80,7 +80,7 @@ def email_blockers(record: RunRecord) -> list[str]:
             blockers.append(f"{label}: feilet – {detail}" if detail else f"{label}: feilet.")
         elif case.outcome is Outcome.ERROR:
             blockers.append(
-                f"{label}: feil i miljøet ({detail or 'ukjent'}); kjør testtilfellet på nytt."
+                f"{label}: feil i miljøet ({detail or 'ukjent'}); kjør raden på nytt (se nederst)."
             )
         elif case.outcome is Outcome.NOT_AUTOMATED:
             blockers.append(
@@ -90,9 +90,21 @@ def email_blockers(record: RunRecord) -> list[str]:
             blockers.append(f"{label}: manuell rad venter på bekreftelse (--manual).")
         elif case.outcome is Outcome.NOT_RUN:
             blockers.append(
-                f"{label}: ikke kjørt denne gangen (-k, --lf eller avbrutt); kjør hele arket."
+                f"{label}: ikke kjørt denne gangen (-k, --lf eller avbrutt); kjør raden (se nederst)."
             )
+    if rerun := [c.case_id for c in record.cases if c.outcome in (Outcome.ERROR, Outcome.NOT_RUN)]:
+        blockers.append(rerun_advice(record, rerun))
     return blockers
+
+
+def rerun_advice(record: RunRecord, case_ids: list[str]) -> str:
+    """The one command that runs these rows again inside the same run, so that one pack
+    still covers every row (and the 10 MB row is not sent again when it already passed)."""
+    selection = " or ".join(_line(case_id) for case_id in case_ids)
+    return (
+        f"Kjør {'raden' if len(case_ids) == 1 else 'radene'} på nytt i samme kjøring: "
+        f'pytest --bank={_line(record.bank.get("orgnr", ""))} --resume {_line(record.run_id)} -k "{selection}"'
+    )
 
 
 def find_filled_sheet(results_dir: Path) -> Path | None:
