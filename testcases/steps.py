@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from typing import Any
 
 import httpx
-from stdnum.no import orgnr as _orgnr
 
 from conformance import contract
 from conformance.errors import AuthError
@@ -664,22 +664,45 @@ def judge_batch_too_large(ev: CaseEvidence) -> Actual:
 def oversize_batch_text(start: int, min_bytes: int) -> str:
     """Comma-separated distinct valid 9-digit organisation numbers from the range 38xxxxxxx–
     39xxxxxxx (not handed out by Brønnøysund, and never used by the rows' own synthetic
-    customers), from base offset ``start``, at least ``min_bytes`` long. One stdnum checksum
-    per ten numbers: the last base digit weighs 2, so its nine siblings follow by adding 2."""
-    parts: list[str] = []
+    customers), from base offset ``start``, at least ``min_bytes`` long, in whole blocks of
+    ten: the numbers share a 7-digit prefix and differ in the last base digit (weight 2), so
+    the check digits of all ten follow from the prefix's weighted sum mod 11. That sum comes
+    from two small tables and each block is joined in one ``str.join`` (~1 M numbers build in
+    a fraction of the time of a checksum and ten f-strings per block, with the same text)."""
+    head_sums, tail_sums, endings = _oversize_tables()
+    blocks: list[str] = []
     size = -1
-    block = start - start % 10
+    base = start // 10 % 200_000  # 200 000 prefixes of seven digits: 38xxxxx and 39xxxxx
     while size < min_bytes:
-        base = block // 10 % 200_000  # 200 000 prefixes of seven digits: 38xxxxx and 39xxxxx
-        prefix = f"3{8 + base // 100_000}{base % 100_000:05d}"
-        base_sum = _orgnr.checksum(prefix + "00")
-        for digit in range(10):
-            check = -(base_sum + 2 * digit) % 11
-            if check != 10:
-                parts.append(f"{prefix}{digit}{check}")
-                size += 10
-        block += 10
-    return ",".join(parts)
+        prefix = 3_800_000 + base
+        head = prefix // 1000
+        ending = endings[(head_sums[head] + tail_sums[prefix - head * 1000]) % 11]
+        text = str(prefix)
+        blocks.append(text + ("," + text).join(ending))
+        size += 10 * len(ending)
+        base = base + 1 if base < 199_999 else 0
+    return ",".join(blocks)
+
+
+@functools.cache
+def _oversize_tables() -> tuple[list[int], list[int], tuple[tuple[str, ...], ...]]:
+    """For :func:`oversize_batch_text`: the orgnr weights (3 2 7 6 | 5 4 3) summed over a
+    prefix's first four and last three digits, and, for each prefix sum mod 11, the two last
+    digits (base digit, check digit) of the block's valid numbers, in order."""
+    weights = (3, 2, 7, 6, 5, 4, 3)
+
+    def sums(width_weights: tuple[int, ...]) -> list[int]:
+        table = [0]
+        for weight in width_weights:
+            table = [total + weight * digit for total in table for digit in range(10)]
+        return table
+
+    endings = tuple(
+        tuple(f"{digit}{check}" for digit in range(10)
+              if (check := -(residue + 2 * digit) % 11) != 10)
+        for residue in range(11)
+    )
+    return sums(weights[:4]), sums(weights[4:]), endings
 
 
 # ---------------------------------------------------------------- errors
