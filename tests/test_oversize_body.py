@@ -58,7 +58,7 @@ def reference_oversize_batch_text(start: int, min_bytes: int) -> str:
         (1_999_999, 5_000),
         (2_000_000, 95),  # past the range: the same as offset 0
         (1_999_000, 30_000),  # whole groups of ten blocks up to the end of the range, and on
-        (1_999_910, 2_000),  # a group cut short by the end of the range
+        (1_999_910, 2_000),  # single blocks to the end of the range, then groups from its start
         *[(1_000, n) for n in range(900, 1_000, 7)],  # the text ends inside the first group
         (1_230, 12_345),  # from mid-group: single blocks up to the next group
         (649_999, MAX_BATCH_BYTES + 1024),  # the row's size from its largest offset
