@@ -41,9 +41,11 @@ the project's modules compiled from source on every run).
 ``--before DIR`` also times another checkout's main job (for example ``git archive <commit>
 | tar -x -C DIR``), run from DIR, in every round.
 
-Reported: the median of each, the ratio ours ÷ Newman's (goal ≤ 0.8), and the load average
-around the rounds. ``--write`` replaces the section ``## Newman side by side, …`` for the
-``--bytecode`` mode in docs/performance.md with the figures.
+Reported: the median of each, the ratio ours ÷ Newman's (goal ≤ 0.8) both as median ÷ median
+and as the median of each round's own ratio (the two runs of a round meet the same load),
+how many rounds are within the goal, and the load average around the rounds. ``--write``
+replaces the section ``## Newman side by side, …`` for the ``--bytecode`` mode in
+docs/performance.md with the figures.
 """
 
 from __future__ import annotations
@@ -294,6 +296,13 @@ def main() -> None:
 
     ours_med, theirs_med = statistics.median(ours), statistics.median(theirs)
     ratio = ours_med / theirs_med
+    # Each round's two runs met the same moment's load: their ratio is the steadier figure on a
+    # shared machine, and the goal counts as met only when it holds for both readings.
+    paired = [o / t for o, t in zip(ours, theirs, strict=True)]
+    paired_med = statistics.median(paired)
+    within = sum(r <= 0.8 for r in paired)
+    met = ratio <= 0.8 and paired_med <= 0.8
+    worst = max(ratio, paired_med)
     title = ("## Newman side by side, "
              + ("warm bytecode cache" if args.bytecode == "cache" else "no bytecode cache"))
     lines = [
@@ -323,13 +332,17 @@ def main() -> None:
         *([f"| `pytest --bank={BANK}` before (`--before`) | {statistics.median(before):.2f} s | "
            + ", ".join(f"{t:.2f}" for t in before) + " |",
            f"| before ÷ Newman | {statistics.median(before) / theirs_med:.2f} | |"] if before else []),
-        f"| ours ÷ Newman | **{ratio:.2f}** | |",
+        f"| ours ÷ Newman (median ÷ median) | **{ratio:.2f}** | |",
+        f"| ours ÷ Newman, round by round | **{paired_med:.2f}** (median) | "
+        + ", ".join(f"{r:.2f}" for r in paired) + " |",
         "",
         f"Newman's failed status assertions per round: {failed_assertions} (a poll or a delete "
         "can meet an ingestion that is not finished yet; the timing is unaffected).",
         "",
-        "Goal: ours ≤ 0.8 × Newman's: " + ("met." if ratio <= 0.8 else
-                                           f"**not met** (by {ratio / 0.8 - 1:.0%})."),
+        "Goal: ours ≤ 0.8 × Newman's: "
+        + ("met" if met else f"**not met** (by {worst / 0.8 - 1:.0%})")
+        + f" (median ÷ median {ratio:.2f}, round by round {paired_med:.2f}; "
+        f"{within} of {len(paired)} rounds at or under 0.8).",
         "",
     ]
     text = "\n".join(lines)

@@ -20,3 +20,8 @@ def default_sandbox_dir() -> Path:
 
 def default_archive_dir() -> Path:
     return conformance_home() / "archive"
+
+
+def template_cache_dir() -> Path:
+    """Compiled report templates (``conformance.template_cache``); safe to delete."""
+    return conformance_home() / "cache" / "templates"

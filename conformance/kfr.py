@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from conformance.errors import CredentialError, ProductionTargetError, TargetEnvironmentError
+from conformance.tls import default_ssl_context
 
 __all__ = [
     "OMIT",
@@ -166,7 +167,7 @@ def _proxy_mounts(transport_factory: Callable[[str | None], httpx.BaseTransport]
 
 def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext | bool:
     if ca_bundle is None:
-        return True
+        return default_ssl_context()  # httpx's default, made once per process
     path = Path(ca_bundle)
     if not path.is_file():
         raise CredentialError(f"CA-bundelen {path} finnes ikke (--ca-bundle).")

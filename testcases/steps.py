@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from typing import Any
 
 import httpx
-from stdnum.no import orgnr as _orgnr
 
 from conformance import contract
 from conformance.errors import AuthError
@@ -666,22 +666,60 @@ def judge_batch_too_large(ev: CaseEvidence) -> Actual:
 def oversize_batch_text(start: int, min_bytes: int) -> str:
     """Comma-separated distinct valid 9-digit organisation numbers from the range 38xxxxxxx–
     39xxxxxxx (not handed out by Brønnøysund, and never used by the rows' own synthetic
-    customers), from base offset ``start``, at least ``min_bytes`` long. One stdnum checksum
-    per ten numbers: the last base digit weighs 2, so its nine siblings follow by adding 2."""
-    parts: list[str] = []
+    customers), from base offset ``start``, at least ``min_bytes`` long, in whole blocks of
+    ten numbers sharing a 7-digit prefix. The check digit follows from the weighted digit
+    sum mod 11, so a block's valid endings depend only on its prefix's sum, and ten blocks
+    sharing a 6-digit prefix only on that one's: the sums come from two small tables and
+    each hundred numbers are one ``str.join`` (the same text as one python-stdnum checksum
+    and ten f-strings per block, which took 0.7–1.3 s for the 10 MB file)."""
+    head_sums, tail_sums, block_endings, group_endings = _oversize_tables()
+    pieces: list[str] = []
     size = -1
-    block = start - start % 10
+    base = start // 10 % 200_000  # 200 000 prefixes of seven digits: 38xxxxx and 39xxxxx
     while size < min_bytes:
-        base = block // 10 % 200_000  # 200 000 prefixes of seven digits: 38xxxxx and 39xxxxx
-        prefix = f"3{8 + base // 100_000}{base % 100_000:05d}"
-        base_sum = _orgnr.checksum(prefix + "00")
-        for digit in range(10):
-            check = -(base_sum + 2 * digit) % 11
-            if check != 10:
-                parts.append(f"{prefix}{digit}{check}")
-                size += 10
-        block += 10
-    return ",".join(parts)
+        six = 380_000 + base // 10  # the prefix's first six digits
+        head = six // 1000
+        weighted = head_sums[head] + tail_sums[six - head * 1000]
+        if base % 10 == 0:  # ten whole blocks, unless the text is complete within them
+            ending = group_endings[weighted % 11]
+            if size + 10 * len(ending) < min_bytes:
+                text = str(six)
+                pieces.append(text + ("," + text).join(ending))
+                size += 10 * len(ending)
+                base = base + 10 if base < 199_990 else 0
+                continue
+        ending = block_endings[(weighted + 3 * (base % 10)) % 11]
+        text = str(3_800_000 + base)
+        pieces.append(text + ("," + text).join(ending))
+        size += 10 * len(ending)
+        base = base + 1 if base < 199_999 else 0
+    return ",".join(pieces)
+
+
+@functools.cache
+def _oversize_tables() -> tuple[list[int], list[int], list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """For :func:`oversize_batch_text`: the orgnr weights of a 6-digit prefix (3 2 7 | 6 5 4)
+    summed over its first and last three digits; by a 7-digit prefix's weighted sum mod 11,
+    the last two digits (base digit, weight 2; check digit) of its block's valid numbers;
+    and by a 6-digit prefix's sum mod 11, the last three (7th digit, weight 3, then those)."""
+
+    def sums(weights: tuple[int, ...]) -> list[int]:
+        table = [0]
+        for weight in weights:
+            table = [total + weight * digit for total in table for digit in range(10)]
+        return table
+
+    blocks = [
+        tuple(f"{digit}{check}" for digit in range(10)
+              if (check := -(residue + 2 * digit) % 11) != 10)
+        for residue in range(11)
+    ]
+    groups = [
+        tuple(f"{seventh}{end}" for seventh in range(10)
+              for end in blocks[(residue + 3 * seventh) % 11])
+        for residue in range(11)
+    ]
+    return sums((3, 2, 7)), sums((6, 5, 4)), blocks, groups
 
 
 # ---------------------------------------------------------------- errors

@@ -192,7 +192,8 @@ def pytest_unconfigure(config):
                for name in ("conformance.runner", "test_ids")}
     with open(os.environ["PLUGIN_PROBE_OUT"], "w") as out:
         json.dump({"plugins": names, "hypothesis_imported": "hypothesis" in sys.modules,
-                   "loaders": loaders, "frozen": gc.get_freeze_count()}, out)
+                   "loaders": loaders, "frozen": gc.get_freeze_count(),
+                   "collecting": gc.isenabled()}, out)
 '''
 
 
@@ -222,6 +223,7 @@ def test_a_bank_run_leaves_the_test_only_plugins_out(tmp_path: Path) -> None:
     # … nor for pytest's assertion rewriting of the engine it imported while configuring
     assert seen["loaders"]["conformance.runner"] not in ("AssertionRewritingHook", "NoneType")
     assert seen["frozen"] > 10_000  # the set-up's objects are out of the collector's way
+    assert seen["collecting"] is True  # off while setting up, on again for the rows
 
 
 def test_the_project_tests_keep_pytester_and_hypothesis(tmp_path: Path) -> None:
@@ -229,3 +231,4 @@ def test_the_project_tests_keep_pytester_and_hypothesis(tmp_path: Path) -> None:
     assert {"pytester", "hypothesispytest"} <= set(seen["plugins"])
     assert seen["loaders"]["test_ids"] == "AssertionRewritingHook"  # asserts still explained
     assert seen["frozen"] == 0
+    assert seen["collecting"] is True

@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from conformance.errors import PackError
 from conformance.pack._text import text
+from conformance.tls import default_ssl_context
 
 if TYPE_CHECKING:
     from conformance.pack.cms import SignerInfo
@@ -82,7 +83,10 @@ def request_token(url: str, data: bytes, *, timeout: float = DEFAULT_TIMEOUT_S) 
         .build()
     )
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        # The process's shared TLS context: httpx would load the CA bundle again.
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, verify=default_ssl_context()
+        ) as client:
             response = client.post(
                 url,
                 content=request.as_bytes(),

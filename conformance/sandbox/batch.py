@@ -11,6 +11,13 @@ parts are discarded. KFR's 10 MB limit counts the ``customers`` part alone
 (``max_file_bytes``); the rest of the form may add ``FORM_ALLOWANCE`` on top. Going over
 either raises ``BatchTooLarge`` at once, so the caller can stop reading.
 
+A gateway refuses by size, before anyone reads the IDs: when the body may hold a file part
+over the limit (its declared length is over it, or unknown), the caller passes a ``hold``
+file, the part is written there unread, and its IDs are validated from there only once the
+part has ended within the limit. A file over the limit is thus refused as soon as the limit
+is passed, without validating a million IDs first; the answer is the same either way, since
+the 413 outranks anything wrong inside the file.
+
 The body is split the way ``re.split(rb"(?:\\r?\\n)?--BOUNDARY", body)`` splits it; the
 answers, and which of several problems is reported, are the same whatever the pieces:
 a boundary that never starts a line (403) → a broken part, in order → a missing closing
@@ -53,6 +60,7 @@ MAX_HEADER_BYTES = 16 * 1024  # one part's header block
 MAX_FIELD_BYTES = 64 * 1024  # customer_type
 MAX_PARTS = 100
 FIRST_LINE_CAP = 4096  # lenient mode looks for the boundary on the body's first line
+HOLD_READ_BYTES = 1024 * 1024  # a held file part is validated in pieces of this size
 
 
 class BatchTooLarge(BatchRejected):
@@ -146,6 +154,8 @@ class BatchStream:
 
     Raises ``BatchRejected`` as soon as the answer is certain (a broken form, a file over
     the limit), otherwise at ``finish()``. Accepted entries are written to ``sink``.
+    With ``hold`` (and ``max_file_bytes``), the ``customers`` part waits there unread until
+    it is known to be within the limit (see the module's docstring).
     """
 
     def __init__(
@@ -161,6 +171,7 @@ class BatchStream:
         keep_dates: bool = True,
         strict_birth_dates: bool = False,
         max_file_bytes: int | None = None,
+        hold: IO[bytes] | None = None,
     ) -> None:
         self.customers = CustomerListParser(
             sink,
@@ -173,6 +184,9 @@ class BatchStream:
         self._header_boundary = boundary
         self._check_type = check_type
         self._max_file = max_file_bytes
+        # Without a limit nothing can be refused by size, so nothing needs holding back.
+        self._hold = hold if max_file_bytes is not None else None
+        self._held = 0  # bytes of the customers part waiting in ``hold``
         self._max_body = None if max_file_bytes is None else max_file_bytes + FORM_ALLOWANCE
         self._buf = bytearray()
         self._prev: int | None = None  # the last byte consumed (None: at the start)
@@ -227,6 +241,7 @@ class BatchStream:
             customer_type = self._customer_type.decode("utf-8").strip()
         except UnicodeDecodeError:
             customer_type = None
+        self._validate_held()
         self.customers.end()
         if customer_type is None or self.customers.utf8_error:
             raise _bad_form("Batchen er ikke gyldig UTF-8.")
@@ -407,7 +422,11 @@ class BatchStream:
             self._file_bytes += len(data)
             if self._max_file is not None and self._file_bytes > self._max_file:
                 raise _too_large(f"filen (customers) er større enn {self._max_file} byte")
-            self.customers.feed(data)
+            if self._hold is not None:
+                self._hold.write(data)
+                self._held += len(data)
+            else:
+                self.customers.feed(data)
         elif self._part == "customer_type":
             if len(self._customer_type) + len(data) > MAX_FIELD_BYTES:
                 self._fail(_bad_form("Feltet customer_type er for langt."))
@@ -416,8 +435,20 @@ class BatchStream:
 
     def _end_part(self) -> None:
         if self._part == "customers":
+            self._validate_held()
             self.customers.end()
         self._part = None
+
+    def _validate_held(self) -> None:
+        """The held customers part has ended within the limit: now read its IDs."""
+        if self._hold is None or not self._held:
+            return
+        hold, self._held = self._hold, 0
+        hold.seek(0)
+        while piece := hold.read(HOLD_READ_BYTES):
+            self.customers.feed(piece)
+        hold.seek(0)
+        hold.truncate()
 
     def _epilogue(self, final: bool) -> bool:
         """After the closing delimiter or a broken part: only look for a delimiter that

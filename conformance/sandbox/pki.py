@@ -260,7 +260,11 @@ class TestCA:
         bundle = create_once(self.data_dir / CA_BUNDLE_FILE, _make_ca_bundle, private=True)
         try:
             self.cert = x509.load_pem_x509_certificate(bundle)
-            key = serialization.load_pem_private_key(bundle, password=None)
+            # The sandbox made this key itself and keeps it private: OpenSSL's RSA key check
+            # (~50 ms per load, several loads per run) protects against keys from elsewhere.
+            key = serialization.load_pem_private_key(
+                bundle, password=None, unsafe_skip_rsa_key_validation=True
+            )
         except ValueError as exc:
             raise SandboxError(
                 f"Sandkassens CA i {self.data_dir / CA_BUNDLE_FILE} er ødelagt.",
@@ -404,7 +408,9 @@ class TestCA:
     def _load_tsa(self, bundle: bytes) -> IssuedCertificate | None:
         try:
             cert = x509.load_pem_x509_certificate(bundle)
-            key = serialization.load_pem_private_key(bundle, password=None)
+            key = serialization.load_pem_private_key(  # our own key: see TestCA.__init__
+                bundle, password=None, unsafe_skip_rsa_key_validation=True
+            )
         except ValueError:
             return None
         fresh = cert.not_valid_after_utc - _now() > dt.timedelta(days=30)

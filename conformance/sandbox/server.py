@@ -25,6 +25,7 @@ from conformance.sandbox.files import ensure_dir
 from conformance.sandbox.ingest import Ingester
 from conformance.sandbox.maskinporten import AccessTokens, SigningKey
 from conformance.sandbox.pki import PkiUrls, Revocation, TestCA, bank_certificate
+from conformance.sandbox.prompt_server import PromptServer
 from conformance.sandbox.settings import Faults, SandboxSettings
 from conformance.sandbox.store import open_store
 
@@ -105,7 +106,7 @@ class RunningSandbox:
             timeout_graceful_shutdown=2,
             loop="asyncio",
         )
-        self._server = uvicorn.Server(config)
+        self._server = PromptServer(config)  # stops at once, not on uvicorn's 0.1 s clock
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -172,7 +173,7 @@ class RunningSandbox:
         if self._stopped:
             return
         self._stopped = True
-        self._server.should_exit = True
+        self._server.request_exit()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         self._ingester.stop()
