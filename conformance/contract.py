@@ -286,7 +286,7 @@ R_FIRST_LOAD = rule(
 )
 
 
-def batch_multipart_shape(content_type: str | None, body: bytes) -> tuple[Verdict, dict[str, bytes]]:
+def batch_multipart_shape(content_type: str | None, body: bytes) -> tuple[Verdict, dict[str, memoryview]]:
     """The verdict on the multipart shape and the named parts. A quoted boundary is read
     as if unquoted here: :func:`boundary_unquoted` is the one rule that judges quoting."""
     mime, _, params = (content_type or "").partition(";")
@@ -307,31 +307,36 @@ def batch_multipart_shape(content_type: str | None, body: bytes) -> tuple[Verdic
 _PART_NAME = re.compile(rb'name="([^"]*)"|name=([^;\s]+)', re.IGNORECASE)
 
 
-def _form_parts(body: bytes, boundary: str) -> tuple[dict[str, bytes], str | None]:
+def _form_parts(body: bytes, boundary: str) -> tuple[dict[str, memoryview], str | None]:
     """The named parts of a multipart body as recorded (not streamed: the gateway and the
-    request log judge a body they already hold), or why it is not a well-formed form."""
+    request log judge a body they already hold), or why it is not a well-formed form. The
+    parts are views into ``body``: a 10 MB file is never copied to be judged."""
     delimiter = b"--" + boundary.encode("ascii", "replace")
     if not (body.startswith(delimiter) or b"\n" + delimiter in body):
         return {}, "boundary i Content-Type stemmer ikke med innholdet"
-    parts: dict[str, bytes] = {}
-    for segment in re.split(rb"(?:\r?\n)?" + re.escape(delimiter), body)[1:]:
-        if segment.startswith(b"--"):
+    view = memoryview(body)
+    parts: dict[str, memoryview] = {}
+    marks = list(re.finditer(rb"(?:\r?\n)?" + re.escape(delimiter), body))
+    for n, mark in enumerate(marks):
+        start = mark.end()
+        end = marks[n + 1].start() if n + 1 < len(marks) else len(body)
+        if body.startswith(b"--", start, end):
             return parts, None
-        head, sep, content = segment.partition(b"\r\n\r\n")
-        if not sep:
+        blank = body.find(b"\r\n\r\n", start, end)
+        if blank < 0:
             return parts, "en del av multipart-innholdet mangler hoder"
-        name = _PART_NAME.search(head)
+        name = _PART_NAME.search(body, start, blank)
         if name is None:
             return parts, "en del mangler name i Content-Disposition"
         key = (name.group(1) or name.group(2) or b"").decode("latin-1")
         if key in parts:
             return parts, f"feltet {key} finnes mer enn én gang"
-        parts[key] = content
+        parts[key] = view[blank + 4 : end]
     return parts, "multipart-innholdet mangler avsluttende boundary"
 
 
-def batch_customer_type(value: bytes) -> Verdict:
-    text = value.decode("utf-8", "replace").strip()
+def batch_customer_type(value: bytes | memoryview) -> Verdict:
+    text = bytes(value).decode("utf-8", "replace").strip()
     if text == "DSOPBANK":
         return Verdict(R_BATCH_TYPE, True)
     return Verdict(R_BATCH_TYPE, False, f"customer_type er «{text[:40]}», ikke DSOPBANK")
@@ -390,7 +395,7 @@ class CustomerIdSet:
         return self._count + len(self._buffer)
 
 
-def batch_customer_lines(value: bytes) -> tuple[Verdict, CustomerIdSet]:
+def batch_customer_lines(value: bytes | memoryview) -> tuple[Verdict, CustomerIdSet]:
     """The verdict on the ``customers`` field and the IDs it lists (empty when refused).
     Parsed as it streams: a 10 MB field never becomes one string or a list of entries."""
     from conformance.sandbox.customer_list import CustomerListParser
