@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from perfdoc import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 BANK = "311000004"
 # Rows that wait on purpose (ingestion polling) or build and send 10 MB: not runner overhead.
@@ -155,14 +157,7 @@ def main() -> None:
     print()
     print(text)
     if args.write:
-        doc = ROOT / "docs" / "performance.md"
-        current = doc.read_text(encoding="utf-8")
-        pattern = re.compile(r"## Runner\n.*?(?=\n## |\Z)", re.S)
-        if pattern.search(current):
-            current = pattern.sub(lambda _: text.rstrip() + "\n", current)
-        else:
-            current = current.rstrip() + "\n\n" + text
-        doc.write_text(current, encoding="utf-8")
+        write_section("## Runner", text)
 
 
 if __name__ == "__main__":

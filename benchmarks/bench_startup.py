@@ -41,13 +41,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from perfdoc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -176,14 +177,7 @@ def main() -> None:
     print()
     print(text)
     if args.write:
-        doc = ROOT / "docs" / "performance.md"
-        current = doc.read_text(encoding="utf-8")
-        pattern = re.compile(re.escape(title) + r"\n.*?(?=\n## |\Z)", re.S)
-        if pattern.search(current):
-            current = pattern.sub(lambda _: text.rstrip() + "\n", current)
-        else:
-            current = current.rstrip() + "\n\n" + text
-        doc.write_text(current, encoding="utf-8")
+        write_section(title, text)
 
 
 if __name__ == "__main__":
