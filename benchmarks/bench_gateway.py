@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 from conformance.ids import synthetic_fodselsnummer, synthetic_orgnr  # noqa: E402
 
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+from perfdoc import write_section  # noqa: E402
+
 SECTION = "## Gateway"
 PREFIX = "/kar-ws/api/v1"
 
@@ -161,17 +163,6 @@ def _journal(record: Path) -> tuple[int, bool]:
     return len(seqs), sorted(seqs) == list(range(1, len(seqs) + 1))
 
 
-def write_section(text: str) -> None:
-    current = PERFORMANCE_DOC.read_text("utf-8") if PERFORMANCE_DOC.exists() else "# Performance\n"
-    start = current.find(f"\n{SECTION}\n")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION) + 2)
-        updated = current[: start + 1] + text + (current[end + 1:] if end >= 0 else "")
-    PERFORMANCE_DOC.write_text(updated, "utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="pairs for the added latency")
@@ -286,7 +277,7 @@ a third), the event loop and uvicorn, and the contract rules, redaction and reco
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"written to {PERFORMANCE_DOC}")
     return 0 if ok_latency == "met" and ok_load == "met" else 1
 
