@@ -286,53 +286,212 @@ R_FIRST_LOAD = rule(
 )
 
 
-def batch_multipart_shape(content_type: str | None, body: bytes) -> tuple[Verdict, dict[str, memoryview]]:
-    """The verdict on the multipart shape and the named parts. A quoted boundary is read
-    as if unquoted here: :func:`boundary_unquoted` is the one rule that judges quoting."""
+def _boundary_of(content_type: str | None) -> tuple[str | None, Verdict | None]:
+    """The boundary a multipart Content-Type names, or the shape verdict why there is none.
+    A quoted boundary is read as if unquoted: :func:`boundary_unquoted` judges quoting."""
     mime, _, params = (content_type or "").partition(";")
     if mime.strip().lower() != "multipart/form-data":
-        return Verdict(R_BATCH_SHAPE, False, f"Content-Type er «{mime.strip()[:60]}», ikke multipart/form-data"), {}
+        return None, Verdict(R_BATCH_SHAPE, False, f"Content-Type er «{mime.strip()[:60]}», ikke multipart/form-data")
     match = re.search(r"boundary=(\"[^\"]*\"|[^;\s]+)", params, re.IGNORECASE)
     if match is None:
-        return Verdict(R_BATCH_SHAPE, False, "Content-Type har ingen boundary"), {}
-    parts, problem = _form_parts(body, match.group(1).strip('"'))
-    if problem:
-        return Verdict(R_BATCH_SHAPE, False, problem), {}
-    missing = [name for name in ("customer_type", "customers") if name not in parts]
-    if missing:
-        return Verdict(R_BATCH_SHAPE, False, f"feltet {' og '.join(missing)} mangler"), parts
-    return Verdict(R_BATCH_SHAPE, True), parts
+        return None, Verdict(R_BATCH_SHAPE, False, "Content-Type har ingen boundary")
+    return match.group(1).strip('"'), None
+
+
+def batch_multipart_shape(content_type: str | None, body: bytes) -> tuple[Verdict, dict[str, bytes]]:
+    """The verdict on the multipart shape and the named parts other than ``customers``
+    (whose lines :class:`BatchBodyReader` judges as it reads them)."""
+    reader = BatchBodyReader(content_type)
+    reader.feed(body)
+    return reader.shape(), reader.fields
 
 
 _PART_NAME = re.compile(rb'name="([^"]*)"|name=([^;\s]+)', re.IGNORECASE)
+_FIELD_CAP = 64 * 1024  # customer_type and any other small field; more is kept as a length only
 
 
-def _form_parts(body: bytes, boundary: str) -> tuple[dict[str, memoryview], str | None]:
-    """The named parts of a multipart body as recorded (not streamed: the gateway and the
-    request log judge a body they already hold), or why it is not a well-formed form. The
-    parts are views into ``body``: a 10 MB file is never copied to be judged."""
-    delimiter = b"--" + boundary.encode("ascii", "replace")
-    if not (body.startswith(delimiter) or b"\n" + delimiter in body):
-        return {}, "boundary i Content-Type stemmer ikke med innholdet"
-    view = memoryview(body)
-    parts: dict[str, memoryview] = {}
-    marks = list(re.finditer(rb"(?:\r?\n)?" + re.escape(delimiter), body))
-    for n, mark in enumerate(marks):
-        start = mark.end()
-        end = marks[n + 1].start() if n + 1 < len(marks) else len(body)
-        if body.startswith(b"--", start, end):
-            return parts, None
-        blank = body.find(b"\r\n\r\n", start, end)
-        if blank < 0:
-            return parts, "en del av multipart-innholdet mangler hoder"
-        name = _PART_NAME.search(body, start, blank)
+class BatchBodyReader:
+    """A batch body judged as it arrives — ``feed(chunk)`` in any pieces, then the verdicts
+    of :meth:`content` — without ever holding the ``customers`` part: its lines go straight
+    to the sandbox's streaming :class:`CustomerListParser` and its IDs to a
+    :class:`CustomerIdSet`. The request log sees up to 10 MB per batch this way in a few
+    hundred KiB; fed the whole body at once it is the gateway's reading of a body it holds.
+
+    The form is read as a multipart parser splitting on ``(\\r?\\n)?--boundary``: the part
+    before the first delimiter is ignored, a part is headers, a blank line and content, a
+    delimiter followed by ``--`` closes the form, and the first problem in order is the one
+    reported."""
+
+    def __init__(self, content_type: str | None) -> None:
+        from conformance.sandbox.customer_list import CustomerListParser
+
+        self.content_type = content_type
+        boundary, self._type_problem = _boundary_of(content_type)
+        self._delim = b"--" + (boundary or "").encode("ascii", "replace")
+        self._keep = len(self._delim) + 1  # a delimiter (and its line break) may straddle two pieces
+        self._buf = bytearray()
+        self._state = "preamble"            # preamble | head | content | closed
+        self._part: str | None = None
+        self._start = b""                   # the body's first bytes, to the delimiter's length
+        self._tail = b""                    # the last bytes seen, to the delimiter's length
+        self._aligned = False               # a delimiter at the start or after a line break
+        self._problem: str | None = None
+        self.fields: dict[str, bytes] = {}
+        self._names: set[str] = set()
+        self.ids = CustomerIdSet()
+        self._lines = CustomerListParser(self.ids)
+        self._finished = False
+
+    # ---- input
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if self._type_problem is not None:
+            return
+        self._watch_alignment(bytes(chunk))
+        if self._state == "closed" or self._problem is not None:
+            return
+        self._buf += chunk
+        self._advance(final=False)
+
+    def _watch_alignment(self, chunk: bytes) -> None:
+        """Whether the body starts with a delimiter or has one after a line break anywhere
+        (a form whose delimiters never start a line is not this boundary's form), read
+        apart from the parts: it outranks any problem found in them."""
+        if self._aligned:
+            return
+        if len(self._start) < len(self._delim):
+            self._start += chunk[: len(self._delim) - len(self._start)]
+            if self._start == self._delim:
+                self._aligned = True
+        window = self._tail + chunk
+        if b"\n" + self._delim in window:
+            self._aligned = True
+        self._tail = window[-len(self._delim):]
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._type_problem is None and self._state != "closed" and self._problem is None:
+            self._advance(final=True)
+        self._lines.end()
+
+    def _delimiter(self) -> tuple[int, int] | None:
+        """(where the match starts, where it ends) of the first delimiter in the buffer."""
+        found = self._buf.find(self._delim)
+        if found < 0:
+            return None
+        start = found
+        if found >= 2 and self._buf[found - 2 : found] == b"\r\n":
+            start = found - 2
+        elif found >= 1 and self._buf[found - 1 : found] == b"\n":
+            start = found - 1
+        return start, found + len(self._delim)
+
+    def _advance(self, *, final: bool) -> None:
+        while self._problem is None and self._state != "closed":
+            match = self._delimiter()
+            if self._state == "preamble":
+                if match is None:
+                    if not final:
+                        self._drop(len(self._buf) - self._keep)
+                    return
+                self._drop(match[1])
+                self._state = "head"
+                continue
+            if self._state == "head":
+                if not self._head(match, final):
+                    return
+                continue
+            # content
+            if match is None:
+                if final:
+                    self._emit(self._buf)
+                    self._drop(len(self._buf))
+                    self._problem = "multipart-innholdet mangler avsluttende boundary"
+                else:
+                    cut = len(self._buf) - self._keep
+                    if cut > 0:
+                        self._emit(self._buf[:cut])
+                        self._drop(cut)
+                return
+            self._emit(self._buf[: match[0]])
+            self._drop(match[1])
+            self._state = "head"
+
+    def _drop(self, count: int) -> None:
+        if count > 0:
+            del self._buf[:count]
+
+    def _head(self, match: tuple[int, int] | None, final: bool) -> bool:
+        """Read a part's start; False when more input is needed."""
+        buf = self._buf
+        if match is None and not final and len(buf) <= self._keep:
+            return False  # "--" here may yet be the next delimiter (an empty part), not the close
+        limit = match[0] if match is not None else len(buf)  # where this part ends
+        if limit >= 2 and buf.startswith(b"--"):
+            self._state = "closed"
+            self._drop(len(buf))
+            return True
+        blank = buf.find(b"\r\n\r\n", 0, limit)
+        if blank < 0 or (match is None and not final and blank + 4 + self._keep + 1 > len(buf)):
+            if match is not None or final:
+                self._problem = "en del av multipart-innholdet mangler hoder"
+            return self._problem is not None
+        name = _PART_NAME.search(bytes(buf[:blank]))
         if name is None:
-            return parts, "en del mangler name i Content-Disposition"
+            self._problem = "en del mangler name i Content-Disposition"
+            return True
         key = (name.group(1) or name.group(2) or b"").decode("latin-1")
-        if key in parts:
-            return parts, f"feltet {key} finnes mer enn én gang"
-        parts[key] = view[blank + 4 : end]
-    return parts, "multipart-innholdet mangler avsluttende boundary"
+        if key in self._names:
+            self._problem = f"feltet {key} finnes mer enn én gang"
+            return True
+        self._names.add(key)
+        self._part = key
+        self._drop(blank + 4)
+        self._state = "content"
+        return True
+
+    def _emit(self, data: bytes | bytearray) -> None:
+        if not data:
+            return
+        if self._part == "customers":
+            self._lines.feed(bytes(data))
+        elif self._part is not None:
+            held = self.fields.get(self._part, b"")
+            if len(held) < _FIELD_CAP:
+                self.fields[self._part] = held + bytes(data[: _FIELD_CAP + 1 - len(held)])
+
+    # ---- verdicts
+
+    def shape(self) -> Verdict:
+        self._finish()
+        if self._type_problem is not None:
+            return self._type_problem
+        if not self._aligned:
+            return Verdict(R_BATCH_SHAPE, False, "boundary i Content-Type stemmer ikke med innholdet")
+        if self._problem is not None:
+            return Verdict(R_BATCH_SHAPE, False, self._problem)
+        missing = [name for name in ("customer_type", "customers") if name not in self._names]
+        if missing:
+            return Verdict(R_BATCH_SHAPE, False, f"feltet {' og '.join(missing)} mangler")
+        return Verdict(R_BATCH_SHAPE, True)
+
+    def content(self) -> tuple[list[Verdict], CustomerIdSet | None]:
+        """Shape, then (when the form is whole) customer_type and the customers' lines; the
+        IDs when every line was valid."""
+        shape = self.shape()
+        if not shape.ok:
+            return [shape], None
+        lines = self._lines
+        if lines.utf8_error:
+            verdict = Verdict(R_BATCH_LINES, False, "customers er ikke gyldig UTF-8")
+        elif lines.error is not None:
+            verdict = Verdict(R_BATCH_LINES, False, lines.error.message)
+        else:
+            verdict = Verdict(R_BATCH_LINES, True, f"{lines.count} kundeforhold")
+        return [shape, batch_customer_type(self.fields.get("customer_type", b"")), verdict], \
+            self.ids if verdict.ok else None
 
 
 def batch_customer_type(value: bytes | memoryview) -> Verdict:
@@ -396,13 +555,12 @@ class CustomerIdSet:
 
 
 def batch_customer_lines(value: bytes | memoryview) -> tuple[Verdict, CustomerIdSet]:
-    """The verdict on the ``customers`` field and the IDs it lists (empty when refused).
-    Parsed as it streams: a 10 MB field never becomes one string or a list of entries."""
+    """The verdict on a ``customers`` field and the IDs it lists (empty when refused)."""
     from conformance.sandbox.customer_list import CustomerListParser
 
     ids = CustomerIdSet()
     parser = CustomerListParser(ids)
-    parser.feed(value)
+    parser.feed(bytes(value))
     parser.end()
     if parser.utf8_error:
         return Verdict(R_BATCH_LINES, False, "customers er ikke gyldig UTF-8"), CustomerIdSet()
@@ -619,6 +777,7 @@ class RequestFacts:
     claims: Mapping[str, Any] | None = None
     token_problem: str | None = None            # why there are no claims
     body: bytes | None = None                   # batch body, when it was kept
+    body_reader: BatchBodyReader | None = None  # or the body already read as it passed
     body_size: int = 0
     body_sha256: str | None = None
 
@@ -953,16 +1112,16 @@ class ContractSession:
     def _batch_content(self, facts: RequestFacts) -> tuple[list[Verdict], CustomerIdSet | None]:
         """The verdicts on the batch file itself and its customers (None when unreadable)."""
         verdicts = [boundary_unquoted(facts.content_type), batch_size_within(facts.body_size, self.max_batch_bytes)]
-        if facts.body is None or facts.body_size > self.max_batch_bytes:
+        if facts.body_size > self.max_batch_bytes:
             return verdicts, None
-        shape, parts = batch_multipart_shape(facts.content_type, facts.body)
-        verdicts.append(shape)
-        if not shape.ok:
+        reader = facts.body_reader
+        if reader is None and facts.body is not None:
+            reader = BatchBodyReader(facts.content_type)
+            reader.feed(facts.body)
+        if reader is None:
             return verdicts, None
-        verdicts.append(batch_customer_type(parts["customer_type"]))
-        lines, ids = batch_customer_lines(parts["customers"])
-        verdicts.append(lines)
-        return verdicts, ids if lines.ok else None
+        content, ids = reader.content()
+        return verdicts + content, ids
 
     def _batch(self, facts: RequestFacts, verdicts: list[Verdict], customers: CustomerIdSet | None) -> list[Verdict]:
         verdicts = list(verdicts)

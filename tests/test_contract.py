@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conformance import contract
 from conformance.contract import ContractSession, RequestFacts, ResponseFacts
@@ -353,3 +355,88 @@ def test_a_batch_file_s_ids_are_kept_compactly_and_exactly() -> None:
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert held < len(many) // 1.2  # ~8 bytes per ID, against ~60 as str objects in a list
+
+
+# ---- the batch body read as it streams, against the whole-body reading it replaced
+
+def _whole_body_parts(body: bytes, boundary: str) -> tuple[dict[str, bytes], str | None]:
+    """The reading by regular-expression split that the streaming reader replaced: the
+    oracle the streaming reader must agree with, whatever pieces the body arrives in."""
+    import re
+
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    if not (body.startswith(delimiter) or b"\n" + delimiter in body):
+        return {}, "boundary i Content-Type stemmer ikke med innholdet"
+    parts: dict[str, bytes] = {}
+    for segment in re.split(rb"(?:\r?\n)?" + re.escape(delimiter), body)[1:]:
+        if segment.startswith(b"--"):
+            return parts, None
+        head, sep, content = segment.partition(b"\r\n\r\n")
+        if not sep:
+            return parts, "en del av multipart-innholdet mangler hoder"
+        name = re.search(rb'name="([^"]*)"|name=([^;\s]+)', head, re.IGNORECASE)
+        if name is None:
+            return parts, "en del mangler name i Content-Disposition"
+        key = (name.group(1) or name.group(2) or b"").decode("latin-1")
+        if key in parts:
+            return parts, f"feltet {key} finnes mer enn én gang"
+        parts[key] = content
+    return parts, "multipart-innholdet mangler avsluttende boundary"
+
+
+def _oracle(body: bytes, boundary: str) -> tuple[bool, str, bytes | None, tuple[bool, str] | None]:
+    parts, problem = _whole_body_parts(body, boundary)
+    if problem is None:
+        missing = [n for n in ("customer_type", "customers") if n not in parts]
+        problem = f"feltet {' og '.join(missing)} mangler" if missing else None
+    if problem is not None:
+        return False, problem, None, None
+    lines, _ = contract.batch_customer_lines(parts["customers"])
+    return True, "", parts["customer_type"], (lines.ok, lines.reason)
+
+
+_PIECES = [
+    b"--B\r\n", b"\r\n--B\r\n", b"\n--B", b"--B--", b"\r\n--B--\r\n", b"--B-", b"x--B",
+    b'Content-Disposition: form-data; name="customers"\r\n\r\n',
+    b'Content-Disposition: form-data; name="customer_type"\r\n\r\n',
+    b"Content-Disposition: form-data; name=customers\r\n\r\n",
+    b"Content-Disposition: form-data\r\n\r\n", b"X-Other: 1\r\n",
+    b"DSOPBANK", b"DSOP", b"922203687", b"05909803219#2019-01-01", b",", b"\r\n", b"\r", b"\n",
+    b"12345678901", b"--", b"-", b"\xff", b" ",
+]
+
+
+def _well_formed(customers: bytes, *, crlf: bool = True, preamble: bytes = b"") -> bytes:
+    nl = b"\r\n" if crlf else b"\n"
+    return (preamble + b"--B" + nl + b'Content-Disposition: form-data; name="customer_type"\r\n\r\n'
+            + b"DSOPBANK" + nl + b"--B" + nl
+            + b'Content-Disposition: form-data; name="customers"\r\n\r\n' + customers + nl + b"--B--" + nl)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=st.one_of(
+        st.lists(st.sampled_from(_PIECES), max_size=14).map(b"".join),
+        st.builds(_well_formed, st.lists(st.sampled_from([b"922203687", b"05909803219#2019-01-01", b"123"]),
+                                         max_size=6).map(b",".join),
+                  crlf=st.booleans(), preamble=st.sampled_from([b"", b"junk", b"junk\r\n"])),
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+)
+def test_the_streamed_reading_agrees_with_the_whole_body_reading(body: bytes, cuts: list[int]) -> None:
+    """Whatever pieces a body arrives in, the request log's streamed reading gives the
+    verdicts the whole-body reading gives: shape (and its reason), customer_type, lines."""
+    content_type = "multipart/form-data; boundary=B"
+    reader = contract.BatchBodyReader(content_type)
+    last = 0
+    for cut in sorted({min(c, len(body)) for c in cuts}):
+        reader.feed(body[last:cut])
+        last = cut
+    reader.feed(body[last:])
+    verdicts, ids = reader.content()
+    ok, reason, customer_type, lines = _oracle(body, "B")
+    assert (verdicts[0].ok, "" if verdicts[0].ok else verdicts[0].reason) == (ok, reason)
+    if ok:
+        assert verdicts[1] == contract.batch_customer_type(customer_type)
+        assert (verdicts[2].ok, verdicts[2].reason) == lines
+        assert (ids is not None) == lines[0]

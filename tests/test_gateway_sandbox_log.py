@@ -131,3 +131,37 @@ def test_the_log_page_answers_loopback_only(sandbox: RunningSandbox) -> None:
 def test_a_missing_log_is_a_message_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sandbox", "log", "--data-dir", str(tmp_path)]) == 0
     assert "Ingen forespørsler i loggen" in capsys.readouterr().err
+
+
+def test_a_batch_is_judged_as_it_streams_past(
+    sandbox: RunningSandbox, sandbox_token: Any, tmp_path: Path
+) -> None:
+    """A batch is never held by the log: it is read in the pieces it arrives in, and the
+    rules that need its customers still see them — here a first load holding a
+    relationship the client itself ended."""
+    from conformance.ids import synthetic_orgnr
+
+    bank = sandbox.register_bank(synthetic_orgnr(), out_dir=tmp_path / "bank")
+    token = sandbox_token(bank)
+    ended, kept = synthetic_fodselsnummer(), synthetic_fodselsnummer()
+    others = [synthetic_fodselsnummer() for _ in range(3_000)]
+    with httpx.Client(base_url=sandbox.kfr_base_url, timeout=30) as http:
+        def call(method: str) -> int:
+            return http.request(method, relationship(bank), headers={
+                "Authorization": f"Bearer {token}", "CorrelationID": str(uuid.uuid4()),
+                "CustomerID": ended}).status_code
+        assert (call("POST"), call("DELETE")) == (201, 204)
+        body = ('--B\r\nContent-Disposition: form-data; name="customer_type"\r\n\r\nDSOPBANK\r\n'
+                '--B\r\nContent-Disposition: form-data; name="customers"\r\n\r\n'
+                + ",".join([*others[:1500], ended, kept, *others[1500:]]) + "\r\n--B--\r\n").encode()
+        pieces = (body[i:i + 997] for i in range(0, len(body), 997))
+        answer = http.post(f"/customers/financialInstitutions/{bank.orgnr}/batch", content=pieces,
+                           headers={"Authorization": f"Bearer {token}", "CorrelationID": str(uuid.uuid4()),
+                                    "Content-Type": "multipart/form-data; boundary=B"})
+    assert answer.status_code == 201
+    entries, _ = read_log(sandbox.data_dir, bank.orgnr)
+    batch = entries[-1]
+    assert batch["operation"] == "batch"
+    assert [v["rule"] for v in batch["contract"]] == ["first-load-without-ended"]
+    assert ended in batch["contract"][0]["reason"] and kept not in batch["contract"][0]["reason"]
+    assert {"batch-multipart", "batch-customer-lines", "boundary-unquoted"} <= set(batch["passed"])

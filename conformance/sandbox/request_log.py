@@ -28,11 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conformance.contract import ContractSession, RequestFacts, ResponseFacts, Verdict
+from conformance.contract import (
+    BatchBodyReader,
+    ContractSession,
+    RequestFacts,
+    ResponseFacts,
+    Verdict,
+)
 from conformance.sandbox.context import KFR_PREFIX, SandboxContext
 from conformance.sandbox.settings import is_loopback_host
 
@@ -43,7 +48,6 @@ KEEP = 5000
 ROTATE_BYTES = 20 * 1024 * 1024
 PAGE_PATH = "/_sandbox/log"
 _SKIP = (KFR_PREFIX + "/openapi.yaml",)
-_INLINE_CHECK_BYTES = 64 * 1024
 
 
 def _iso(at: float) -> str:
@@ -138,12 +142,13 @@ class RequestLogMiddleware:
         facts = RequestFacts.from_headers(scope["method"], scope["path"], headers, at)
         is_batch = facts.operation == "batch"
         limit = self.ctx.settings.max_batch_bytes
-        kept = bytearray()
         digest = hashlib.sha256()
         size = 0
         verdicts: list[Verdict] = []
         bank = _bank_of(facts)
         session = self.log.session(bank) if bank else None
+        # A batch is judged as it passes (never held: up to 10 MB a request).
+        reader = BatchBodyReader(facts.content_type) if is_batch and session is not None else None
         if session is not None and not is_batch:
             verdicts = session.check_request(facts)
 
@@ -152,10 +157,10 @@ class RequestLogMiddleware:
             message = await receive()
             if is_batch and message["type"] == "http.request":
                 chunk = message.get("body", b"")
+                if reader is not None and size <= limit:
+                    reader.feed(chunk[: limit + 1 - size])
                 size += len(chunk)
                 digest.update(chunk)
-                if len(kept) <= limit:
-                    kept.extend(chunk[: limit + 1 - len(kept)])
             return message
 
         status: list[int | None] = [None]
@@ -169,13 +174,9 @@ class RequestLogMiddleware:
             nonlocal facts, verdicts
             if session is not None and is_batch:
                 facts = dataclasses.replace(
-                    facts, body=bytes(kept), body_size=size, body_sha256=digest.hexdigest()
+                    facts, body_reader=reader, body_size=size, body_sha256=digest.hexdigest()
                 )
-                kept.clear()  # up to 10 MB, now held once, by ``facts``
-                if size > _INLINE_CHECK_BYTES:
-                    verdicts = await run_in_threadpool(session.check_request, facts)
-                else:
-                    verdicts = session.check_request(facts)
+                verdicts = session.check_request(facts)
             if session is not None:
                 session.observe_response(facts, ResponseFacts(status[0], time.time(), retry_after[0]))
             claims = facts.claims
