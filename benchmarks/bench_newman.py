@@ -65,7 +65,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perfdoc import write_section
+from perfdoc import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the suite's own generator for the oversize batch
@@ -347,11 +347,7 @@ def main() -> None:
         f"{within} of {len(paired)} rounds at or under 0.8).",
         "",
     ]
-    text = "\n".join(lines)
-    print()
-    print(text)
-    if args.write:
-        write_section(title, text)
+    publish(title, lines, args.write)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from perfdoc import write_section
+from perfdoc import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 BANK = "311000004"
@@ -153,11 +153,7 @@ def main() -> None:
     for key, label, fmt in FIGURES:
         lines.append(f"| {label} | " + " | ".join(fmt.format(med(c, key)) for c in columns) + " |")
     lines.append("")
-    text = "\n".join(lines)
-    print()
-    print(text)
-    if args.write:
-        write_section("## Runner", text)
+    publish("## Runner", lines, args.write)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from perfdoc import write_section
+from perfdoc import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -173,11 +173,7 @@ def main() -> None:
                  for v in by_tree.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-    text = "\n".join(lines)
-    print()
-    print(text)
-    if args.write:
-        write_section(title, text)
+    publish(title, lines, args.write)
 
 
 if __name__ == "__main__":

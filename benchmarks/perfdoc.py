@@ -18,3 +18,12 @@ def write_section(title: str, text: str, doc: Path = DOC) -> None:
     else:
         current = current.rstrip() + "\n\n" + text
     doc.write_text(current, encoding="utf-8")
+
+
+def publish(title: str, lines: list[str], write: bool) -> None:
+    """Print a benchmark's section and, with ``write``, put it into docs/performance.md."""
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if write:
+        write_section(title, text)
