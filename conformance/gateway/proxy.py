@@ -265,9 +265,9 @@ class GatewayApp:
         verdicts: list[Verdict] = []
         if body.complete:
             request_facts = facts()
-            verdicts = await self._check(request_facts)
             strike = state.tracker.strike(request_facts)
             if strike is not None:
+                verdicts = await self._check(request_facts)
                 await self._answer_injected(send, record, strike, request_facts, verdicts, body)
                 return
 
@@ -275,10 +275,23 @@ class GatewayApp:
         # one still streaming in without a length goes on chunked, as it came.
         upstream_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in forwarded_headers]
         t_up = time.perf_counter()
+        forwarding = asyncio.ensure_future(state.open_upstream().send(
+            method, target.decode("latin-1"), upstream_headers, content if has_body else None
+        ))
+        if request_facts is not None:
+            # The request goes out first; the contract rules and the request's evidence are
+            # worked out while KFR is busy with it, so they add nothing to the core system's
+            # wait. The verdicts never held a request back; they are in place before the
+            # answer is observed. One turn of the loop lets the send write the request.
+            try:
+                await asyncio.sleep(0)
+                verdicts = await self._check(request_facts)
+                record.prepare_request(body)
+            except BaseException:
+                forwarding.cancel()
+                raise
         try:
-            response = await state.open_upstream().send(
-                method, target.decode("latin-1"), upstream_headers, content if has_body else None
-            )
+            response = await forwarding
         except _UPSTREAM_ERRORS as exc:
             record.upstream_ms = (time.perf_counter() - t_up) * 1000
             if request_facts is None:
@@ -447,10 +460,21 @@ class _Exchange:
         self.t0 = t0
         self.operation = operation
         self.upstream_ms: float | None = None
+        self.request: dict[str, Any] | None = None
+
+    def prepare_request(self, body: _Body) -> None:
+        """The request as recorded (redacted), once its body is through."""
         # Which token was sent, as the tool's own evidence says it (never the token).
-        bearer = next((v for k, v in headers if k == b"authorization"), b"").decode("latin-1")
+        bearer = next((v for k, v in self.headers if k == b"authorization"), b"").decode("latin-1")
         scheme, _, token = bearer.partition(" ")
-        self.token_sha256 = token_fingerprint(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        token_sha256 = token_fingerprint(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        self.request = {
+            "method": self.method,
+            "url": redact_text(self.url),
+            "headers": redact_headers(self.headers),
+            "body": body_record(body.capture, ()),
+            **({"token_sha256": token_sha256} if token_sha256 else {}),
+        }
 
     def finish(
         self, facts: RequestFacts, verdicts: list[Verdict], body: _Body, response: dict[str, Any] | None,
@@ -458,6 +482,8 @@ class _Exchange:
         injection_id: int | None = None,
     ) -> None:
         state = self.state
+        if self.request is None:
+            self.prepare_request(body)
         exchange: dict[str, Any] = {
             "source": "gateway",
             "case_id": state.case_id,
@@ -467,13 +493,7 @@ class _Exchange:
             "started_at": _utc(self.at),
             "elapsed_ms": round((time.perf_counter() - self.t0) * 1000, 3),
             "upstream_ms": None if self.upstream_ms is None else round(self.upstream_ms, 3),
-            "request": {
-                "method": self.method,
-                "url": redact_text(self.url),
-                "headers": redact_headers(self.headers),
-                "body": body_record(body.capture, ()),
-                **({"token_sha256": self.token_sha256} if self.token_sha256 else {}),
-            },
+            "request": self.request,
             "response": response,
             "error": redact_text(error) if error else None,
             "answered_by": answered_by,
