@@ -286,7 +286,7 @@ class GatewayApp:
             try:
                 await asyncio.sleep(0)
                 verdicts = await self._check(request_facts)
-                record.prepare_request(body)
+                record.prepare(body, verdicts)
             except BaseException:
                 forwarding.cancel()
                 raise
@@ -461,9 +461,13 @@ class _Exchange:
         self.operation = operation
         self.upstream_ms: float | None = None
         self.request: dict[str, Any] | None = None
+        self.contract: tuple[list[Verdict], list[dict[str, Any]]] | None = None
 
-    def prepare_request(self, body: _Body) -> None:
-        """The request as recorded (redacted), once its body is through."""
+    def prepare(self, body: _Body, verdicts: list[Verdict] | None = None) -> None:
+        """What can be recorded before the answer is there (worked out while KFR is busy):
+        the request, redacted, once its body is through, and the verdicts as recorded."""
+        if verdicts is not None:
+            self.contract = (verdicts, [v.to_dict() for v in verdicts])
         # Which token was sent, as the tool's own evidence says it (never the token).
         bearer = next((v for k, v in self.headers if k == b"authorization"), b"").decode("latin-1")
         scheme, _, token = bearer.partition(" ")
@@ -483,7 +487,9 @@ class _Exchange:
     ) -> None:
         state = self.state
         if self.request is None:
-            self.prepare_request(body)
+            self.prepare(body)
+        contract = self.contract[1] if self.contract and self.contract[0] is verdicts else [
+            v.to_dict() for v in verdicts]
         exchange: dict[str, Any] = {
             "source": "gateway",
             "case_id": state.case_id,
@@ -499,7 +505,7 @@ class _Exchange:
             "answered_by": answered_by,
             "injected": injected,
             "token_claims": dict(self.claims) if self.claims is not None else None,
-            "contract": [v.to_dict() for v in verdicts],
+            "contract": contract,
         }
         state.recorder.record(exchange)
         state.tracker.observe(facts, exchange, injection_id)
