@@ -472,6 +472,7 @@ class _Exchange:
         bearer = next((v for k, v in self.headers if k == b"authorization"), b"").decode("latin-1")
         scheme, _, token = bearer.partition(" ")
         token_sha256 = token_fingerprint(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        self.started_at = _utc(self.at)
         self.request = {
             "method": self.method,
             "url": redact_text(self.url),
@@ -496,7 +497,7 @@ class _Exchange:
             "seq": 0,
             "operation": self.operation,
             "correlation_id": facts.correlation_id,
-            "started_at": _utc(self.at),
+            "started_at": self.started_at,
             "elapsed_ms": round((time.perf_counter() - self.t0) * 1000, 3),
             "upstream_ms": None if self.upstream_ms is None else round(self.upstream_ms, 3),
             "request": self.request,
