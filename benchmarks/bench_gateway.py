@@ -268,14 +268,16 @@ handing each exchange to a thread cost a GIL round trip per request). The upstre
 first httpx's connection pool used directly (`httpcore`, without httpx's models: about a
 fifth less; `sniffio` installed, its own network layer on asyncio streams: 7–11 % less; at
 most 8 connections, since its bookkeeping per request grows with the square of their
-number), and even so over half of the gateway's CPU went to httpcore and h11. aiohttp's
-client (llhttp parser, its own keep-alive pool) replaced it: A/B against that, five runs
-each at load averages 1.5–4, CPU per request 1.64–1.95 → 0.96–1.10 ms, added median
-1.34–1.47 → 1.01–1.24 ms, unpaced 311–583 → 544–798 requests/s. Last, the request is sent
-first and its contract rules and redacted evidence worked out while KFR answers (the
-gateway's own time per request, outside KFR's, 0.49 → 0.18 ms, from the journal's
-`elapsed_ms − upstream_ms`). What is left on a request's path is mostly the frameworks:
-uvicorn receiving and answering, aiohttp sending and parsing (about a quarter of the
+number), and even so over half of the gateway's CPU went to httpcore and h11 — alone, its
+round trip to the sandbox took 1.4–1.8 ms where `http.client` and aiohttp took 0.9–1.0 ms.
+aiohttp's client (llhttp parser, its own keep-alive pool) replaced it, and the request is
+now sent first, its contract rules and redacted evidence worked out while KFR answers (the
+gateway's own time per request outside KFR's, `elapsed_ms − upstream_ms` in the journal,
+0.49 → 0.18 ms). A/B against the httpcore gateway, alternating, five runs each at 1-minute
+load averages 1.4–4: added median 1.34–2.03 ms (median 1.61) → 0.84–1.24 ms (median 1.05),
+CPU per request 1.78–1.95 → 1.02–1.24 ms, sustained 349–458 → 499–500 requests/s, unpaced
+311–547 → 544–909 requests/s. What is left on a request's path is mostly the frameworks:
+uvicorn receiving and answering, aiohttp sending and parsing (a quarter to a third of the
 gateway's CPU), the event loop, and the answer's redaction and recording, which stay before
 it is passed on so the exchange is there when the core system has its answer.
 """
