@@ -131,5 +131,6 @@ def test_a_request_kfr_hung_up_on_is_not_sent_again_by_the_gateway(
     assert first.status_code == 200
     assert second.status_code == 502 and "fikk ikke svar fra KFR" in second.json()["message"]
     assert len(upstream_answering.heads) == 2 and upstream_answering.connections == 1
+    assert "content-length" not in upstream_answering.header_names(0)   # none came, none added
     assert [e["answered_by"] for e in exchanges] == ["upstream", "gateway"]
     assert exchanges[1]["error"].startswith("RemoteProtocolError")

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterable, Sequence
+from typing import Any
 
 import aiohttp
 import yarl
+from aiohttp import hdrs
 
 __all__ = ["UPSTREAM_ERRORS", "UpstreamClient", "describe_error"]
 
@@ -58,6 +60,17 @@ def describe_error(exc: BaseException) -> str:
 Content = bytes | AsyncIterable[bytes] | None
 
 
+class _AsSentRequest(aiohttp.ClientRequest):
+    """aiohttp adds ``Content-Length: 0`` to a request without a body (a DELETE, say); a
+    proxy passes on the framing that came — none — and records what it sent."""
+
+    def update_body_from_data(self, body: Any, *args: Any, **kwargs: Any) -> None:
+        added = body is None and hdrs.CONTENT_LENGTH not in self.headers
+        super().update_body_from_data(body, *args, **kwargs)
+        if added:
+            self.headers.popall(hdrs.CONTENT_LENGTH, None)
+
+
 class UpstreamClient:
     """One keep-alive pool of at most ``connections`` connections to KFR. Open it on the
     event loop that will use it (the gateway's lifespan start-up)."""
@@ -84,7 +97,7 @@ class UpstreamClient:
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
             trust_env=False, skip_auto_headers=_NO_AUTO_HEADERS, timeout=self._timeout,
-            requote_redirect_url=False,
+            requote_redirect_url=False, request_class=_AsSentRequest,
         )
         # aiohttp resends an idempotent request once when a reused connection turns out to
         # be closed; KFR must see exactly the requests the core system sent. There is no
