@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
@@ -113,8 +114,8 @@ class GatewayState:
     upstream: UpstreamClient | None = None
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.settings.upstream_url)   # parsed once, not per request
-        self.upstream_netloc: bytes = parts.netloc.encode("idna")
+        # Parsed once, not per request; the Host header as httpx (a run's client) writes it.
+        self.upstream_netloc: bytes = httpx.URL(self.settings.upstream_url).netloc
         self.upstream_base: str = self.settings.upstream_url.rstrip("/")
 
     def open_upstream(self) -> UpstreamClient:
@@ -129,9 +130,6 @@ class GatewayState:
             )
         self.upstream.open()
         return self.upstream
-
-
-_UPSTREAM_ERRORS = UPSTREAM_ERRORS
 
 
 @dataclass
@@ -292,7 +290,7 @@ class GatewayApp:
                 raise
         try:
             response = await forwarding
-        except _UPSTREAM_ERRORS as exc:
+        except UPSTREAM_ERRORS as exc:
             record.upstream_ms = (time.perf_counter() - t_up) * 1000
             if request_facts is None:
                 request_facts = facts()
@@ -335,7 +333,7 @@ class GatewayApp:
         if length.isdigit() and int(length) <= _SMALL_ANSWER:
             try:
                 content = await response.read()
-            except _UPSTREAM_ERRORS as exc:   # KFR broke off its answer: the core system gets a 502
+            except UPSTREAM_ERRORS as exc:   # KFR broke off its answer: the core system gets a 502
                 response.close()
                 await self._answer_unreachable(send, record, exc, facts, verdicts, body)
                 return
@@ -353,7 +351,7 @@ class GatewayApp:
                 capture.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except _UPSTREAM_ERRORS as exc:
+        except UPSTREAM_ERRORS as exc:
             error = describe_error(exc)
         finally:
             if error is None:
