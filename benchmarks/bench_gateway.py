@@ -273,10 +273,10 @@ round trip to the sandbox took 1.4–1.8 ms where `http.client` and aiohttp took
 aiohttp's client (llhttp parser, its own keep-alive pool) replaced it, and the request is
 now sent first, its contract rules and redacted evidence worked out while KFR answers (the
 gateway's own time per request outside KFR's, `elapsed_ms − upstream_ms` in the journal,
-0.49 → 0.18 ms). A/B against the httpcore gateway, alternating, five runs each at 1-minute
-load averages 1.4–4: added median 1.34–2.03 ms (median 1.61) → 0.84–1.24 ms (median 1.05),
-CPU per request 1.78–1.95 → 1.02–1.24 ms, sustained 349–458 → 499–500 requests/s, unpaced
-311–547 → 544–909 requests/s. What is left on a request's path is mostly the frameworks:
+0.49 → 0.18 ms). A/B against the httpcore gateway, alternating, 6–7 runs each at 1-minute
+load averages 0.7–4: added median 1.34–2.03 ms (median of runs 1.54) → 0.84–1.24 ms (1.05),
+so ≤ 1 ms in 3 of 7 runs; CPU per request 1.70–1.95 → 1.02–1.24 ms; sustained 258–500 →
+458–500 requests/s (500 in all but the busiest run); unpaced 311–577 → 544–909 requests/s. What is left on a request's path is mostly the frameworks:
 uvicorn receiving and answering, aiohttp sending and parsing (a quarter to a third of the
 gateway's CPU), the event loop, and the answer's redaction and recording, which stay before
 it is passed on so the exchange is there when the core system has its answer.
