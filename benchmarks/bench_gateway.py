@@ -260,20 +260,26 @@ server CPU-second, about 0.2 ms more per request. Every request was recorded wha
 load: the journal never lagged behind.
 
 What made it faster (each measured with this script or an A/B of two gateways side by side,
-CPU per proxied request in the gateway process): `sniffio` installed (without it httpcore
-retries a failing import on every async request); uvicorn's `httptools` parser; the `uvloop`
-event loop (about a third less; plain asyncio on Windows); forwarding through httpx's
-connection pool (`httpcore`) without httpx's request/response models (about a fifth less);
-httpcore's network layer on plain asyncio streams instead of anyio, answering "is this idle
-connection readable?" from the stream rather than with a poll() per idle connection
-(7–11 % less); at most 8 connections to KFR, since httpcore's pool bookkeeping on every
-request grows with the square of their number (sustained 361 → 465 requests/s);
-`redact_text` skipping its five patterns for values that cannot match any; and the journal
-written by a thread that wakes every 5 ms and group-commits encoded lines (an fsync per
-exchange costs ~2.6 ms on this disk; handing each exchange to a thread cost a GIL round trip
-per request). What is left is mostly httpcore and h11 (the upstream HTTP/1.1 client, about
-a third), the event loop and uvicorn, and the contract rules, redaction and recording
-(about a sixth).
+CPU per proxied request in the gateway process): uvicorn's `httptools` parser; the `uvloop`
+event loop (about a third less; plain asyncio on Windows); `redact_text` skipping its five
+patterns for values that cannot match any; the journal written by a thread that wakes every
+5 ms and group-commits encoded lines (an fsync per exchange costs ~2.6 ms on this disk;
+handing each exchange to a thread cost a GIL round trip per request). The upstream leg was
+first httpx's connection pool used directly (`httpcore`, without httpx's models: about a
+fifth less; `sniffio` installed, its own network layer on asyncio streams: 7–11 % less; at
+most 8 connections, since its bookkeeping per request grows with the square of their
+number), and even so over half of the gateway's CPU went to httpcore and h11 — alone, its
+round trip to the sandbox took 1.4–1.8 ms where `http.client` and aiohttp took 0.9–1.0 ms.
+aiohttp's client (llhttp parser, its own keep-alive pool) replaced it, and the request is
+now sent first, its contract rules and redacted evidence worked out while KFR answers (the
+gateway's own time per request outside KFR's, `elapsed_ms − upstream_ms` in the journal,
+0.49 → 0.18 ms). A/B against the httpcore gateway, alternating, 6–7 runs each at 1-minute
+load averages 0.7–4: added median 1.34–2.03 ms (median of runs 1.54) → 0.84–1.24 ms (1.05),
+so ≤ 1 ms in 3 of 7 runs; CPU per request 1.70–1.95 → 1.02–1.24 ms; sustained 258–500 →
+458–500 requests/s (500 in all but the busiest run); unpaced 311–577 → 544–909 requests/s. What is left on a request's path is mostly the frameworks:
+uvicorn receiving and answering, aiohttp sending and parsing (a quarter to a third of the
+gateway's CPU), the event loop, and the answer's redaction and recording, which stay before
+it is passed on so the exchange is there when the core system has its answer.
 """
     print(text)
     if not args.no_write:

@@ -1,12 +1,9 @@
 """The gateway as one ASGI app: forward, check, record — and the loopback control API.
 
-Forwarding goes to httpx's own connection pool (``httpcore.AsyncConnectionPool``, what
-``httpx.AsyncHTTPTransport`` wraps), not through an ``httpx.AsyncClient``: a client keeps
-cookies and follows its own defaults, while a proxy must pass each request on as it came
-(only ``Host`` and hop-by-hop headers change) and each answer back as it came, bodies
-streamed both ways and never decoded. Skipping httpx's request and response models (URL
-parsing and validation, header normalisation) saves about a fifth of the gateway's CPU per
-request (``benchmarks/bench_gateway.py``, docs/performance.md).
+Forwarding goes through aiohttp's client (:class:`conformance.gateway.network.UpstreamClient`),
+set up as a proxy needs it: each request passed on as it came (only ``Host`` and hop-by-hop
+headers change) and each answer back as it came, bodies streamed both ways and never
+decoded, no cookies, redirects or retries of its own.
 
 For every request: the contract rules run (:class:`conformance.contract.ContractSession`),
 an injection may answer instead of KFR (:mod:`conformance.gateway.injections`), and the
@@ -29,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,7 +50,7 @@ from conformance.evidence import (
     token_fingerprint,
 )
 from conformance.gateway.injections import Injection, InjectionTracker, injected_response
-from conformance.gateway.network import AsyncioBackend
+from conformance.gateway.network import UPSTREAM_ERRORS, UpstreamClient, describe_error
 from conformance.gateway.recorder import GatewayRecorder
 from conformance.gateway.settings import KFR_PREFIX, GatewaySettings
 from conformance.sandbox.settings import is_loopback_host
@@ -114,49 +111,25 @@ class GatewayState:
     tracker: InjectionTracker
     case_id: str | None = None
     tls: ssl.SSLContext | None = None
-    pool: httpcore.AsyncConnectionPool | None = None
+    upstream: UpstreamClient | None = None
 
     def __post_init__(self) -> None:
-        url = httpx.URL(self.settings.upstream_url)   # parsed once, not per request
-        self.upstream_scheme: bytes = url.raw_scheme
-        self.upstream_host: bytes = url.raw_host
-        self.upstream_port: int | None = url.port
-        self.upstream_netloc: bytes = url.netloc
-        self.upstream_path: bytes = url.raw_path.rstrip(b"/")
-        self.timeouts = httpx.Timeout(self.settings.upstream_timeout_s, connect=10.0).as_dict()
+        # Parsed once, not per request; the Host header as httpx (a run's client) writes it.
+        self.upstream_netloc: bytes = httpx.URL(self.settings.upstream_url).netloc
+        self.upstream_base: str = self.settings.upstream_url.rstrip("/")
 
-    def open_pool(self) -> httpcore.AsyncConnectionPool:
-        """Created on the gateway's own event loop, where its connections live."""
-        if self.pool is None:
-            proxy = upstream_proxy(self.settings.upstream_url)
-            self.pool = httpcore.AsyncConnectionPool(
-                ssl_context=self.tls or upstream_tls(self.settings),
-                proxy=httpcore.Proxy(proxy) if proxy else None,
-                # Few connections: the pool's bookkeeping on every request grows with the
-                # square of their number, and one bank's core system needs no more.
-                max_connections=UPSTREAM_CONNECTIONS,
-                max_keepalive_connections=UPSTREAM_CONNECTIONS,
-                retries=0,   # the core system's retries are what is under test
-                network_backend=AsyncioBackend(),
+    def open_upstream(self) -> UpstreamClient:
+        """Opened on the gateway's own event loop, where its connections live."""
+        if self.upstream is None:
+            self.upstream = UpstreamClient(
+                self.upstream_base, tls=self.tls or upstream_tls(self.settings),
+                proxy=upstream_proxy(self.settings.upstream_url),
+                timeout_s=self.settings.upstream_timeout_s,
+                # One bank's core system needs no more; more requests wait for a free one.
+                connections=UPSTREAM_CONNECTIONS,
             )
-        return self.pool
-
-    def upstream_request(
-        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], content: Any
-    ) -> httpcore.Request:
-        url = httpcore.URL(
-            scheme=self.upstream_scheme, host=self.upstream_host, port=self.upstream_port,
-            target=self.upstream_path + target,
-        )
-        return httpcore.Request(method.encode("ascii"), url, headers=headers, content=content,
-                                extensions={"timeout": self.timeouts})
-
-
-# What can go wrong on the way to KFR and back (httpcore has no common base for them).
-_UPSTREAM_ERRORS = (
-    httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError,
-    httpcore.ProxyError, httpcore.UnsupportedProtocol, ssl.SSLError, ConnectionAbortedError, OSError,
-)
+        self.upstream.open()
+        return self.upstream
 
 
 @dataclass
@@ -238,11 +211,11 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.state.open_pool()
+                self.state.open_upstream()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.state.pool is not None:
-                    await self.state.pool.aclose()
+                if self.state.upstream is not None:
+                    await self.state.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -258,7 +231,7 @@ class GatewayApp:
         raw_path: bytes = scope.get("raw_path") or path.encode("utf-8")
         target = raw_path[len(KFR_PREFIX):] if raw_path.startswith(KFR_PREFIX.encode() + b"/") else raw_path
         target += b"?" + query if query else b""
-        url = state.settings.upstream_url + target.decode("latin-1")
+        url = state.upstream_base + target.decode("latin-1")
         headers, seen, has_body = _request_headers(scope["headers"])
         forwarded_headers = [(b"host", state.upstream_netloc), *headers]
         operation = operation_for(method, relative)
@@ -290,23 +263,34 @@ class GatewayApp:
         verdicts: list[Verdict] = []
         if body.complete:
             request_facts = facts()
-            verdicts = await self._check(request_facts)
             strike = state.tracker.strike(request_facts)
             if strike is not None:
+                verdicts = await self._check(request_facts)
                 await self._answer_injected(send, record, strike, request_facts, verdicts, body)
                 return
 
-        # httpcore sends the framing headers it is given: a body read whole gets its length,
+        # aiohttp frames the body: one read whole gets its length (unless it came with one),
         # one still streaming in without a length goes on chunked, as it came.
-        if has_body and "content-length" not in seen:
-            framing = (b"content-length", str(len(content)).encode()) if isinstance(content, bytes) \
-                else (b"transfer-encoding", b"chunked")
-            forwarded_headers.append(framing)
-        request = state.upstream_request(method, target, forwarded_headers, content)
+        upstream_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in forwarded_headers]
         t_up = time.perf_counter()
+        forwarding = asyncio.ensure_future(state.open_upstream().send(
+            method, target.decode("latin-1"), upstream_headers, content if has_body else None
+        ))
+        if request_facts is not None:
+            # The request goes out first; the contract rules and the request's evidence are
+            # worked out while KFR is busy with it, so they add nothing to the core system's
+            # wait. The verdicts never held a request back; they are in place before the
+            # answer is observed. One turn of the loop lets the send write the request.
+            try:
+                await asyncio.sleep(0)
+                verdicts = await self._check(request_facts)
+                record.prepare(body, verdicts)
+            except BaseException:
+                forwarding.cancel()
+                raise
         try:
-            response = await state.open_pool().handle_async_request(request)
-        except _UPSTREAM_ERRORS as exc:
+            response = await forwarding
+        except UPSTREAM_ERRORS as exc:
             record.upstream_ms = (time.perf_counter() - t_up) * 1000
             if request_facts is None:
                 request_facts = facts()
@@ -322,14 +306,14 @@ class GatewayApp:
         await self._pass_answer(send, record, response, request_facts, verdicts, body)
 
     async def _pass_answer(
-        self, send: Send, record: _Exchange, response: httpcore.Response, facts: RequestFacts,
+        self, send: Send, record: _Exchange, response: aiohttp.ClientResponse, facts: RequestFacts,
         verdicts: list[Verdict], body: _Body,
     ) -> None:
         """KFR's answer to the core system, unchanged. Answers up to 64 KiB (all of KFR's)
         are read whole, recorded, then passed on — so the exchange is in the record before
         the core system has its answer; larger ones stream through and are recorded after."""
         status = response.status
-        out_headers = [(k.lower(), v) for k, v in response.headers if k.lower() not in _HOP_BY_HOP]
+        out_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
         named = {k.decode("latin-1"): v.decode("latin-1") for k, v in out_headers}
 
         def remember(capture: BodyCapture, error: str | None) -> None:
@@ -339,7 +323,7 @@ class GatewayApp:
             ))
             record.finish(
                 facts, verdicts, body,
-                {"status": status, "headers": redact_headers(response.headers),
+                {"status": status, "headers": redact_headers(response.raw_headers),
                  "body": body_record(capture, (), named.get("content-encoding", ""))},
                 error=error, answered_by="upstream",
             )
@@ -348,12 +332,12 @@ class GatewayApp:
         length = named.get("content-length", "")
         if length.isdigit() and int(length) <= _SMALL_ANSWER:
             try:
-                content = b"".join([chunk async for chunk in response.aiter_stream()])
-            except _UPSTREAM_ERRORS as exc:   # KFR broke off its answer: the core system gets a 502
+                content = await response.read()
+            except UPSTREAM_ERRORS as exc:   # KFR broke off its answer: the core system gets a 502
+                response.close()
                 await self._answer_unreachable(send, record, exc, facts, verdicts, body)
                 return
-            finally:
-                await response.aclose()
+            response.release()
             capture.feed(content)
             remember(capture, None)
             with contextlib.suppress(OSError):
@@ -363,14 +347,17 @@ class GatewayApp:
         error = None
         try:
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
-            async for chunk in response.aiter_stream():
+            async for chunk in response.content.iter_any():
                 capture.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except _UPSTREAM_ERRORS as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        except UPSTREAM_ERRORS as exc:
+            error = describe_error(exc)
         finally:
-            await response.aclose()
+            if error is None:
+                response.release()
+            else:
+                response.close()   # broken off: the connection is not reused
         remember(capture, error)
 
     async def _check(self, facts: RequestFacts) -> list[Verdict]:
@@ -405,14 +392,14 @@ class GatewayApp:
     ) -> None:
         """KFR could not be reached (or broke off): a 502 from the gateway, recorded with
         the error. When the core system itself went away mid-request, nobody is answered."""
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = describe_error(exc)
         if body.disconnected:
             self.state.session.observe_response(facts, ResponseFacts(status=None, at=time.time()))
             record.finish(facts, verdicts, body, None, error=reason, answered_by="gateway")
             return
         content = json.dumps({
             "error": "gateway",
-            "message": f"Opptaksgatewayen fikk ikke svar fra KFR ({self.state.settings.upstream_url}): {type(exc).__name__}",
+            "message": f"Opptaksgatewayen fikk ikke svar fra KFR ({self.state.settings.upstream_url}): {reason.split(':', 1)[0]}",
         }, ensure_ascii=False).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
         self.state.session.observe_response(facts, ResponseFacts(status=502, at=time.time()))
@@ -471,10 +458,26 @@ class _Exchange:
         self.t0 = t0
         self.operation = operation
         self.upstream_ms: float | None = None
+        self.request: dict[str, Any] | None = None
+        self.contract: tuple[list[Verdict], list[dict[str, Any]]] | None = None
+
+    def prepare(self, body: _Body, verdicts: list[Verdict] | None = None) -> None:
+        """What can be recorded before the answer is there (worked out while KFR is busy):
+        the request, redacted, once its body is through, and the verdicts as recorded."""
+        if verdicts is not None:
+            self.contract = (verdicts, [v.to_dict() for v in verdicts])
         # Which token was sent, as the tool's own evidence says it (never the token).
-        bearer = next((v for k, v in headers if k == b"authorization"), b"").decode("latin-1")
+        bearer = next((v for k, v in self.headers if k == b"authorization"), b"").decode("latin-1")
         scheme, _, token = bearer.partition(" ")
-        self.token_sha256 = token_fingerprint(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        token_sha256 = token_fingerprint(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        self.started_at = _utc(self.at)
+        self.request = {
+            "method": self.method,
+            "url": redact_text(self.url),
+            "headers": redact_headers(self.headers),
+            "body": body_record(body.capture, ()),
+            **({"token_sha256": token_sha256} if token_sha256 else {}),
+        }
 
     def finish(
         self, facts: RequestFacts, verdicts: list[Verdict], body: _Body, response: dict[str, Any] | None,
@@ -482,28 +485,26 @@ class _Exchange:
         injection_id: int | None = None,
     ) -> None:
         state = self.state
+        if self.request is None:
+            self.prepare(body)
+        contract = self.contract[1] if self.contract and self.contract[0] is verdicts else [
+            v.to_dict() for v in verdicts]
         exchange: dict[str, Any] = {
             "source": "gateway",
             "case_id": state.case_id,
             "seq": 0,
             "operation": self.operation,
             "correlation_id": facts.correlation_id,
-            "started_at": _utc(self.at),
+            "started_at": self.started_at,
             "elapsed_ms": round((time.perf_counter() - self.t0) * 1000, 3),
             "upstream_ms": None if self.upstream_ms is None else round(self.upstream_ms, 3),
-            "request": {
-                "method": self.method,
-                "url": redact_text(self.url),
-                "headers": redact_headers(self.headers),
-                "body": body_record(body.capture, ()),
-                **({"token_sha256": self.token_sha256} if self.token_sha256 else {}),
-            },
+            "request": self.request,
             "response": response,
             "error": redact_text(error) if error else None,
             "answered_by": answered_by,
             "injected": injected,
             "token_claims": dict(self.claims) if self.claims is not None else None,
-            "contract": [v.to_dict() for v in verdicts],
+            "contract": contract,
         }
         state.recorder.record(exchange)
         state.tracker.observe(facts, exchange, injection_id)
