@@ -26,6 +26,7 @@ from conformance.gateway.injections import Injection, InjectionTracker
 from conformance.gateway.proxy import GatewayApp, GatewayState, upstream_tls
 from conformance.gateway.recorder import GatewayRecorder
 from conformance.gateway.settings import KFR_PREFIX, GatewaySettings
+from conformance.listening import listening_socket, url_host
 
 __all__ = ["ROBUSTNESS_FILE", "RunningGateway", "start_gateway"]
 
@@ -34,26 +35,13 @@ START_TIMEOUT_S = 15.0
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
-    # without it every answer waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(1024)
+        return listening_socket(host, port, 1024)
     except OSError as exc:
-        sock.close()
         raise UsageError(
             f"Gatewayen kan ikke lytte på {host}:{port}: {exc.strerror or exc}.",
             hint="Velg en annen port med --listen, eller port 0 for en ledig port.",
         ) from exc
-    sock.setblocking(False)
-    return sock
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _event_loop() -> str:
@@ -93,7 +81,7 @@ class RunningGateway:
         self.state = GatewayState(settings, session, self.recorder, self.tracker, tls=tls)
         self.port: int = self._socket.getsockname()[1]
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-        self.base_url = f"{settings.scheme}://{_url_host(host)}:{self.port}"
+        self.base_url = f"{settings.scheme}://{url_host(host)}:{self.port}"
         config = uvicorn.Config(
             GatewayApp(self.state),
             log_config=None,

@@ -18,6 +18,7 @@ from cryptography import x509
 
 from conformance.errors import SandboxError
 from conformance.ids import require_orgnr
+from conformance.listening import listening_socket, url_host
 from conformance.sandbox.app import create_app
 from conformance.sandbox.context import KFR_PREFIX, FaultState, SandboxContext
 from conformance.sandbox.credentials import AGENCY_SCOPE, BankCredentials, issue_credentials
@@ -34,30 +35,13 @@ START_TIMEOUT_S = 15.0
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP (not 0): asyncio only sets TCP_NODELAY on accepted sockets
-    # that say so, and without it every response waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(512)
+        return listening_socket(host, port, 512)
     except OSError as exc:
-        sock.close()
         raise SandboxError(
             f"Sandkassen kan ikke lytte på {host}:{port}: {exc.strerror or exc}.",
             hint="Velg en annen port med --port, eller 0 for en ledig port.",
         ) from exc
-    sock.setblocking(False)
-    return sock
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class RunningSandbox:
@@ -70,7 +54,7 @@ class RunningSandbox:
         signing_key = SigningKey(self.data_dir)
         self._socket = _bind(settings.host, settings.port)
         self.port: int = self._socket.getsockname()[1]
-        self.base_url = f"http://{_url_host(settings.host)}:{self.port}"
+        self.base_url = f"http://{url_host(settings.host)}:{self.port}"
         self.ca.urls = PkiUrls.for_base(self.base_url)  # certificates issued now name it
         try:
             self.store = open_store(self.data_dir, in_memory=settings.in_memory)
